@@ -1,0 +1,171 @@
+"""GET: whole representations and RFC 9110 range requests, streamed in bounded chunks.
+
+Complete resources behave like any static file: 200, 206 (one range, or
+``multipart/byteranges`` for several), 304, 416. Incomplete resources serve only committed
+bytes: a Range inside the committed extents → 206, a range touching a hole → 416, and no
+Range → 409. Holes are never served.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+from flask import Response
+from flask import request
+
+from ..errors import IncompleteResourceError
+from ..errors import RangeNotSatisfiableError
+from ..extents import covers
+from ..protocol.headers import parse_range
+from ..protocol.headers import resolve_ranges
+from ..protocol.headers import should_reject_ranges
+from ..protocol.multipart import MultipartEncoder
+from ..service import ResourceState
+from ..service import UploadService
+from . import conditions
+from .responses import representation_headers
+from .responses import state_headers
+
+_CHUNK = 1024 * 1024
+
+
+def serve_get(service: UploadService, state: ResourceState) -> Response:
+    if state.complete:
+        service.check_not_failed(state.record)
+        return _serve_complete(service, state)
+    return _serve_incomplete(service, state)
+
+
+def _serve_complete(service: UploadService, state: ResourceState) -> Response:
+    length = state.length or 0
+    headers = representation_headers(state)
+    if conditions.not_modified(state):
+        response = Response(status=304)
+        for name in ("ETag", "Last-Modified", "Accept-Ranges"):
+            if name in headers:
+                response.headers[name] = headers[name]
+        return response
+    range_header = request.headers.get("Range")
+    specs = parse_range(range_header) if range_header and conditions.range_applies(state) else None
+    if specs is None:
+        return _stream_response(service, state, 200, [(0, length)], headers, length)
+    ranges = resolve_ranges(specs, length)
+    if not ranges or should_reject_ranges(ranges):
+        raise RangeNotSatisfiableError(
+            "No requested range can be served.",
+            extra={"length": length},
+            headers={"Content-Range": f"bytes */{length}"},
+        )
+    return _partial_response(service, state, ranges, headers, length)
+
+
+def _serve_incomplete(service: UploadService, state: ResourceState) -> Response:
+    range_header = request.headers.get("Range")
+    specs = parse_range(range_header) if range_header else None
+    if specs is None:
+        raise IncompleteResourceError(
+            "The resource is incomplete; request committed bytes with a Range header.",
+            extra={"offset": state.offset},
+        )
+    size = state.length
+    if size is None:
+        # Without a length a suffix range ("the last N bytes") has no meaning.
+        specs = [spec for spec in specs if not spec.is_suffix]
+        size = service.settings.max_resource_size
+    ranges = resolve_ranges(specs, size)
+    unsatisfiable = not ranges or should_reject_ranges(ranges)
+    if not unsatisfiable:
+        low = min(start for start, _ in ranges)
+        high = max(stop for _, stop in ranges)
+        committed = service.extents_within(state.id, low, high)
+        unsatisfiable = not all(covers(committed, start, stop) for start, stop in ranges)
+    if unsatisfiable:
+        headers = {"Content-Range": f"bytes */{state.length}"} if state.length is not None else {}
+        raise RangeNotSatisfiableError(
+            "The range touches bytes that are not committed.",
+            extra={"offset": state.offset},
+            headers=headers,
+        )
+    headers = {"Content-Type": state.record.content_type or "application/octet-stream"}
+    headers.update(state_headers(state, service.settings))
+    return _partial_response(service, state, ranges, headers, state.length)
+
+
+def _partial_response(
+    service: UploadService,
+    state: ResourceState,
+    ranges: list[tuple[int, int]],
+    headers: dict[str, str],
+    length: int | None,
+) -> Response:
+    complete_length = "*" if length is None else str(length)
+    if len(ranges) == 1:
+        start, stop = ranges[0]
+        headers = dict(headers, **{"Content-Range": f"bytes {start}-{stop - 1}/{complete_length}"})
+        return _stream_response(service, state, 206, ranges, headers, stop - start)
+    return _multipart_response(service, state, ranges, headers, complete_length)
+
+
+def _stream_response(
+    service: UploadService,
+    state: ResourceState,
+    status: int,
+    ranges: list[tuple[int, int]],
+    headers: dict[str, str],
+    content_length: int,
+) -> Response:
+    response = Response(_read_ranges(service, state.id, [(None, r) for r in ranges]), status=status)
+    response.headers.update(headers)
+    response.headers["Content-Length"] = str(content_length)
+    return response
+
+
+def _multipart_response(
+    service: UploadService,
+    state: ResourceState,
+    ranges: list[tuple[int, int]],
+    headers: dict[str, str],
+    complete_length: str,
+) -> Response:
+    boundary = secrets.token_hex(16)
+    encoder = MultipartEncoder(boundary)
+    media_type = headers.get("Content-Type", "application/octet-stream")
+    pieces: list[tuple[bytes | None, tuple[int, int]]] = []
+    for start, stop in ranges:
+        head = encoder.part_head(
+            (
+                ("Content-Type", media_type),
+                ("Content-Range", f"bytes {start}-{stop - 1}/{complete_length}"),
+            )
+        )
+        pieces.append((head, (start, stop)))
+    closing = encoder.closing()
+    total = sum(len(head or b"") + stop - start for head, (start, stop) in pieces) + len(closing)
+    body = _read_ranges(service, state.id, pieces, trailer=closing)
+    response = Response(body, status=206)
+    response.headers.update({k: v for k, v in headers.items() if k != "Content-Type"})
+    response.headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
+    response.headers["Content-Length"] = str(total)
+    return response
+
+
+def _read_ranges(
+    service: UploadService,
+    resource_id: str,
+    pieces: list[tuple[bytes | None, tuple[int, int]]],
+    trailer: bytes = b"",
+) -> Iterator[bytes]:
+    with service.open_object(resource_id) as stored:
+        for head, (start, stop) in pieces:
+            if head:
+                yield head
+            position = start
+            while position < stop:
+                chunk = stored.read_at(position, min(_CHUNK, stop - position))
+                if not chunk:
+                    return  # the object is shorter than its extents say; never pad with zeros
+                yield chunk
+                position += len(chunk)
+        if trailer:
+            yield trailer

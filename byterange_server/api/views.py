@@ -1,0 +1,195 @@
+"""Thin views: parse the request, call the service, format the response."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import jsonify
+from flask import request
+from flask import url_for
+
+from ..errors import MalformedHeaderError
+from ..protocol.headers import PartHeader
+from ..protocol.headers import parse_content_disposition_filename
+from ..protocol.headers import parse_digest_field
+from ..protocol.headers import parse_int
+from ..protocol.headers import parse_prefer
+from ..protocol.headers import pick_digest
+from ..protocol.headers import transaction_preference
+from ..protocol.media import decoder_for
+from ..protocol.raw import RawDecoder
+from ..service import ResourceState
+from ..service import UploadService
+from ..service import WriteOptions
+from . import conditions
+from .reads import serve_get
+from .responses import ACCEPT_PATCH
+from .responses import representation_headers
+from .responses import state_headers
+from .streams import CountingReader
+
+bp = Blueprint("byterange", __name__)
+
+RESOURCE_METHODS = "OPTIONS, HEAD, GET, PATCH, PUT, DELETE"
+COLLECTION_METHODS = "OPTIONS, POST"
+#: Leftover body bytes read after an early error so the connection can be kept alive.
+_DRAIN_LIMIT = 1024 * 1024
+
+
+def service() -> UploadService:
+    return current_app.extensions["byterange"]  # type: ignore[no-any-return]
+
+
+def _state_response(state: ResourceState, status: int, extra: dict[str, str] | None = None) -> Response:
+    response = Response(status=status)
+    del response.headers["Content-Type"]  # no body, so no media type
+    response.headers.update(state_headers(state, service().settings))
+    for name, value in (extra or {}).items():
+        response.headers[name] = value
+    return response
+
+
+@bp.post("", strict_slashes=False)
+def allocate() -> Response:
+    """POST /files: allocate an empty resource. 201, 400, 413."""
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        raise MalformedHeaderError("A POST that allocates a resource has an empty body.")
+    length_header = request.headers.get("Upload-Length")
+    expected = request.headers.get("Repr-Digest")
+    disposition = request.headers.get("Content-Disposition")
+    state = service().allocate(
+        length=parse_int(length_header) if length_header is not None else None,
+        content_type=request.headers.get("Content-Type") or None,
+        filename=parse_content_disposition_filename(disposition) if disposition else None,
+        expected_digest=pick_digest(parse_digest_field(expected)) if expected else None,
+    )
+    location = url_for("byterange.resource", resource_id=state.id, _external=True)
+    return _state_response(state, 201, {"Location": location})
+
+
+@bp.route("", methods=["OPTIONS"], strict_slashes=False)
+def collection_options() -> Response:
+    return _options_response(COLLECTION_METHODS)
+
+
+@bp.route("/<resource_id>", methods=["OPTIONS"])
+def resource_options(resource_id: str) -> Response:
+    return _options_response(RESOURCE_METHODS)
+
+
+def _options_response(allow: str) -> Response:
+    settings = service().settings
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    response.headers["Allow"] = allow
+    response.headers["Accept-Patch"] = ACCEPT_PATCH
+    response.headers["Accept-Ranges"] = "bytes"
+    response.headers["Byterange-Limits"] = (
+        f"max-size={settings.max_resource_size}, max-parts={settings.max_parts}, "
+        f"max-part-header-bytes={settings.max_part_header_bytes}"
+    )
+    return response
+
+
+def head(resource_id: str) -> Response:
+    """HEAD: the committed state. ``Content-Length`` is the committed prefix (byte-range draft)."""
+    state = service().state(resource_id)
+    not_modified = conditions.not_modified(state)
+    response = _state_response(state, 304 if not_modified else 200)
+    if state.complete:
+        response.headers.update(representation_headers(state))
+    if not not_modified:
+        response.headers["Content-Length"] = str(state.offset)
+    return response
+
+
+@bp.get("/<resource_id>", endpoint="resource")
+def get(resource_id: str) -> Response:
+    """GET (and HEAD, which Flask routes here): ranges as RFC 9110 says; holes never served."""
+    if request.method == "HEAD":
+        return head(resource_id)
+    return serve_get(service(), service().state(resource_id))
+
+
+@bp.get("/<resource_id>/committed-ranges")
+def committed_ranges(resource_id: str) -> Response:
+    """The whole committed-range list as JSON, paginated: ``?after=<offset>&limit=<n>``."""
+    after = parse_int(request.args.get("after", "0"))
+    limit = min(parse_int(request.args.get("limit", "1000")), 10_000) or 1
+    page, more = service().committed_page(resource_id, after=after, limit=limit)
+    body = {"ranges": [[extent.start, extent.stop - 1] for extent in page], "next": None}
+    response = jsonify(body)
+    if more:
+        next_url = url_for(
+            "byterange.committed_ranges", resource_id=resource_id, after=page[-1].stop, limit=limit
+        )
+        body["next"] = next_url
+        response = jsonify(body)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.patch("/<resource_id>")
+def patch(resource_id: str) -> Response:
+    """PATCH with one of the byte-range media types. 204, 400, 404, 409, 410, 412, 415, 422."""
+    settings = service().settings
+    decoder = decoder_for(
+        request.headers.get("Content-Type"),
+        max_header_bytes=settings.max_part_header_bytes,
+        max_parts=settings.max_parts,
+    )
+    return _write(resource_id, decoder)
+
+
+@bp.put("/<resource_id>")
+def put(resource_id: str) -> Response:
+    """Partial PUT (``Content-Range``), or a whole representation when it has none."""
+    content_range = request.headers.get("Content-Range")
+    content_length = request.content_length
+    if content_range is None:
+        if content_length is None:
+            raise MalformedHeaderError("A PUT without Content-Range needs a Content-Length.")
+        content_range = f"bytes 0-{content_length - 1}/{content_length}" if content_length else "bytes */0"
+    header = PartHeader.from_request_headers(content_range, content_length)
+    return _write(resource_id, RawDecoder(header.fields))
+
+
+def _write(resource_id: str, decoder: object) -> Response:
+    svc = service()
+    conditions.check_write_preconditions(svc, resource_id)
+    options = _write_options()
+    reader = CountingReader(
+        request.stream,
+        content_length=request.content_length,
+        chunk_size=svc.settings.chunk_size,
+        digest_algorithm=options.content_digest[0] if options.content_digest else None,
+    )
+    try:
+        outcome = svc.write(resource_id, decoder, reader, options)  # type: ignore[arg-type]
+    finally:
+        reader.drain(_DRAIN_LIMIT)
+    return _state_response(
+        outcome.state, 204, {"Preference-Applied": f"transaction={outcome.transaction}"}
+    )
+
+
+def _write_options() -> WriteOptions:
+    prefer = parse_prefer(request.headers.getlist("Prefer"))
+    digest_header = request.headers.get("Content-Digest")
+    content_digest = pick_digest(parse_digest_field(digest_header)) if digest_header else None
+    return WriteOptions(transaction=transaction_preference(prefer), content_digest=content_digest)
+
+
+@bp.delete("/<resource_id>")
+def delete(resource_id: str) -> Response:
+    """DELETE: rows and bytes are removed; live writes to it end at their next lease check."""
+    svc = service()
+    if request.headers.get("If-Match") is not None:
+        conditions.check_write_preconditions(svc, resource_id)
+    svc.delete(resource_id)
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+

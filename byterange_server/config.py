@@ -1,0 +1,149 @@
+"""Settings, read from ``BYTERANGE_*`` environment variables with embedded defaults.
+
+With no configuration at all the server keeps everything under ``./byterange-data``: an SQLite
+database in WAL mode and one sparse file per resource. ``BYTERANGE_DATABASE_URL`` switches the
+metadata to PostgreSQL (``postgresql+psycopg://user@host/db``).
+
+Nothing here is read at import time: :func:`Settings.from_env` is called by ``create_app``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "BYTERANGE_"
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"([0-9]+)\s*([a-zA-Z]*)")
+
+
+def parse_size(text: str | int) -> int:
+    """``"8MiB"`` → 8388608; plain integers are bytes.
+
+    :raises ValueError: for anything else.
+    """
+    if isinstance(text, int):
+        return text
+    match = _SIZE_RE.fullmatch(text.strip())
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (use e.g. 1048576, 8MiB, 10GB)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def _parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting; the environment variable is ``BYTERANGE_`` + the field name upper-cased."""
+
+    #: Directory for the embedded database and the local storage.
+    data_dir: Path = Path("byterange-data")
+    #: SQLAlchemy URL; empty means SQLite at ``<data_dir>/byterange.sqlite3``.
+    database_url: str = ""
+    #: ``local``, ``memory`` (tests only) or a dotted path to a StorageBackend class.
+    storage: str = "local"
+    #: Root of the local storage; empty means ``<data_dir>/objects``.
+    storage_dir: Path | None = None
+    #: fdatasync data before committing extents. Turning it off gives up durability.
+    fsync: bool = True
+    #: URL prefix the resources live under.
+    mount: str = "/files"
+    #: Largest resource (complete length or highest byte written), in bytes.
+    max_resource_size: int = 1024**4
+    #: Most parts in one multipart/byteranges or application/byteranges request.
+    max_parts: int = 10_000
+    #: Largest field block of one part.
+    max_part_header_bytes: int = 8192
+    #: Seconds an in-flight write reservation lives without renewal.
+    lease_seconds: float = 30.0
+    #: Seconds after which an incomplete resource expires.
+    expire_after: float = 24 * 3600.0
+    #: Size of the reads from the request body.
+    chunk_size: int = 1024 * 1024
+    #: Longest Committed-Ranges header before the list moves to a linked document.
+    committed_ranges_header_limit: int = 4096
+    #: Prefix of the ``type`` URI of problem documents.
+    problem_base_uri: str = "tag:byterange-server,2026:problem:"
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """Build settings from ``BYTERANGE_*`` variables, then apply ``overrides``.
+
+        :raises ValueError: when a variable cannot be parsed or is unknown.
+        """
+        environ = os.environ if environ is None else environ
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in environ.items():
+            if not key.startswith(ENV_PREFIX):
+                continue
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in fields:
+                continue  # other tools share the prefix (BYTERANGE_URL for the client, ...)
+            values[name] = raw
+        for key, value in (overrides or {}).items():
+            name = key.lower().removeprefix(ENV_PREFIX.lower())
+            if name not in fields:
+                raise ValueError(f"unknown setting {key!r}")
+            values[name] = value
+        return cls(**{name: _coerce(fields[name], value) for name, value in values.items()})
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'byterange.sqlite3').resolve()}"
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return self.storage_dir if self.storage_dir is not None else self.data_dir / "objects"
+
+
+def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
+    if field.name in {"max_resource_size", "chunk_size", "max_part_header_bytes"}:
+        return parse_size(value)
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if kind in {"int"}:
+        return int(value)
+    if kind in {"float"}:
+        return float(value)
+    if kind in {"bool"}:
+        return _parse_bool(value)
+    if kind in {"Path", "Path | None"}:
+        return Path(value) if value not in (None, "") else None
+    if field.name == "mount":
+        value = "/" + str(value).strip("/")
+    return value

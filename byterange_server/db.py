@@ -1,0 +1,112 @@
+"""Engine, declarative base and the two kinds of transaction the service uses.
+
+- :meth:`Database.read` — a plain transaction. On SQLite in WAL mode readers never wait for
+  writers; on PostgreSQL they read committed data without locks. HEAD and GET use only these.
+- :meth:`Database.write` — a short write transaction. On SQLite it starts with
+  ``BEGIN IMMEDIATE`` so two writers never deadlock upgrading a read lock; on PostgreSQL the
+  caller locks the resource row (``SELECT … FOR UPDATE``). No write transaction is ever held
+  while request bytes stream in: they reserve, then stream, then commit.
+
+SQLite runs with ``synchronous=FULL`` so a commit is on disk when it returns: the extent table is
+the record of what is durable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy import MetaData
+from sqlalchemy import create_engine
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase
+
+from .errors import ByterangeError
+
+# Every constraint has a name, so Alembic (SQLite batch mode included) can drop it.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class DatabaseUnavailableError(ByterangeError):
+    status = 503
+    code = "database-unavailable"
+    title = "Database unavailable"
+
+
+def create_db_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with the connection settings this project relies on."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event, not the driver, decide how a transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("byterange_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """Owns the engine of one app; see the module docstring for the transaction kinds."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.engine = create_db_engine(url, **engine_kwargs)
+        self.dialect = self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with _translate_errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        with _translate_errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(byterange_write=True)
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextlib.contextmanager
+def _translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        # No SQL or connection strings reach the client; the log has the cause.
+        raise DatabaseUnavailableError(headers={"Retry-After": "1"}) from exc

@@ -1,0 +1,206 @@
+"""The one exception tree of byterange-server.
+
+Every error a client can cause is a :class:`ByterangeError`. Lower layers (protocol, extents,
+storage, service) raise these and never build responses; ``api/problems.py`` renders each one as
+an RFC 9457 ``application/problem+json`` document in one place.
+
+::
+
+    ByterangeError                        .status .code .title .detail .extra .headers
+    ├── ProtocolError (400)               raised by protocol/: bad syntax or framing
+    │   ├── MalformedHeaderError (400)
+    │   ├── MalformedBodyError (400)
+    │   │   └── TruncatedBodyError (400)  body ended inside a part (an interruption)
+    │   ├── MissingRangeError (422)       a part with no Content-Range / Content-Offset
+    │   ├── UnsupportedRangeUnitError (422)
+    │   ├── OverlappingPartsError (422)
+    │   ├── UnsupportedMediaTypeError (415)
+    │   └── PreconditionFailedError (412)
+    ├── ResourceError                     state conflicts of one resource
+    │   ├── ResourceNotFoundError (404)
+    │   ├── ResourceGoneError (410)
+    │   ├── LengthConflictError (409)
+    │   ├── ContentMismatchError (409)    different bytes over committed bytes
+    │   ├── WriteInProgressError (409)    overlaps a live writer; has Retry-After
+    │   ├── RangeNotSatisfiableError (416)
+    │   ├── IncompleteResourceError (409) GET of an incomplete resource without Range
+    │   ├── DigestMismatchError (400)     Content-Digest of a request
+    │   ├── ReprDigestMismatchError (409) expected digest of the whole representation
+    │   ├── ResourceTooLargeError (413)
+    │   └── LimitExceededError (400)      a configured limit (parts, header block, ...)
+    └── StorageError (500)                wraps OSError; 503 when transient
+
+Each class has a stable kebab-case ``code``; the problem ``type`` URI is built from it, so a
+client may dispatch on it. ``extra`` carries the figures that explain the error (offsets,
+limits) and is merged into the problem document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ByterangeError(Exception):
+    """Base of every error this project raises on purpose.
+
+    :param detail: a sentence for humans about this occurrence.
+    :param extra: machine-readable figures added to the problem document.
+    :param headers: response headers that belong to this error (``Retry-After``, ...).
+    """
+
+    status: int = 500
+    code: str = "internal-error"
+    title: str = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+        if status is not None:
+            self.status = status
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.detail!r}, status={self.status})"
+
+
+# -- protocol (sans-IO) --------------------------------------------------------------------------
+
+
+class ProtocolError(ByterangeError):
+    status = 400
+    code = "malformed-request"
+    title = "Malformed request"
+
+
+class MalformedHeaderError(ProtocolError):
+    code = "malformed-header"
+    title = "Malformed header field"
+
+
+class MalformedBodyError(ProtocolError):
+    code = "malformed-body"
+    title = "Malformed patch document"
+
+
+class TruncatedBodyError(MalformedBodyError):
+    """The body ended before the framing said it would: treated as an interruption."""
+
+    code = "truncated-body"
+    title = "Patch document ended early"
+
+
+class MissingRangeError(ProtocolError):
+    status = 422
+    code = "missing-range"
+    title = "Part has no byte range"
+
+
+class UnsupportedRangeUnitError(ProtocolError):
+    status = 422
+    code = "unsupported-range-unit"
+    title = "Range unit is not bytes"
+
+
+class OverlappingPartsError(ProtocolError):
+    status = 422
+    code = "overlapping-parts"
+    title = "Parts of one request overlap"
+
+
+class UnsupportedMediaTypeError(ProtocolError):
+    status = 415
+    code = "unsupported-media-type"
+    title = "Unsupported patch media type"
+
+
+class PreconditionFailedError(ProtocolError):
+    status = 412
+    code = "precondition-failed"
+    title = "Precondition failed"
+
+
+# -- resource state ------------------------------------------------------------------------------
+
+
+class ResourceError(ByterangeError):
+    status = 409
+    code = "resource-conflict"
+    title = "Conflict with the state of the resource"
+
+
+class ResourceNotFoundError(ResourceError):
+    status = 404
+    code = "not-found"
+    title = "No such resource"
+
+
+class ResourceGoneError(ResourceError):
+    status = 410
+    code = "gone"
+    title = "Resource is gone"
+
+
+class LengthConflictError(ResourceError):
+    code = "length-conflict"
+    title = "Length conflicts with the resource"
+
+
+class ContentMismatchError(ResourceError):
+    code = "content-mismatch"
+    title = "Bytes differ from committed bytes"
+
+
+class WriteInProgressError(ResourceError):
+    code = "write-in-progress"
+    title = "Range is being written by another request"
+
+
+class RangeNotSatisfiableError(ResourceError):
+    status = 416
+    code = "range-not-satisfiable"
+    title = "Range not satisfiable"
+
+
+class IncompleteResourceError(ResourceError):
+    code = "incomplete-resource"
+    title = "Resource is not complete"
+
+
+class DigestMismatchError(ResourceError):
+    status = 400
+    code = "content-digest-mismatch"
+    title = "Content-Digest does not match the request content"
+
+
+class ReprDigestMismatchError(ResourceError):
+    code = "repr-digest-mismatch"
+    title = "Representation digest does not match"
+
+
+class ResourceTooLargeError(ResourceError):
+    status = 413
+    code = "too-large"
+    title = "Resource would exceed the maximum size"
+
+
+class LimitExceededError(ResourceError):
+    status = 400
+    code = "limit-exceeded"
+    title = "A configured limit was exceeded"
+
+
+# -- infrastructure ------------------------------------------------------------------------------
+
+
+class StorageError(ByterangeError):
+    status = 500
+    code = "storage-error"
+    title = "Storage failure"

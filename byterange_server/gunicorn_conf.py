@@ -1,0 +1,29 @@
+"""Gunicorn settings for uploads: threaded workers, long-body-friendly timeouts.
+
+Every value can be overridden on the command line or with ``GUNICORN_CMD_ARGS``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+bind = os.environ.get("BYTERANGE_BIND", "127.0.0.1:8080")
+# gthread: a slow upload occupies a thread, not a whole process, and the worker heartbeat keeps
+# running while a thread streams a large body (sync workers would be killed by `timeout`).
+worker_class = "gthread"
+workers = int(os.environ.get("BYTERANGE_WORKERS", max(2, multiprocessing.cpu_count())))
+threads = int(os.environ.get("BYTERANGE_THREADS", 8))
+# For gthread, `timeout` only checks that a worker process is alive, not request duration.
+timeout = 60
+graceful_timeout = 60
+keepalive = 75
+# Each worker builds its own app, engine and connection pool after fork.
+preload_app = False
+# Header blocks stay small; bodies are streamed by the app.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+accesslog = os.environ.get("BYTERANGE_ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("BYTERANGE_LOG_LEVEL", "info")

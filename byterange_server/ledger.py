@@ -1,0 +1,424 @@
+"""The extent ledger: every SQL statement about resources, extents and reservations.
+
+Theory of operation
+-------------------
+A write goes through three short transactions and never holds one while bytes stream:
+
+1. **reserve** — lock the resource row, refuse if a *live* reservation overlaps the range
+   (409 + ``Retry-After``), drop expired ones, insert ours with a lease, and read the committed
+   extents inside the range (the writer compares those bytes instead of writing them).
+2. **renew** — while streaming, push the lease forward; finding the reservation gone means the
+   resource was deleted or the lease was lost, and the writer stops.
+3. **commit** — after the storage ``sync()``: lock the resource row, check the reservations are
+   still ours, fix the length, merge the new extents (coalescing with neighbours), drop the
+   reservations.
+
+On PostgreSQL the row lock is ``SELECT … FOR UPDATE``; on SQLite the write transaction starts
+with ``BEGIN IMMEDIATE`` (see :mod:`byterange_server.db`), which serialises writers the same way.
+Readers (HEAD, GET) take no lock: extents are only ever added in one committed step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+import time
+from collections.abc import Iterable
+from collections.abc import Sequence
+
+from sqlalchemy import Connection
+from sqlalchemy import and_
+from sqlalchemy import delete
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
+
+from .errors import LengthConflictError
+from .errors import ResourceGoneError
+from .errors import ResourceNotFoundError
+from .errors import WriteInProgressError
+from .extents import Extent
+from .extents import normalize
+from .models import STATUS_COMPLETE
+from .models import STATUS_FAILED
+from .models import STATUS_INCOMPLETE
+from .models import extents
+from .models import reservations
+from .models import resources
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite returns naive datetimes; everything stored is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceRecord:
+    """One row of ``resources``, plus (when loaded with them) the first committed extents."""
+
+    id: str
+    length: int | None
+    status: str
+    content_type: str | None
+    filename: str | None
+    expected_digest_algorithm: str | None
+    expected_digest: bytes | None
+    sha256: bytes | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime | None
+    completed_at: dt.datetime | None
+
+    @property
+    def is_complete(self) -> bool:
+        return self.status != STATUS_INCOMPLETE
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status == STATUS_FAILED
+
+    def is_expired(self, now: dt.datetime) -> bool:
+        return (
+            self.status == STATUS_INCOMPLETE
+            and self.expires_at is not None
+            and self.expires_at <= now
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceSnapshot:
+    """A resource and up to ``limit`` of its committed extents, read in one query."""
+
+    resource: ResourceRecord
+    extents: list[Extent]
+    #: True when the resource has more extents than were read.
+    truncated: bool
+
+
+def _record(row: object) -> ResourceRecord:
+    mapping = row._mapping  # type: ignore[attr-defined]
+    return ResourceRecord(
+        id=mapping["id"],
+        length=mapping["length"],
+        status=mapping["status"],
+        content_type=mapping["content_type"],
+        filename=mapping["filename"],
+        expected_digest_algorithm=mapping["expected_digest_algorithm"],
+        expected_digest=mapping["expected_digest"],
+        sha256=mapping["sha256"],
+        created_at=_aware(mapping["created_at"]),  # type: ignore[arg-type]
+        updated_at=_aware(mapping["updated_at"]),  # type: ignore[arg-type]
+        expires_at=_aware(mapping["expires_at"]),
+        completed_at=_aware(mapping["completed_at"]),
+    )
+
+
+# -- allocation and lookup -----------------------------------------------------------------------
+
+
+def insert_resource(
+    conn: Connection,
+    resource_id: str,
+    *,
+    length: int | None,
+    content_type: str | None,
+    filename: str | None,
+    expected_digest: tuple[str, bytes] | None,
+    expires_at: dt.datetime | None,
+) -> None:
+    now = utcnow()
+    conn.execute(
+        insert(resources).values(
+            id=resource_id,
+            length=length,
+            status=STATUS_INCOMPLETE,
+            content_type=content_type,
+            filename=filename,
+            expected_digest_algorithm=expected_digest[0] if expected_digest else None,
+            expected_digest=expected_digest[1] if expected_digest else None,
+            created_at=now,
+            updated_at=now,
+            expires_at=expires_at,
+        )
+    )
+
+
+def load_resource(conn: Connection, resource_id: str, *, for_update: bool = False) -> ResourceRecord:
+    """:raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410) once expired."""
+    query = select(resources).where(resources.c.id == resource_id)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise ResourceNotFoundError(extra={"resource": resource_id})
+    record = _record(row)
+    if record.is_expired(utcnow()):
+        raise ResourceGoneError("The incomplete resource expired.")
+    return record
+
+
+def load_snapshot(conn: Connection, resource_id: str, *, limit: int) -> ResourceSnapshot:
+    """The resource row and its first ``limit`` extents in one indexed query.
+
+    The cost does not depend on how many writes the resource received: extents are coalesced
+    and the read is bounded by ``limit``.
+    """
+    query = (
+        select(resources, extents.c.start, extents.c.stop)
+        .select_from(resources.outerjoin(extents, extents.c.resource_id == resources.c.id))
+        .where(resources.c.id == resource_id)
+        .order_by(extents.c.start)
+        .limit(limit + 1)
+    )
+    rows = conn.execute(query).all()
+    if not rows:
+        raise ResourceNotFoundError(extra={"resource": resource_id})
+    record = _record(rows[0])
+    if record.is_expired(utcnow()):
+        raise ResourceGoneError("The incomplete resource expired.")
+    found = [Extent(row.start, row.stop) for row in rows if row.start is not None]
+    return ResourceSnapshot(record, found[:limit], truncated=len(found) > limit)
+
+
+def page_extents(
+    conn: Connection, resource_id: str, *, after: int, limit: int
+) -> tuple[list[Extent], bool]:
+    """Extents whose ``stop`` is past ``after``, in order; and whether more follow."""
+    rows = conn.execute(
+        select(extents.c.start, extents.c.stop)
+        .where(extents.c.resource_id == resource_id, extents.c.stop > after)
+        .order_by(extents.c.stop)
+        .limit(limit + 1)
+    ).all()
+    found = [Extent(row.start, row.stop) for row in rows]
+    return found[:limit], len(found) > limit
+
+
+def extents_within(conn: Connection, resource_id: str, start: int, stop: int) -> list[Extent]:
+    """Committed extents overlapping ``[start, stop)``, clipped to it."""
+    rows = conn.execute(
+        select(extents.c.start, extents.c.stop)
+        .where(
+            extents.c.resource_id == resource_id,
+            extents.c.stop > start,
+            extents.c.start < stop,
+        )
+        .order_by(extents.c.start)
+    ).all()
+    return [Extent(max(row.start, start), min(row.stop, stop)) for row in rows]
+
+
+def committed_stop(conn: Connection, resource_id: str) -> int:
+    """The end of the highest committed extent (0 if none)."""
+    row = conn.execute(
+        select(extents.c.stop)
+        .where(extents.c.resource_id == resource_id)
+        .order_by(extents.c.stop.desc())
+        .limit(1)
+    ).first()
+    return int(row.stop) if row else 0
+
+
+# -- reservations --------------------------------------------------------------------------------
+
+
+def reserve(
+    conn: Connection,
+    resource_id: str,
+    start: int,
+    stop: int,
+    *,
+    lease_seconds: float,
+) -> str:
+    """Insert a reservation for ``[start, stop)``; the caller holds the resource row lock.
+
+    :raises WriteInProgressError: (409, ``Retry-After``) if a live reservation overlaps.
+    """
+    now = now_ms()
+    overlapping = conn.execute(
+        select(reservations.c.id, reservations.c.lease_expires_ms).where(
+            reservations.c.resource_id == resource_id,
+            reservations.c.start < stop,
+            reservations.c.stop > start,
+        )
+    ).all()
+    expired = [row.id for row in overlapping if row.lease_expires_ms <= now]
+    live = [row for row in overlapping if row.lease_expires_ms > now]
+    if live:
+        wait_ms = min(row.lease_expires_ms for row in live) - now
+        # A live writer usually finishes well before its lease ends; 1 s is a sensible retry.
+        retry_after = max(1, min(int(lease_seconds), -(-wait_ms // 1000)))
+        raise WriteInProgressError(
+            "Another request is writing bytes in this range right now.",
+            extra={"first": start, "last": stop - 1},
+            headers={"Retry-After": str(retry_after)},
+        )
+    if expired:
+        conn.execute(delete(reservations).where(reservations.c.id.in_(expired)))
+    reservation_id = secrets.token_hex(16)
+    conn.execute(
+        insert(reservations).values(
+            id=reservation_id,
+            resource_id=resource_id,
+            start=start,
+            stop=stop,
+            lease_expires_ms=now + int(lease_seconds * 1000),
+        )
+    )
+    return reservation_id
+
+
+def renew(conn: Connection, reservation_ids: Sequence[str], *, lease_seconds: float) -> bool:
+    """Extend the leases; False if any of them no longer exists (deleted or taken over)."""
+    if not reservation_ids:
+        return True
+    result = conn.execute(
+        update(reservations)
+        .where(reservations.c.id.in_(list(reservation_ids)))
+        .values(lease_expires_ms=now_ms() + int(lease_seconds * 1000))
+    )
+    return result.rowcount == len(reservation_ids)
+
+
+def reservations_alive(conn: Connection, reservation_ids: Sequence[str]) -> bool:
+    if not reservation_ids:
+        return True
+    count = conn.execute(
+        select(reservations.c.id).where(reservations.c.id.in_(list(reservation_ids)))
+    ).all()
+    return len(count) == len(reservation_ids)
+
+
+def release(conn: Connection, reservation_ids: Iterable[str]) -> None:
+    ids = list(reservation_ids)
+    if ids:
+        conn.execute(delete(reservations).where(reservations.c.id.in_(ids)))
+
+
+# -- committing ----------------------------------------------------------------------------------
+
+
+def set_length(conn: Connection, record: ResourceRecord, length: int) -> ResourceRecord:
+    """Fix the complete length; it never changes once known.
+
+    :raises LengthConflictError: (409) for a different length, or one below committed bytes.
+    """
+    if record.length is not None:
+        if record.length != length:
+            raise LengthConflictError(
+                "The resource already has a different length.",
+                extra={"length": record.length, "requested-length": length},
+            )
+        return record
+    highest = committed_stop(conn, record.id)
+    if length < highest:
+        raise LengthConflictError(
+            "Bytes are already committed at or past the requested length.",
+            extra={"requested-length": length, "committed-stop": highest},
+        )
+    conn.execute(
+        update(resources)
+        .where(resources.c.id == record.id)
+        .values(length=length, updated_at=utcnow())
+    )
+    return dataclasses.replace(record, length=length)
+
+
+def add_extents(conn: Connection, resource_id: str, new: Iterable[Extent]) -> list[Extent]:
+    """Merge ``new`` into the table, coalescing with overlapping or touching extents.
+
+    Returns the merged extents that now contain the new ones. Only the neighbourhood of each
+    new extent is read and rewritten, so the cost does not grow with the resource's history.
+    """
+    merged_out: list[Extent] = []
+    for extent in normalize(new):
+        neighbours = conn.execute(
+            select(extents.c.start, extents.c.stop).where(
+                extents.c.resource_id == resource_id,
+                extents.c.stop >= extent.start,
+                extents.c.start <= extent.stop,
+            )
+        ).all()
+        start = min([extent.start, *(row.start for row in neighbours)])
+        stop = max([extent.stop, *(row.stop for row in neighbours)])
+        if neighbours:
+            conn.execute(
+                delete(extents).where(
+                    and_(
+                        extents.c.resource_id == resource_id,
+                        extents.c.start.in_([row.start for row in neighbours]),
+                    )
+                )
+            )
+        conn.execute(insert(extents).values(resource_id=resource_id, start=start, stop=stop))
+        merged_out.append(Extent(start, stop))
+    return normalize(merged_out)
+
+
+def is_covered(conn: Connection, resource_id: str, length: int) -> bool:
+    """True when one coalesced extent spans ``[0, length)`` (or the length is 0)."""
+    if length == 0:
+        return True
+    row = conn.execute(
+        select(extents.c.stop).where(extents.c.resource_id == resource_id, extents.c.start == 0)
+    ).first()
+    return row is not None and row.stop >= length
+
+
+def touch(conn: Connection, resource_id: str) -> None:
+    conn.execute(update(resources).where(resources.c.id == resource_id).values(updated_at=utcnow()))
+
+
+def mark_complete(conn: Connection, resource_id: str, sha256: bytes, *, failed: bool) -> bool:
+    """Record the digest and the final status; False if another request did it first."""
+    now = utcnow()
+    result = conn.execute(
+        update(resources)
+        .where(resources.c.id == resource_id, resources.c.status == STATUS_INCOMPLETE)
+        .values(
+            sha256=sha256,
+            status=STATUS_FAILED if failed else STATUS_COMPLETE,
+            completed_at=now,
+            updated_at=now,
+        )
+    )
+    return result.rowcount == 1
+
+
+def set_expected_digest(
+    conn: Connection, resource_id: str, algorithm: str, digest: bytes
+) -> None:
+    conn.execute(
+        update(resources)
+        .where(resources.c.id == resource_id)
+        .values(expected_digest_algorithm=algorithm, expected_digest=digest)
+    )
+
+
+def delete_resource(conn: Connection, resource_id: str) -> bool:
+    # Extents and reservations go with it (ON DELETE CASCADE); deleting them explicitly too
+    # keeps SQLite correct even on a connection where foreign keys were not enabled.
+    conn.execute(delete(reservations).where(reservations.c.resource_id == resource_id))
+    conn.execute(delete(extents).where(extents.c.resource_id == resource_id))
+    result = conn.execute(delete(resources).where(resources.c.id == resource_id))
+    return result.rowcount == 1
+
+
+def expired_resource_ids(conn: Connection, *, now: dt.datetime, limit: int) -> list[str]:
+    rows = conn.execute(
+        select(resources.c.id)
+        .where(resources.c.status == STATUS_INCOMPLETE, resources.c.expires_at <= now)
+        .limit(limit)
+    ).all()
+    return [row.id for row in rows]

@@ -1,0 +1,99 @@
+"""Tables: one row per resource, its committed extents, and in-flight write reservations.
+
+Rules the database enforces itself (CHECK constraints and keys), so no code path can store a
+malformed extent:
+
+- ``extents``: half-open ``[start, stop)`` with ``0 <= start < stop``; keyed by
+  ``(resource_id, start)`` so the ranges of one resource come out in order from the primary key.
+  The service keeps them coalesced (no two overlap or touch).
+- ``reservations``: ranges a live request is writing right now, with a lease
+  (``lease_expires_ms``, milliseconds since the epoch) the writer renews while it streams. A
+  writer that died stops renewing and its range frees itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger
+from sqlalchemy import CheckConstraint
+from sqlalchemy import DateTime
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import LargeBinary
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from .db import Base
+
+STATUS_INCOMPLETE = "incomplete"
+STATUS_COMPLETE = "complete"
+#: Complete, but the bytes do not match the digest declared for them.
+STATUS_FAILED = "failed"
+
+
+class Resource(Base):
+    __tablename__ = "resources"
+    __table_args__ = (
+        CheckConstraint("length IS NULL OR length >= 0", name="length_non_negative"),
+        CheckConstraint(
+            "status IN ('incomplete', 'complete', 'failed')",
+            name="status_known",
+        ),
+        Index("ix_resources_status_expires_at", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Complete length; NULL until declared.
+    length: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=STATUS_INCOMPLETE)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    filename: Mapped[str | None] = mapped_column(String(1024))
+    #: Expected digest of the whole representation, as declared by the client.
+    expected_digest_algorithm: Mapped[str | None] = mapped_column(String(16))
+    expected_digest: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    #: SHA-256 of the complete representation (set at completion).
+    sha256: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Extent(Base):
+    __tablename__ = "extents"
+    __table_args__ = (
+        CheckConstraint("start >= 0", name="start_non_negative"),
+        CheckConstraint("stop > start", name="not_empty"),
+        # Finding the extent that contains or touches an offset walks this index backwards.
+        Index("ix_extents_resource_id_stop", "resource_id", "stop"),
+    )
+
+    resource_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("resources.id", ondelete="CASCADE"), primary_key=True
+    )
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    stop: Mapped[int] = mapped_column(BigInteger)
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint("start >= 0", name="start_non_negative"),
+        CheckConstraint("stop > start", name="not_empty"),
+        Index("ix_reservations_resource_id_start", "resource_id", "start"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("resources.id", ondelete="CASCADE")
+    )
+    start: Mapped[int] = mapped_column(BigInteger)
+    stop: Mapped[int] = mapped_column(BigInteger)
+    lease_expires_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+resources = Resource.__table__
+extents = Extent.__table__
+reservations = Reservation.__table__

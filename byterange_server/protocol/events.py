@@ -1,0 +1,69 @@
+"""Events produced by the streaming patch decoders (sans-IO).
+
+Every decoder in this package has the same two-method surface, after h11 and Werkzeug's
+``sansio.multipart``::
+
+    decoder.receive_data(chunk)   # bytes; b"" means "the body ended here"
+    event = decoder.next_event()  # an Event, or NEED_DATA
+
+and produces, for a well-formed patch document::
+
+    (PartStart PartData* PartEnd)+ EndOfPatch
+
+``PartData.data`` is a ``memoryview`` over an immutable ``bytes`` object, so it stays valid
+after later calls and can be handed to ``os.pwrite`` without a copy. A decoder never holds a
+whole part in memory: data is released as soon as it is known not to be framing.
+
+Errors are raised from ``next_event`` as :mod:`byterange_server.errors` exceptions:
+``MalformedBodyError`` (400) for bad framing, ``LimitExceededError`` (400) for an over-long part
+field block, and ``TruncatedBodyError`` (400) when ``receive_data(b"")`` arrives inside a part or
+before the closing delimiter. After an error the decoder is in an error state and raises again.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Union
+
+#: Field lines of one part in arrival order: (lower-cased name, value with OWS stripped).
+Fields = tuple[tuple[str, str], ...]
+
+
+class _NeedData(enum.Enum):
+    NEED_DATA = "NEED_DATA"
+
+
+#: Returned by ``next_event`` when more input is needed.
+NEED_DATA = _NeedData.NEED_DATA
+
+
+@dataclass(frozen=True)
+class PartStart:
+    """The field block of a part has been read; its body follows."""
+
+    fields: Fields
+
+    def get_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.fields if key == name]
+
+
+@dataclass(frozen=True)
+class PartData:
+    """Some bytes of the current part's body, in order."""
+
+    data: memoryview
+
+
+@dataclass(frozen=True)
+class PartEnd:
+    """The current part's body is finished (framing says so)."""
+
+
+@dataclass(frozen=True)
+class EndOfPatch:
+    """The patch document is complete and well formed."""
+
+
+Event = Union[PartStart, PartData, PartEnd, EndOfPatch]

@@ -1,0 +1,670 @@
+"""The upload service: allocation, writes, state, completion and deletion.
+
+Invariant
+---------
+Bytes are written to storage and ``sync()``-ed **before** the extent row that claims them is
+committed, and HEAD reports only committed extents. A crash at any point can leave bytes that
+no extent claims (harmless: they are overwritten or ignored) but never an extent whose bytes
+are missing.
+
+Who does what
+-------------
+- :mod:`.protocol` turns the body into part events; this module never sees HTTP framing.
+- :mod:`.ledger` runs the SQL (reservations with leases, coalesced extents).
+- :mod:`.storage` writes and syncs bytes; it decides nothing.
+
+A write request reserves each part's range when the part's fields arrive, streams its bytes
+(writing the gaps, comparing bytes that are already committed), then commits everything in one
+short transaction. See :class:`_WriteSession` for how interruptions and errors are applied.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Protocol
+
+from . import ledger
+from .config import Settings
+from .db import Database
+from .errors import ByterangeError
+from .errors import ContentMismatchError
+from .errors import DigestMismatchError
+from .errors import LengthConflictError
+from .errors import LimitExceededError
+from .errors import MalformedBodyError
+from .errors import OverlappingPartsError
+from .errors import ReprDigestMismatchError
+from .errors import ResourceTooLargeError
+from .errors import TruncatedBodyError
+from .errors import WriteInProgressError
+from .extents import Extent
+from .extents import prefix_end
+from .ledger import ResourceRecord
+from .protocol.events import NEED_DATA
+from .protocol.events import EndOfPatch
+from .protocol.events import PartData
+from .protocol.events import PartEnd
+from .protocol.events import PartStart
+from .protocol.headers import SUPPORTED_DIGESTS
+from .protocol.headers import PartHeader
+from .protocol.headers import parse_digest_field
+from .protocol.headers import pick_digest
+from .storage.base import StorageBackend
+from .storage.base import StoredObject
+from .storage.base import validate_resource_id
+
+log = logging.getLogger(__name__)
+
+#: Bytes read per step when hashing or comparing stored data.
+_READ_CHUNK = 1024 * 1024
+#: Upper bound on extents read for a HEAD; more than fit in a 4 KiB header anyway.
+_SNAPSHOT_LIMIT = 1024
+
+
+class PatchDecoder(Protocol):
+    def receive_data(self, data: bytes) -> None: ...
+    def next_event(self) -> object: ...
+
+
+class BodySource(Protocol):
+    """The request body as the service sees it: chunks, and whether it ended early."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    @property
+    def interrupted(self) -> bool: ...
+
+    def digest(self, algorithm: str) -> bytes:
+        """Digest of every byte received so far, with an algorithm of SUPPORTED_DIGESTS."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceState:
+    """What HEAD and every write response report."""
+
+    record: ResourceRecord
+    #: Committed extents, in order; only the first ones when ``truncated``.
+    extents: list[Extent]
+    truncated: bool
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def length(self) -> int | None:
+        return self.record.length
+
+    @property
+    def offset(self) -> int:
+        """End of the committed prefix that starts at byte 0."""
+        return prefix_end(self.extents)
+
+    @property
+    def complete(self) -> bool:
+        return self.record.is_complete
+
+    @property
+    def etag(self) -> str | None:
+        if self.record.sha256 is None or not self.complete:
+            return None
+        return '"' + base64.urlsafe_b64encode(self.record.sha256).decode().rstrip("=") + '"'
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteOutcome:
+    state: ResourceState
+    #: ``persist`` or ``atomic``: what was applied (Preference-Applied).
+    transaction: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteOptions:
+    transaction: str = "persist"
+    #: (algorithm, expected digest) of the request content, from Content-Digest.
+    content_digest: tuple[str, bytes] | None = None
+
+    @property
+    def atomic(self) -> bool:
+        return self.transaction == "atomic" or self.content_digest is not None
+
+
+class UploadService:
+    def __init__(self, settings: Settings, db: Database, storage: StorageBackend) -> None:
+        self.settings = settings
+        self.db = db
+        self.storage = storage
+
+    # -- allocation and state --------------------------------------------------------------------
+
+    def allocate(
+        self,
+        *,
+        length: int | None = None,
+        content_type: str | None = None,
+        filename: str | None = None,
+        expected_digest: tuple[str, bytes] | None = None,
+    ) -> ResourceState:
+        """Create an empty resource with an unguessable id (128 random bits).
+
+        :raises ResourceTooLargeError: (413) when ``length`` exceeds the maximum size.
+        """
+        if length is not None and length > self.settings.max_resource_size:
+            raise ResourceTooLargeError(
+                "The declared length exceeds the maximum resource size.",
+                extra={"length": length, "max-size": self.settings.max_resource_size},
+            )
+        resource_id = secrets.token_urlsafe(16)
+        # Storage first: a crash leaves an unreferenced file, never a row without its file.
+        self.storage.create(resource_id)
+        expires_at = ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
+        with self.db.write() as conn:
+            ledger.insert_resource(
+                conn,
+                resource_id,
+                length=length,
+                content_type=content_type,
+                filename=filename,
+                expected_digest=expected_digest,
+                expires_at=expires_at,
+            )
+        if length == 0:  # nothing to upload: complete at once
+            self._finalize(resource_id)
+        return self.state(resource_id)
+
+    def state(self, resource_id: str) -> ResourceState:
+        """The resource and its first committed extents (one indexed query).
+
+        :raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410).
+        """
+        validate_resource_id(resource_id)
+        with self.db.read() as conn:
+            snapshot = ledger.load_snapshot(conn, resource_id, limit=_SNAPSHOT_LIMIT)
+        record = snapshot.resource
+        if (
+            not record.is_complete
+            and record.length is not None
+            and snapshot.extents[:1] == [Extent(0, record.length)]
+            or (record.length == 0 and not record.is_complete)
+        ):
+            # Covered but not finalized: the completing request died before hashing.
+            self._finalize(resource_id)
+            return self.state(resource_id)
+        return ResourceState(record, snapshot.extents, snapshot.truncated)
+
+    def committed_page(self, resource_id: str, *, after: int, limit: int) -> tuple[list[Extent], bool]:
+        validate_resource_id(resource_id)
+        with self.db.read() as conn:
+            ledger.load_resource(conn, resource_id)
+            return ledger.page_extents(conn, resource_id, after=after, limit=limit)
+
+    def extents_within(self, resource_id: str, start: int, stop: int) -> list[Extent]:
+        with self.db.read() as conn:
+            return ledger.extents_within(conn, resource_id, start, stop)
+
+    def open_object(self, resource_id: str) -> StoredObject:
+        return self.storage.open(validate_resource_id(resource_id))
+
+    # -- deletion and expiry ---------------------------------------------------------------------
+
+    def delete(self, resource_id: str) -> None:
+        """Remove rows, then bytes. Live writers find their reservation gone and stop."""
+        validate_resource_id(resource_id)
+        with self.db.write() as conn:
+            ledger.load_resource(conn, resource_id, for_update=True)
+            ledger.delete_resource(conn, resource_id)
+        self.storage.delete(resource_id)
+
+    def remove_expired(self, *, limit: int = 1000) -> int:
+        """Delete expired incomplete resources, rows first, then bytes. Returns the count."""
+        removed = 0
+        with self.db.read() as conn:
+            candidates = ledger.expired_resource_ids(conn, now=ledger.utcnow(), limit=limit)
+        for resource_id in candidates:
+            with self.db.write() as conn:
+                ledger.delete_resource(conn, resource_id)
+            self.storage.delete(resource_id)
+            removed += 1
+        return removed
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def write(
+        self,
+        resource_id: str,
+        decoder: PatchDecoder,
+        body: BodySource,
+        options: WriteOptions = WriteOptions(),
+    ) -> WriteOutcome:
+        """Apply a patch document (or a partial PUT) to a resource.
+
+        :raises ByterangeError: 400/404/409/410/412/422 as described in docs/protocol.md;
+            the state after the error is what a HEAD shows.
+        """
+        validate_resource_id(resource_id)
+        session = _WriteSession(self, resource_id, options)
+        session.run(decoder, body)
+        return WriteOutcome(self.state(resource_id), "atomic" if options.atomic else "persist")
+
+    # -- completion ------------------------------------------------------------------------------
+
+    def _finalize(self, resource_id: str) -> None:
+        """Hash the complete representation and make it immutable.
+
+        :raises ReprDigestMismatchError: (409) when an expected digest was declared and differs.
+        """
+        with self.db.read() as conn:
+            record = ledger.load_resource(conn, resource_id)
+        if record.is_complete:
+            self.check_not_failed(record)
+            return
+        assert record.length is not None
+        sha256 = hashlib.sha256()
+        expected_hash = None
+        if record.expected_digest_algorithm and record.expected_digest_algorithm != "sha-256":
+            expected_hash = SUPPORTED_DIGESTS[record.expected_digest_algorithm]()
+        with self.storage.open(resource_id) as stored:
+            position = 0
+            while position < record.length:
+                chunk = stored.read_at(position, min(_READ_CHUNK, record.length - position))
+                if not chunk:
+                    raise MalformedBodyError("stored object is shorter than its extents")
+                sha256.update(chunk)
+                if expected_hash is not None:
+                    expected_hash.update(chunk)
+                position += len(chunk)
+        digest = sha256.digest()
+        failed = False
+        if record.expected_digest is not None:
+            actual = digest if expected_hash is None else expected_hash.digest()
+            failed = not secrets.compare_digest(actual, record.expected_digest)
+        with self.db.write() as conn:
+            ledger.mark_complete(conn, resource_id, digest, failed=failed)
+            record = ledger.load_resource(conn, resource_id)
+        self.check_not_failed(record)
+
+    def check_not_failed(self, record: ResourceRecord) -> None:
+        if not record.is_failed:
+            return
+        algorithm = record.expected_digest_algorithm or "sha-256"
+        raise ReprDigestMismatchError(
+            "The complete representation does not match the digest declared for it.",
+            extra={
+                "algorithm": algorithm,
+                "expected": base64.b64encode(record.expected_digest or b"").decode(),
+                "sha-256": base64.b64encode(record.sha256 or b"").decode(),
+            },
+        )
+
+
+@dataclasses.dataclass
+class _Part:
+    header: PartHeader
+    start: int
+    #: Exclusive end of the reserved range (the declared end, or a bound when it is unknown).
+    limit: int
+    #: Declared exclusive end, None when the part did not say.
+    stop: int | None
+    reservation_id: str
+    #: Committed extents inside [start, limit): bytes there are compared, not written.
+    committed: list[Extent]
+    received: int = 0
+
+    @property
+    def written_extent(self) -> Extent | None:
+        if self.received == 0:
+            return None
+        return Extent(self.start, self.start + self.received)
+
+
+class _Interruption(Exception):
+    """The body stopped short of what a part declared; carries the error to report."""
+
+    def __init__(self, error: ByterangeError) -> None:
+        self.error = error
+
+
+class _WriteSession:
+    """One write request, from reservation to commit.
+
+    Outcomes:
+
+    - everything arrived and checks out → commit all parts, 2xx;
+    - the body was interrupted (client gone, framing ended early, a part shorter or longer
+      than its range) → under ``persist`` commit the received prefix of every part, under
+      ``atomic`` (or with Content-Digest) commit nothing; then report the interruption (400);
+    - anything else (malformed fields, overlapping parts, different bytes over committed ones,
+      length conflicts, a digest mismatch) → commit nothing.
+    """
+
+    def __init__(self, service: UploadService, resource_id: str, options: WriteOptions) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.db = service.db
+        self.resource_id = resource_id
+        self.options = options
+        self.parts: list[_Part] = []
+        self.current: _Part | None = None
+        self.declared_length: int | None = None
+        self.declared_repr_digest: tuple[str, bytes] | None = None
+        self.record: ResourceRecord | None = None
+        self.stored: StoredObject | None = None
+        self.renew_interval = min(self.settings.lease_seconds / 3, 5.0)
+        self.last_renewal = time.monotonic()
+
+    # The request as a whole ------------------------------------------------------------------
+
+    def run(self, decoder: PatchDecoder, body: BodySource) -> None:
+        with self.db.read() as conn:
+            self.record = ledger.load_resource(conn, self.resource_id)
+        try:
+            try:
+                self._pump(decoder, body)
+            except _Interruption as interruption:
+                if not self.options.atomic:
+                    self._commit(prefixes_only=True)
+                raise interruption.error from None
+            if self.options.content_digest is not None:
+                self._verify_content_digest(body)
+            self._commit(prefixes_only=False)
+        finally:
+            self._release_leftovers()
+            if self.stored is not None:
+                self.stored.close()
+
+    def _pump(self, decoder: PatchDecoder, body: BodySource) -> None:
+        for chunk in body:
+            decoder.receive_data(chunk)
+            self._drain(decoder)
+            if time.monotonic() - self.last_renewal > self.renew_interval:
+                self._renew()
+        interrupted = body.interrupted
+        decoder.receive_data(b"")
+        try:
+            self._drain(decoder)
+        except TruncatedBodyError as exc:
+            raise _Interruption(exc) from None
+        if interrupted:
+            raise _Interruption(TruncatedBodyError("The request body ended before its declared length."))
+
+    def _drain(self, decoder: PatchDecoder) -> None:
+        while True:
+            event = decoder.next_event()
+            if event is NEED_DATA:
+                return
+            if isinstance(event, PartData):
+                self._on_data(event.data)
+            elif isinstance(event, PartStart):
+                self._on_part_start(event)
+            elif isinstance(event, PartEnd):
+                self._on_part_end()
+            elif isinstance(event, EndOfPatch):
+                if not self.parts and self.declared_length is None:
+                    raise MalformedBodyError("The patch document has no parts.")
+                return
+
+    # Parts -----------------------------------------------------------------------------------
+
+    def _on_part_start(self, event: PartStart) -> None:
+        if len(self.parts) >= self.settings.max_parts:
+            raise LimitExceededError(
+                "Too many parts in one request.", extra={"max-parts": self.settings.max_parts}
+            )
+        header = PartHeader.from_fields(event.fields)
+        self._note_repr_digest(event)
+        max_size = self.settings.max_resource_size
+        if header.length is not None:
+            if header.length > max_size:
+                # The byte-range draft asks for 400, not 413, for an over-large allocation.
+                raise LimitExceededError(
+                    "The declared length exceeds the maximum resource size.",
+                    extra={"length": header.length, "max-size": max_size},
+                )
+            self._declare_length(header.length)
+        if header.start is None:  # "bytes */L": sets the length, carries no bytes
+            self.current = None
+            self._length_only_part = True
+            return
+        self._length_only_part = False
+        known_length = self._known_length()
+        bound = known_length if known_length is not None else max_size
+        if header.stop is not None and header.stop > bound:
+            if known_length is not None:
+                raise LengthConflictError(
+                    "The range ends past the length of the resource.",
+                    extra={"length": known_length, "last": header.stop - 1},
+                )
+            raise LimitExceededError(
+                "The range ends past the maximum resource size.",
+                extra={"max-size": max_size, "last": header.stop - 1},
+            )
+        if header.start >= bound and not (header.stop is None and header.start == bound):
+            raise LengthConflictError(
+                "The range starts at or past the length of the resource.",
+                extra={"length": bound, "first": header.start},
+            )
+        limit = header.stop if header.stop is not None else bound
+        for earlier in self.parts:
+            earlier_stop = earlier.stop if earlier.stop is not None else earlier.start + earlier.received
+            if header.start < earlier_stop and earlier.start < limit:
+                raise OverlappingPartsError(
+                    "Two parts of this request overlap.",
+                    extra={"first": header.start, "other-first": earlier.start},
+                )
+        if limit == header.start:  # an empty Content-Offset part at the end: nothing to write
+            self.current = None
+            self._length_only_part = True
+            return
+        reservation_id, committed = self._reserve(header.start, limit)
+        part = _Part(header, header.start, limit, header.stop, reservation_id, committed)
+        self.parts.append(part)
+        self.current = part
+
+    def _on_data(self, data: memoryview) -> None:
+        part = self.current
+        if part is None:
+            if getattr(self, "_length_only_part", False):
+                raise MalformedBodyError("A part that only sets the length must have no body.")
+            raise MalformedBodyError("Data outside of a part.")
+        room = part.limit - (part.start + part.received)
+        if len(data) > room:
+            if room:
+                self._apply(part, data[:room])
+            raise _Interruption(
+                MalformedBodyError(
+                    "A part body is longer than its range.",
+                    extra={"first": part.start, "range-length": part.limit - part.start},
+                )
+            )
+        self._apply(part, data)
+
+    def _on_part_end(self) -> None:
+        part = self.current
+        self.current = None
+        if part is None:
+            return
+        if part.stop is not None and part.start + part.received < part.stop:
+            raise _Interruption(
+                TruncatedBodyError(
+                    "A part body is shorter than its range.",
+                    extra={
+                        "first": part.start,
+                        "range-length": part.stop - part.start,
+                        "received": part.received,
+                    },
+                )
+            )
+
+    def _apply(self, part: _Part, data: memoryview) -> None:
+        """Write ``data`` at the part's position: gaps are written, committed bytes compared."""
+        if self.stored is None:
+            self.stored = self.service.storage.open(self.resource_id)
+        position = part.start + part.received
+        stop = position + len(data)
+        cursor = position
+        for extent in part.committed:
+            if extent.stop <= cursor:
+                continue
+            if extent.start >= stop:
+                break
+            if extent.start > cursor:
+                self._write(data, position, cursor, extent.start)
+                cursor = extent.start
+            overlap_stop = min(extent.stop, stop)
+            self._compare(data, position, cursor, overlap_stop)
+            cursor = overlap_stop
+        if cursor < stop:
+            self._write(data, position, cursor, stop)
+        part.received += len(data)
+
+    def _write(self, data: memoryview, base: int, start: int, stop: int) -> None:
+        assert self.stored is not None
+        self.stored.write_at(start, data[start - base : stop - base])
+
+    def _compare(self, data: memoryview, base: int, start: int, stop: int) -> None:
+        assert self.stored is not None
+        position = start
+        while position < stop:
+            size = min(_READ_CHUNK, stop - position)
+            stored = self.stored.read_at(position, size)
+            if stored != data[position - base : position - base + size]:
+                raise ContentMismatchError(
+                    "These bytes differ from bytes already committed; nothing was applied.",
+                    extra={"first": start, "last": stop - 1},
+                )
+            position += size
+
+    # Lengths and digests ---------------------------------------------------------------------
+
+    def _known_length(self) -> int | None:
+        assert self.record is not None
+        return self.record.length if self.record.length is not None else self.declared_length
+
+    def _declare_length(self, length: int) -> None:
+        known = self._known_length()
+        if known is not None and known != length:
+            raise LengthConflictError(
+                "The declared length differs from the length of the resource.",
+                extra={"length": known, "requested-length": length},
+            )
+        self.declared_length = length
+
+    def _note_repr_digest(self, event: PartStart) -> None:
+        # A Repr-Digest in a part describes the whole resulting document (byte-range draft).
+        values = event.get_all("repr-digest")
+        if not values:
+            return
+        picked = pick_digest(parse_digest_field(", ".join(values)))
+        if picked is None:
+            return
+        assert self.record is not None
+        if self.record.expected_digest is not None and (
+            self.record.expected_digest_algorithm,
+            self.record.expected_digest,
+        ) != picked:
+            raise ReprDigestMismatchError(
+                "The Repr-Digest differs from the one declared earlier for this resource."
+            )
+        self.declared_repr_digest = picked
+
+    def _verify_content_digest(self, body: BodySource) -> None:
+        assert self.options.content_digest is not None
+        algorithm, expected = self.options.content_digest
+        actual = body.digest(algorithm)
+        if not secrets.compare_digest(actual, expected):
+            raise DigestMismatchError(
+                "Content-Digest does not match the request content; nothing was applied.",
+                extra={"algorithm": algorithm},
+            )
+
+    # Transactions ----------------------------------------------------------------------------
+
+    def _reserve(self, start: int, limit: int) -> tuple[str, list[Extent]]:
+        with self.db.write() as conn:
+            record = ledger.load_resource(conn, self.resource_id, for_update=True)
+            self.record = record
+            if record.length is not None and limit > record.length:
+                raise LengthConflictError(
+                    "The range ends past the length of the resource.",
+                    extra={"length": record.length, "last": limit - 1},
+                )
+            reservation_id = ledger.reserve(
+                conn, self.resource_id, start, limit, lease_seconds=self.settings.lease_seconds
+            )
+            committed = ledger.extents_within(conn, self.resource_id, start, limit)
+        self.last_renewal = time.monotonic()
+        return reservation_id, committed
+
+    def _renew(self) -> None:
+        ids = [part.reservation_id for part in self.parts]
+        with self.db.write() as conn:
+            ledger.load_resource(conn, self.resource_id)  # 404 once deleted
+            alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
+        if not alive:
+            raise WriteInProgressError(
+                "This request lost its reservation (its lease ran out); nothing was applied.",
+                headers={"Retry-After": "1"},
+            )
+        self.last_renewal = time.monotonic()
+
+    def _commit(self, *, prefixes_only: bool) -> None:
+        new = [extent for part in self.parts if (extent := part.written_extent) is not None]
+        if prefixes_only and not new:
+            return
+        if new and self.stored is not None:
+            self.stored.sync()  # durable before any row claims these bytes
+        ids = [part.reservation_id for part in self.parts]
+        with self.db.write() as conn:
+            record = ledger.load_resource(conn, self.resource_id, for_update=True)
+            if not ledger.reservations_alive(conn, ids):
+                raise WriteInProgressError(
+                    "This request lost its reservation (its lease ran out); nothing was applied.",
+                    headers={"Retry-After": "1"},
+                )
+            if self.declared_length is not None and not prefixes_only:
+                record = ledger.set_length(conn, record, self.declared_length)
+            elif self.declared_length is not None:
+                # An interrupted request still fixes a length it declared, if it can.
+                try:
+                    with conn.begin_nested():
+                        record = ledger.set_length(conn, record, self.declared_length)
+                except LengthConflictError:
+                    pass
+            if record.length is not None:
+                for extent in new:
+                    if extent.stop > record.length:
+                        raise LengthConflictError(
+                            "Bytes were sent past the length of the resource.",
+                            extra={"length": record.length, "last": extent.stop - 1},
+                        )
+            if self.declared_repr_digest is not None and record.expected_digest is None:
+                ledger.set_expected_digest(conn, self.resource_id, *self.declared_repr_digest)
+            ledger.add_extents(conn, self.resource_id, new)
+            ledger.release(conn, ids)
+            ledger.touch(conn, self.resource_id)
+            covered = record.length is not None and ledger.is_covered(
+                conn, self.resource_id, record.length
+            )
+        self.parts_released = True
+        if covered and not record.is_complete:
+            self.service._finalize(self.resource_id)
+        elif record.is_failed:
+            self.service.check_not_failed(record)
+
+    def _release_leftovers(self) -> None:
+        if getattr(self, "parts_released", False) or not self.parts:
+            return
+        try:
+            with self.db.write() as conn:
+                ledger.release(conn, [part.reservation_id for part in self.parts])
+        except ByterangeError:
+            # The lease will expire on its own; the original error is what the client needs.
+            log.warning("could not release reservations of %s", self.resource_id, exc_info=True)

@@ -1,0 +1,107 @@
+"""Shared fixtures.
+
+``database_url`` is parametrized over ``sqlite`` and ``postgresql``: every API and end-to-end test
+that uses it runs on both. The schema always comes from ``alembic upgrade head``; each database
+is migrated once into a template and copied for every test, so tests are isolated and fast.
+PostgreSQL is a real server started by :mod:`tests.pgcluster`; ``--databases=sqlite`` skips it
+for a quick local run, and CI always runs both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from byterange_server import create_app
+from byterange_server import migrate
+
+from .pgcluster import create_database
+from .pgcluster import postgres_cluster
+
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--databases",
+        default=",".join(DATABASES),
+        help="comma-separated databases to run the database-backed tests on (default: both)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database" in metafunc.fixturenames:
+        chosen = [name for name in metafunc.config.getoption("--databases").split(",") if name]
+        unknown = set(chosen) - set(DATABASES)
+        if unknown:
+            raise pytest.UsageError(f"unknown databases: {sorted(unknown)}")
+        metafunc.parametrize("database", chosen, scope="session")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite3"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[dict[str, Any]]:
+    with postgres_cluster() as base_url:
+        template = create_database(base_url, "byterange_template")
+        migrate.upgrade(template)
+        yield {"base_url": base_url, "template": "byterange_template", "counter": itertools.count()}
+
+
+
+@pytest.fixture
+def database_url(database: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated database of the kind under test."""
+    if database == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "byterange.sqlite3"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    server = request.getfixturevalue("postgres_server")
+    name = f"byterange_test_{next(server['counter'])}"
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"{server['base_url']}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{server["template"]}"')
+    finally:
+        engine.dispose()
+    return f"{server['base_url']}/{name}"
+
+
+@pytest.fixture
+def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "DATABASE_URL": database_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "LEASE_SECONDS": "5",
+    }
+
+
+@pytest.fixture
+def app(settings_overrides: dict[str, Any]) -> Iterator[Any]:
+    application = create_app(settings_overrides)
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["byterange"].db.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def service(app: Any) -> Any:
+    return app.extensions["byterange"]
