@@ -186,19 +186,19 @@ class UploadService:
         :raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410).
         """
         validate_resource_id(resource_id)
-        with self.db.read() as conn:
-            snapshot = ledger.load_snapshot(conn, resource_id, limit=_SNAPSHOT_LIMIT)
+        snapshot = self._snapshot(resource_id)
         record = snapshot.resource
-        if (
-            not record.is_complete
-            and record.length is not None
-            and snapshot.extents[:1] == [Extent(0, record.length)]
-            or (record.length == 0 and not record.is_complete)
+        if not record.is_complete and record.length is not None and (
+            record.length == 0 or snapshot.extents[:1] == [Extent(0, record.length)]
         ):
             # Covered but not finalized: the completing request died before hashing.
             self._finalize(resource_id)
-            return self.state(resource_id)
-        return ResourceState(record, snapshot.extents, snapshot.truncated)
+            snapshot = self._snapshot(resource_id)
+        return ResourceState(snapshot.resource, snapshot.extents, snapshot.truncated)
+
+    def _snapshot(self, resource_id: str) -> ledger.ResourceSnapshot:
+        with self.db.read() as conn:
+            return ledger.load_snapshot(conn, resource_id, limit=_SNAPSHOT_LIMIT)
 
     def committed_page(self, resource_id: str, *, after: int, limit: int) -> tuple[list[Extent], bool]:
         validate_resource_id(resource_id)

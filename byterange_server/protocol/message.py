@@ -147,11 +147,6 @@ class FieldBlockReader:
         self._partial = bytearray()  # the current line, when it spans chunks
         self.fields: list[tuple[str, str]] = []
 
-    @property
-    def started(self) -> bool:
-        """Whether any byte of the block was consumed."""
-        return bool(self._size or self._partial)
-
     def feed(self, data: bytes, pos: int) -> int | None:
         """Consume ``data[pos:]``.
 

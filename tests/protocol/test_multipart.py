@@ -124,6 +124,9 @@ def test_boundaries(boundary: str) -> None:
         pytest.param(b"--SEPX\r\n", MalformedBodyError, id="first-boundary-line-garbage"),
         pytest.param(b"--SEP\rf: 1\r\n\r\n", MalformedBodyError, id="cr-without-lf"),
         pytest.param(b"--SEP\nf: 1\r\n\r\n", MalformedBodyError, id="bare-lf-after-boundary"),
+        pytest.param(
+            b"--SEP\n\nf: 1\r\n\r\nx\r\n--SEP--", MalformedBodyError, id="lf-lf-after-boundary"
+        ),
         pytest.param(b"--SEP \tx\r\n", MalformedBodyError, id="garbage-after-padding"),
         pytest.param(b"--SEP\r\nf: 1\n\nab\r\n--SEP--", MalformedBodyError, id="bare-lf-in-fields"),
         pytest.param(
