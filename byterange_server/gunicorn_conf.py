@@ -24,6 +24,7 @@ preload_app = False
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
-accesslog = os.environ.get("BYTERANGE_ACCESS_LOG", "-")
+# Empty turns the access log off.
+accesslog = os.environ.get("BYTERANGE_ACCESS_LOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("BYTERANGE_LOG_LEVEL", "info")

@@ -72,18 +72,20 @@ class CountingReader:
             raise ValueError(f"this reader was not hashing with {algorithm}")
         return self._hash.digest()
 
-    def drain(self, limit: int) -> None:
-        """Read and drop up to ``limit`` leftover bytes so the connection can be reused."""
+    def drain(self, limit: int) -> bool:
+        """Read and drop up to ``limit`` leftover bytes so the connection can be reused.
+
+        :returns: True when the body is now fully read (or broken anyway).
+        """
         if self._exhausted or self.error is not None:
-            return
+            return True
         left = limit
         try:
             while left > 0:
                 chunk = self._stream.read(min(self.chunk_size, left))
                 if not chunk:
-                    return
+                    return True
                 left -= len(chunk)
         except (OSError, ClientDisconnected, ValueError):
-            return
-
-
+            return True
+        return False

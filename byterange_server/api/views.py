@@ -169,6 +169,8 @@ def _write(resource_id: str, decoder: object) -> Response:
     try:
         outcome = svc.write(resource_id, decoder, reader, options)  # type: ignore[arg-type]
     finally:
+        # After an early error, read a little of what is left so a keep-alive connection can
+        # carry the next request; the server discards anything beyond that itself.
         reader.drain(_DRAIN_LIMIT)
     return _state_response(
         outcome.state, 204, {"Preference-Applied": f"transaction={outcome.transaction}"}
