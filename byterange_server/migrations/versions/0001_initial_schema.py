@@ -9,9 +9,8 @@ working with the code of the previous release (add, backfill, then drop in a lat
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
