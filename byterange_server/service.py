@@ -114,7 +114,9 @@ class ResourceState:
 
     @property
     def etag(self) -> str | None:
-        if self.record.sha256 is None or not self.complete:
+        # A representation that failed its declared digest is never served, so it has no
+        # validator either.
+        if self.record.sha256 is None or not self.complete or self.record.is_failed:
             return None
         return '"' + base64.urlsafe_b64encode(self.record.sha256).decode().rstrip("=") + '"'
 
@@ -162,6 +164,15 @@ class UploadService:
                 "The declared length exceeds the maximum resource size.",
                 extra={"length": length, "max-size": self.settings.max_resource_size},
             )
+        if length == 0 and expected_digest is not None:
+            # Complete at once: check the digest before anything exists, leaving no orphan.
+            algorithm, expected = expected_digest
+            actual = SUPPORTED_DIGESTS[algorithm](b"").digest()
+            if not secrets.compare_digest(actual, expected):
+                raise ReprDigestMismatchError(
+                    "The declared Repr-Digest does not match an empty representation.",
+                    extra={"algorithm": algorithm, "expected": base64.b64encode(expected).decode()},
+                )
         resource_id = secrets.token_urlsafe(16)
         # Storage first: a crash leaves an unreferenced file, never a row without its file.
         self.storage.create(resource_id)
@@ -355,6 +366,8 @@ class _WriteSession:
         self.current: _Part | None = None
         self.declared_length: int | None = None
         self.declared_repr_digest: tuple[str, bytes] | None = None
+        #: What to raise if bytes arrive for a part that may carry none.
+        self.no_bytes_error: ByterangeError | None = None
         self.record: ResourceRecord | None = None
         self.stored: StoredObject | None = None
         self.renew_interval = min(self.settings.lease_seconds / 3, 5.0)
@@ -419,6 +432,7 @@ class _WriteSession:
                 "Too many parts in one request.", extra={"max-parts": self.settings.max_parts}
             )
         header = PartHeader.from_fields(event.fields)
+        self.no_bytes_error = None
         self._note_repr_digest(event)
         max_size = self.settings.max_resource_size
         if header.length is not None:
@@ -431,9 +445,10 @@ class _WriteSession:
             self._declare_length(header.length)
         if header.start is None:  # "bytes */L": sets the length, carries no bytes
             self.current = None
-            self._length_only_part = True
+            self.no_bytes_error = MalformedBodyError(
+                "A part that only sets the length must have no body."
+            )
             return
-        self._length_only_part = False
         known_length = self._known_length()
         bound = known_length if known_length is not None else max_size
         if header.stop is not None and header.stop > bound:
@@ -459,9 +474,9 @@ class _WriteSession:
                     "Two parts of this request overlap.",
                     extra={"first": header.start, "other-first": earlier.start},
                 )
-        if limit == header.start:  # an empty Content-Offset part at the end: nothing to write
+        if limit == header.start:  # a Content-Offset part at the very end: it may only be empty
             self.current = None
-            self._length_only_part = True
+            self.no_bytes_error = self._past_end_error(header.start, known_length)
             return
         reservation_id, committed = self._reserve(header.start, limit)
         part = _Part(header, header.start, limit, header.stop, reservation_id, committed)
@@ -471,11 +486,12 @@ class _WriteSession:
     def _on_data(self, data: memoryview) -> None:
         part = self.current
         if part is None:
-            if getattr(self, "_length_only_part", False):
-                raise MalformedBodyError("A part that only sets the length must have no body.")
-            raise MalformedBodyError("Data outside of a part.")
+            raise self.no_bytes_error or MalformedBodyError("Data outside of a part.")
         room = part.limit - (part.start + part.received)
         if len(data) > room:
+            if part.stop is None:
+                # No declared end (Content-Offset): the bytes ran past the length or the size limit.
+                raise self._past_end_error(part.limit, self._known_length())
             if room:
                 self._apply(part, data[:room])
             raise _Interruption(
@@ -543,6 +559,17 @@ class _WriteSession:
             position += size
 
     # Lengths and digests ---------------------------------------------------------------------
+
+    def _past_end_error(self, position: int, known_length: int | None) -> ByterangeError:
+        if known_length is not None:
+            return LengthConflictError(
+                "Bytes were sent at or past the length of the resource; nothing was applied.",
+                extra={"length": known_length, "first": position},
+            )
+        return LimitExceededError(
+            "Bytes were sent past the maximum resource size; nothing was applied.",
+            extra={"max-size": self.settings.max_resource_size, "first": position},
+        )
 
     def _known_length(self) -> int | None:
         assert self.record is not None

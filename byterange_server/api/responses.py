@@ -13,7 +13,9 @@ from werkzeug.exceptions import HTTPException
 
 from ..config import Settings
 from ..errors import ByterangeError
+from ..protocol.headers import format_content_disposition
 from ..protocol.headers import format_digest
+from ..protocol.headers import format_http_date
 from ..protocol.headers import format_ranges
 from ..protocol.media import PATCH_MEDIA_TYPES
 from ..service import ResourceState
@@ -45,14 +47,11 @@ def state_headers(state: ResourceState, settings: Settings) -> dict[str, str]:
 
 def representation_headers(state: ResourceState) -> dict[str, str]:
     """Validators and metadata of a complete resource (GET, HEAD)."""
-    from ..protocol.headers import format_content_disposition
-    from ..protocol.headers import format_http_date
-
     headers: dict[str, str] = {"Accept-Ranges": "bytes"}
     record = state.record
     if state.etag is not None:
         headers["ETag"] = state.etag
-    if record.sha256 is not None and state.complete:
+    if record.sha256 is not None and state.complete and not record.is_failed:
         headers["Repr-Digest"] = format_digest("sha-256", record.sha256)
     if record.completed_at is not None:
         headers["Last-Modified"] = format_http_date(record.completed_at)

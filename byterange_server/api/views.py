@@ -9,6 +9,7 @@ from flask import jsonify
 from flask import request
 from flask import url_for
 
+from ..errors import ByterangeError
 from ..errors import MalformedHeaderError
 from ..protocol.headers import PartHeader
 from ..protocol.headers import parse_content_disposition_filename
@@ -50,7 +51,7 @@ def _state_response(state: ResourceState, status: int, extra: dict[str, str] | N
     return response
 
 
-@bp.post("", strict_slashes=False)
+@bp.post("", strict_slashes=False, provide_automatic_options=False)
 def allocate() -> Response:
     """POST /files: allocate an empty resource. 201, 400, 413."""
     if request.content_length or request.headers.get("Transfer-Encoding"):
@@ -104,7 +105,7 @@ def head(resource_id: str) -> Response:
     return response
 
 
-@bp.get("/<resource_id>", endpoint="resource")
+@bp.get("/<resource_id>", endpoint="resource", provide_automatic_options=False)
 def get(resource_id: str) -> Response:
     """GET (and HEAD, which Flask routes here): ranges as RFC 9110 says; holes never served."""
     if request.method == "HEAD":
@@ -112,7 +113,7 @@ def get(resource_id: str) -> Response:
     return serve_get(service(), service().state(resource_id))
 
 
-@bp.get("/<resource_id>/committed-ranges")
+@bp.get("/<resource_id>/committed-ranges", provide_automatic_options=False)
 def committed_ranges(resource_id: str) -> Response:
     """The whole committed-range list as JSON, paginated: ``?after=<offset>&limit=<n>``."""
     after = parse_int(request.args.get("after", "0"))
@@ -131,7 +132,7 @@ def committed_ranges(resource_id: str) -> Response:
     return response
 
 
-@bp.patch("/<resource_id>")
+@bp.patch("/<resource_id>", provide_automatic_options=False)
 def patch(resource_id: str) -> Response:
     """PATCH with one of the byte-range media types. 204, 400, 404, 409, 410, 412, 415, 422."""
     settings = service().settings
@@ -143,7 +144,7 @@ def patch(resource_id: str) -> Response:
     return _write(resource_id, decoder)
 
 
-@bp.put("/<resource_id>")
+@bp.put("/<resource_id>", provide_automatic_options=False)
 def put(resource_id: str) -> Response:
     """Partial PUT (``Content-Range``), or a whole representation when it has none."""
     content_range = request.headers.get("Content-Range")
@@ -166,15 +167,17 @@ def _write(resource_id: str, decoder: object) -> Response:
         chunk_size=svc.settings.chunk_size,
         digest_algorithm=options.content_digest[0] if options.content_digest else None,
     )
+    applied = f"transaction={'atomic' if options.atomic else 'persist'}"
     try:
         outcome = svc.write(resource_id, decoder, reader, options)  # type: ignore[arg-type]
+    except ByterangeError as error:
+        error.headers.setdefault("Preference-Applied", applied)
+        raise
     finally:
         # After an early error, read a little of what is left so a keep-alive connection can
         # carry the next request; the server discards anything beyond that itself.
         reader.drain(_DRAIN_LIMIT)
-    return _state_response(
-        outcome.state, 204, {"Preference-Applied": f"transaction={outcome.transaction}"}
-    )
+    return _state_response(outcome.state, 204, {"Preference-Applied": applied})
 
 
 def _write_options() -> WriteOptions:
@@ -184,7 +187,7 @@ def _write_options() -> WriteOptions:
     return WriteOptions(transaction=transaction_preference(prefer), content_digest=content_digest)
 
 
-@bp.delete("/<resource_id>")
+@bp.delete("/<resource_id>", provide_automatic_options=False)
 def delete(resource_id: str) -> Response:
     """DELETE: rows and bytes are removed; live writes to it end at their next lease check."""
     svc = service()
