@@ -370,7 +370,12 @@ class _WriteSession:
         self.no_bytes_error: ByterangeError | None = None
         self.record: ResourceRecord | None = None
         self.stored: StoredObject | None = None
-        self.renew_interval = min(self.settings.lease_seconds / 3, 5.0)
+        lease = self.settings.lease_seconds
+        self.renew_interval = min(lease / 3, 5.0)
+        # Our own clock's view of when the leases run out, kept on the safe side by a margin:
+        # no byte is written to storage at or after it without renewing first (see _write).
+        self.lease_margin = min(1.0, lease / 4)
+        self.lease_deadline = 0.0
         self.last_renewal = time.monotonic()
 
     # The request as a whole ------------------------------------------------------------------
@@ -397,7 +402,7 @@ class _WriteSession:
         for chunk in body:
             decoder.receive_data(chunk)
             self._drain(decoder)
-            if time.monotonic() - self.last_renewal > self.renew_interval:
+            if self.parts and time.monotonic() - self.last_renewal > self.renew_interval:
                 self._renew()
         interrupted = body.interrupted
         decoder.receive_data(b"")
@@ -543,6 +548,11 @@ class _WriteSession:
 
     def _write(self, data: memoryview, base: int, start: int, stop: int) -> None:
         assert self.stored is not None
+        # A writer whose lease ran out (a stalled client, a paused process) may have been
+        # replaced by another request that already committed these bytes: never write
+        # without a lease we know is still ours.
+        if time.monotonic() >= self.lease_deadline:
+            self._renew()
         self.stored.write_at(start, data[start - base : stop - base])
 
     def _compare(self, data: memoryview, base: int, start: int, stop: int) -> None:
@@ -615,6 +625,8 @@ class _WriteSession:
     # Transactions ----------------------------------------------------------------------------
 
     def _reserve(self, start: int, limit: int) -> tuple[str, list[Extent]]:
+        began = time.monotonic()
+        earlier = [part.reservation_id for part in self.parts]
         with self.db.write() as conn:
             record = ledger.load_resource(conn, self.resource_id, for_update=True)
             self.record = record
@@ -627,20 +639,32 @@ class _WriteSession:
                 conn, self.resource_id, start, limit, lease_seconds=self.settings.lease_seconds
             )
             committed = ledger.extents_within(conn, self.resource_id, start, limit)
-        self.last_renewal = time.monotonic()
+            # One lease clock for the whole request: renew the earlier parts' leases too.
+            if not ledger.renew(conn, earlier, lease_seconds=self.settings.lease_seconds):
+                raise self._lease_lost()
+        self._leases_renewed(began)
         return reservation_id, committed
 
+    def _leases_renewed(self, began: float) -> None:
+        self.last_renewal = began
+        self.lease_deadline = began + self.settings.lease_seconds - self.lease_margin
+
+    @staticmethod
+    def _lease_lost() -> WriteInProgressError:
+        return WriteInProgressError(
+            "This request lost its reservation (its lease ran out); nothing was applied.",
+            headers={"Retry-After": "1"},
+        )
+
     def _renew(self) -> None:
+        began = time.monotonic()
         ids = [part.reservation_id for part in self.parts]
         with self.db.write() as conn:
             ledger.load_resource(conn, self.resource_id)  # 404 once deleted
             alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
         if not alive:
-            raise WriteInProgressError(
-                "This request lost its reservation (its lease ran out); nothing was applied.",
-                headers={"Retry-After": "1"},
-            )
-        self.last_renewal = time.monotonic()
+            raise self._lease_lost()
+        self._leases_renewed(began)
 
     def _commit(self, *, prefixes_only: bool) -> None:
         new = [extent for part in self.parts if (extent := part.written_extent) is not None]
@@ -652,10 +676,7 @@ class _WriteSession:
         with self.db.write() as conn:
             record = ledger.load_resource(conn, self.resource_id, for_update=True)
             if not ledger.reservations_alive(conn, ids):
-                raise WriteInProgressError(
-                    "This request lost its reservation (its lease ran out); nothing was applied.",
-                    headers={"Retry-After": "1"},
-                )
+                raise self._lease_lost()
             if self.declared_length is not None and not prefixes_only:
                 record = ledger.set_length(conn, record, self.declared_length)
             elif self.declared_length is not None:

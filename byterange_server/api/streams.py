@@ -15,6 +15,9 @@ from werkzeug.exceptions import ClientDisconnected
 
 from ..protocol.headers import SUPPORTED_DIGESTS
 
+#: Size of the first read of a body.
+FIRST_READ = 16 * 1024
+
 
 class CountingReader:
     """Iterates a WSGI input stream in bounded chunks, counting and optionally hashing them.
@@ -41,8 +44,11 @@ class CountingReader:
         self._exhausted = False
 
     def __iter__(self) -> Iterator[bytes]:
+        # The first read is small: a part's fields arrive at once, so its range is reserved
+        # (and a conflicting writer refused) before a whole chunk of body has to arrive.
+        want_next = min(self.chunk_size, FIRST_READ)
         while True:
-            want = self.chunk_size
+            want, want_next = want_next, self.chunk_size
             if self.content_length is not None:
                 want = min(want, self.content_length - self.received)
                 if want <= 0:

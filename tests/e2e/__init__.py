@@ -1,0 +1,1 @@
+"""End-to-end tests: a real gunicorn (gthread workers) on loopback, on SQLite and PostgreSQL."""
