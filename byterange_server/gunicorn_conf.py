@@ -28,3 +28,6 @@ limit_request_field_size = 8190
 accesslog = os.environ.get("BYTERANGE_ACCESS_LOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("BYTERANGE_LOG_LEVEL", "info")
+# gunicorn 27 opens one control socket per user by default, so two servers of one user would
+# take over each other's; enable it explicitly (--control-socket PATH) where gunicornc is used.
+control_socket_disable = True

@@ -256,9 +256,10 @@ def reserve(
     expired = [row.id for row in overlapping if row.lease_expires_ms <= now]
     live = [row for row in overlapping if row.lease_expires_ms > now]
     if live:
-        wait_ms = min(row.lease_expires_ms for row in live) - now
-        # A live writer usually finishes well before its lease ends; 1 s is a sensible retry.
-        retry_after = max(1, min(int(lease_seconds), -(-wait_ms // 1000)))
+        wait_s = -(-(min(row.lease_expires_ms for row in live) - now) // 1000)
+        # A live writer usually finishes well before its lease ends, and a dead one frees the
+        # range when it does: suggest the remaining lease, but never more than 5 s.
+        retry_after = max(1, min(5, wait_s))
         raise WriteInProgressError(
             "Another request is writing bytes in this range right now.",
             extra={"first": start, "last": stop - 1},

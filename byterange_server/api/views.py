@@ -96,6 +96,8 @@ def _options_response(allow: str) -> Response:
 def head(resource_id: str) -> Response:
     """HEAD: the committed state. ``Content-Length`` is the committed prefix (byte-range draft)."""
     state = service().state(resource_id)
+    # HEAD answers as GET would: a representation that failed its digest is refused.
+    service().check_not_failed(state.record)
     not_modified = conditions.not_modified(state)
     response = _state_response(state, 304 if not_modified else 200)
     if state.complete:
