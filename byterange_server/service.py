@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 
 #: Bytes read per step when hashing or comparing stored data.
 _READ_CHUNK = 1024 * 1024
+#: Longest stored media type and filename (the column sizes in models.py).
+MAX_CONTENT_TYPE_LENGTH = 255
+MAX_FILENAME_LENGTH = 1024
 #: Upper bound on extents read for a HEAD; more than fit in a 4 KiB header anyway.
 _SNAPSHOT_LIMIT = 1024
 
@@ -164,6 +167,15 @@ class UploadService:
                 "The declared length exceeds the maximum resource size.",
                 extra={"length": length, "max-size": self.settings.max_resource_size},
             )
+        for name, value, limit in (
+            ("content-type", content_type, MAX_CONTENT_TYPE_LENGTH),
+            ("filename", filename, MAX_FILENAME_LENGTH),
+        ):
+            if value is not None and len(value) > limit:
+                raise LimitExceededError(
+                    f"The {name} is longer than {limit} characters.",
+                    extra={"field": name, "max-length": limit},
+                )
         if length == 0 and expected_digest is not None:
             # Complete at once: check the digest before anything exists, leaving no orphan.
             algorithm, expected = expected_digest
