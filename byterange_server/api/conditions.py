@@ -24,8 +24,8 @@ def _current_etag(state: ResourceState) -> ETag | None:
 def not_modified(state: ResourceState) -> bool:
     """GET/HEAD with If-None-Match that matches (weak comparison) → 304."""
     header = request.headers.get("If-None-Match")
-    if header is None:
-        return False
+    if header is None or not state.complete:
+        return False  # an incomplete resource has no representation to match yet
     tags = parse_etag_list(header)
     if tags == "*":
         return True

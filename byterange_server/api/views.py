@@ -183,7 +183,10 @@ def _write(resource_id: str, decoder: object) -> Response:
 
 
 def _write_options() -> WriteOptions:
-    prefer = parse_prefer(request.headers.getlist("Prefer"))
+    try:
+        prefer = parse_prefer(request.headers.getlist("Prefer"))
+    except MalformedHeaderError:
+        prefer = {}  # RFC 7240: preferences are hints; a malformed one is ignored
     digest_header = request.headers.get("Content-Digest")
     content_digest = pick_digest(parse_digest_field(digest_header)) if digest_header else None
     return WriteOptions(transaction=transaction_preference(prefer), content_digest=content_digest)
