@@ -69,15 +69,7 @@ def database_url(database: str, request: pytest.FixtureRequest, tmp_path: Path) 
         return f"sqlite:///{target}"
     server = request.getfixturevalue("postgres_server")
     name = f"byterange_test_{next(server['counter'])}"
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(f"{server['base_url']}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{server["template"]}"')
-    finally:
-        engine.dispose()
-    return f"{server['base_url']}/{name}"
+    return create_database(server["base_url"], name, template=server["template"])
 
 
 @pytest.fixture

@@ -65,7 +65,8 @@ def postgres_cluster() -> Iterator[str]:
         subprocess.run([*prefix, *argv], check=True, capture_output=True, cwd=workdir)
 
     try:
-        run(str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+        initdb = str(bindir / "initdb")
+        run(initdb, "-D", str(datadir), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
         options = (
             f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir} "
             "-c fsync=on -c max_connections=200 -c shared_buffers=64MB"
@@ -85,13 +86,15 @@ def postgres_cluster() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def create_database(base_url: str, name: str) -> str:
+def create_database(base_url: str, name: str, *, template: str | None = None) -> str:
+    """Create database ``name`` (a copy of ``template`` if given); returns its URL."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(f"{base_url}/postgres", isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     try:
         with engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
     finally:
         engine.dispose()
     return f"{base_url}/{name}"

@@ -100,6 +100,24 @@ def validate_resource_id(resource_id: str) -> str:
     return resource_id
 
 
+class ClosingMixin:
+    """``with stored:`` closes the object; shared by the backends' StoredObject classes."""
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 @runtime_checkable
 class StoredObject(Protocol):
     """An open handle on the object of one resource; a context manager that closes it.

@@ -21,8 +21,8 @@ import os
 import secrets
 import warnings
 from pathlib import Path
-from types import TracebackType
 
+from .base import ClosingMixin
 from .base import StorageError
 from .base import StorageObjectExistsError
 from .base import StorageObjectMissingError
@@ -77,7 +77,7 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-class LocalStoredObject:
+class LocalStoredObject(ClosingMixin):
     """An open descriptor on one resource's file. Not for direct construction: use
     :meth:`LocalSparseStorage.open`.
 
@@ -205,17 +205,6 @@ class LocalStoredObject:
     @property
     def closed(self) -> bool:
         return self._fd < 0
-
-    def __enter__(self) -> LocalStoredObject:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         # A leaked descriptor in a long-running server runs the process out of them; close it

@@ -16,8 +16,8 @@ Not for production: nothing survives the process, and all objects share one lock
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 
+from .base import ClosingMixin
 from .base import StorageError
 from .base import StorageObjectExistsError
 from .base import StorageObjectMissingError
@@ -82,7 +82,7 @@ class _Blob:
         return blob
 
 
-class MemoryStoredObject:
+class MemoryStoredObject(ClosingMixin):
     """A handle on one in-memory object; see :class:`MemoryStorage`."""
 
     def __init__(self, storage: MemoryStorage, blob: _Blob) -> None:
@@ -156,17 +156,6 @@ class MemoryStoredObject:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def __enter__(self) -> MemoryStoredObject:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class MemoryStorage:

@@ -277,6 +277,8 @@ def test_head_of_digest_failed_resource_advertises_no_validators(client):
     problem(patch_message(client, path, 0, b"abcd", 4), 409, "repr-digest-mismatch")
     problem(client.get(path), 409, "repr-digest-mismatch")
     response = client.head(path)
+    assert response.status_code == 409  # HEAD answers as GET does
+    assert response.headers["Upload-Complete"] == "?1"  # every byte arrived
     assert "ETag" not in response.headers
     assert "Repr-Digest" not in response.headers
 
