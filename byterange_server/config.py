@@ -85,6 +85,8 @@ class Settings:
     max_part_header_bytes: int = 8192
     #: Seconds an in-flight write reservation lives without renewal.
     lease_seconds: float = 30.0
+    #: Seconds without body progress after which a write stops renewing its lease.
+    write_idle_seconds: float = 120.0
     #: Seconds after which an incomplete resource expires.
     expire_after: float = 24 * 3600.0
     #: Size of the reads from the request body.

@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from typing import Protocol
@@ -348,6 +349,40 @@ class _Part:
         return Extent(self.start, self.start + self.received)
 
 
+class _LeaseKeeper:
+    """Renews a write request's leases every ``renew_interval`` while its body streams.
+
+    It stops renewing once no body chunk has arrived for ``write_idle_seconds``: a stalled
+    connection then loses its range after one more lease, and another writer may take it over
+    (the stalled request finds out before it writes again, see ``_WriteSession._write``).
+    """
+
+    def __init__(self, session: _WriteSession) -> None:
+        self.session = session
+        self.error: ByterangeError | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="byterange-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        session = self.session
+        while not self._stopped.wait(session.renew_interval):
+            if time.monotonic() - session.last_progress > session.settings.write_idle_seconds:
+                continue
+            try:
+                session._renew()
+            except ByterangeError as error:
+                self.error = error
+                return
+            except Exception:  # a thread's exception would vanish; log it and stop renewing
+                log.exception("renewing the leases of %s failed", session.resource_id)
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
 class _Interruption(Exception):
     """The body stopped short of what a part declared; carries the error to report."""
 
@@ -389,6 +424,11 @@ class _WriteSession:
         self.lease_margin = min(1.0, lease / 4)
         self.lease_deadline = 0.0
         self.last_renewal = time.monotonic()
+        # Renewals come from a keeper thread (body reads block until a whole chunk arrives, so
+        # the request thread cannot renew on time for a slow client) and from this thread.
+        self.lease_lock = threading.Lock()
+        self.last_progress = time.monotonic()
+        self.keeper: _LeaseKeeper | None = None
 
     # The request as a whole ------------------------------------------------------------------
 
@@ -406,16 +446,19 @@ class _WriteSession:
                 self._verify_content_digest(body)
             self._commit(prefixes_only=False)
         finally:
+            if self.keeper is not None:
+                self.keeper.stop()
             self._release_leftovers()
             if self.stored is not None:
                 self.stored.close()
 
     def _pump(self, decoder: PatchDecoder, body: BodySource) -> None:
         for chunk in body:
+            self.last_progress = time.monotonic()
+            if self.keeper is not None and self.keeper.error is not None:
+                raise self.keeper.error  # the resource was deleted, or the lease taken over
             decoder.receive_data(chunk)
             self._drain(decoder)
-            if self.parts and time.monotonic() - self.last_renewal > self.renew_interval:
-                self._renew()
         interrupted = body.interrupted
         decoder.receive_data(b"")
         try:
@@ -495,10 +538,13 @@ class _WriteSession:
             self.current = None
             self.no_bytes_error = self._past_end_error(header.start, known_length)
             return
-        reservation_id, committed = self._reserve(header.start, limit)
-        part = _Part(header, header.start, limit, header.stop, reservation_id, committed)
-        self.parts.append(part)
+        with self.lease_lock:
+            reservation_id, committed = self._reserve(header.start, limit)
+            part = _Part(header, header.start, limit, header.stop, reservation_id, committed)
+            self.parts.append(part)
         self.current = part
+        if self.keeper is None:
+            self.keeper = _LeaseKeeper(self)
 
     def _on_data(self, data: memoryview) -> None:
         part = self.current
@@ -669,14 +715,15 @@ class _WriteSession:
         )
 
     def _renew(self) -> None:
-        began = time.monotonic()
-        ids = [part.reservation_id for part in self.parts]
-        with self.db.write() as conn:
-            ledger.load_resource(conn, self.resource_id)  # 404 once deleted
-            alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
-        if not alive:
-            raise self._lease_lost()
-        self._leases_renewed(began)
+        with self.lease_lock:
+            began = time.monotonic()
+            ids = [part.reservation_id for part in self.parts]
+            with self.db.write() as conn:
+                ledger.load_resource(conn, self.resource_id)  # 404 once deleted
+                alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
+            if not alive:
+                raise self._lease_lost()
+            self._leases_renewed(began)
 
     def _commit(self, *, prefixes_only: bool) -> None:
         new = [extent for part in self.parts if (extent := part.written_extent) is not None]

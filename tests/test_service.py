@@ -188,3 +188,47 @@ def test_expired_incomplete_resources_are_gone_then_removed(app, service) -> Non
     with pytest.raises(ResourceNotFoundError):
         service.state(resource.id)
     assert not service.storage.exists(resource.id)
+
+
+def _with_settings(service, **changes):
+    from dataclasses import replace
+
+    from byterange_server.service import UploadService
+
+    return UploadService(replace(service.settings, **changes), service.db, service.storage)
+
+
+def test_slow_live_writer_keeps_its_range(service) -> None:
+    # Body chunks arrive slower than the lease lasts: only the keeper thread's renewals hold it.
+    quick = _with_settings(service, lease_seconds=0.6)
+    resource = quick.allocate(length=10)
+    probes: list[str] = []
+
+    def stall(index: int) -> None:
+        if index == 1:
+            time.sleep(1.5)
+            try:
+                put(quick, resource.id, 0, b"0", 10)
+                probes.append("accepted")
+            except WriteInProgressError:
+                probes.append("409")
+
+    put(quick, resource.id, 0, b"0123456789", 10, on_chunk=stall)
+    assert probes == ["409"]
+    assert quick.state(resource.id).complete
+
+
+def test_idle_writer_loses_its_range_and_writes_nothing_after(service) -> None:
+    quick = _with_settings(service, lease_seconds=0.6, write_idle_seconds=0.2)
+    resource = quick.allocate(length=10)
+
+    def stall(index: int) -> None:
+        if index == 1:
+            time.sleep(1.5)  # idle: the keeper stops renewing and the lease lapses
+            put(quick, resource.id, 0, b"01234XXXXX", 10)  # another writer takes the range
+
+    with pytest.raises(WriteInProgressError):
+        put(quick, resource.id, 0, b"0123456789", 10, on_chunk=stall)
+    with quick.open_object(resource.id) as stored:
+        assert stored.read_at(0, 10) == b"01234XXXXX"  # the late writer overwrote nothing
+    assert quick.state(resource.id).complete
