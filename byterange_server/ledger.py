@@ -205,18 +205,45 @@ def page_extents(
     return found[:limit], len(found) > limit
 
 
-def extents_within(conn: Connection, resource_id: str, start: int, stop: int) -> list[Extent]:
-    """Committed extents overlapping ``[start, stop)``, clipped to it."""
+def _extents_near(
+    conn: Connection, resource_id: str, start: int, stop: int, *, touching: bool
+) -> list[Extent]:
+    """Extents overlapping ``[start, stop)`` (or also touching it), in order.
+
+    Extents are disjoint and sorted, so this is two bounded index range scans: the first
+    extent ending at or after ``start`` (on ``(resource_id, stop)``), then the extents from
+    there up to ``stop`` (on the primary key). Filtering on both bounds in one query would
+    scan every extent on one side of the range.
+    """
+    first = conn.execute(
+        select(extents.c.start)
+        .where(
+            extents.c.resource_id == resource_id,
+            extents.c.stop >= start if touching else extents.c.stop > start,
+        )
+        .order_by(extents.c.stop)
+        .limit(1)
+    ).first()
+    if first is None:
+        return []
     rows = conn.execute(
         select(extents.c.start, extents.c.stop)
         .where(
             extents.c.resource_id == resource_id,
-            extents.c.stop > start,
-            extents.c.start < stop,
+            extents.c.start >= first.start,
+            extents.c.start <= stop if touching else extents.c.start < stop,
         )
         .order_by(extents.c.start)
     ).all()
-    return [Extent(max(row.start, start), min(row.stop, stop)) for row in rows]
+    return [Extent(row.start, row.stop) for row in rows]
+
+
+def extents_within(conn: Connection, resource_id: str, start: int, stop: int) -> list[Extent]:
+    """Committed extents overlapping ``[start, stop)``, clipped to it."""
+    return [
+        Extent(max(extent.start, start), min(extent.stop, stop))
+        for extent in _extents_near(conn, resource_id, start, stop, touching=False)
+    ]
 
 
 def committed_stop(conn: Connection, resource_id: str) -> int:
@@ -344,13 +371,7 @@ def add_extents(conn: Connection, resource_id: str, new: Iterable[Extent]) -> li
     """
     merged_out: list[Extent] = []
     for extent in normalize(new):
-        neighbours = conn.execute(
-            select(extents.c.start, extents.c.stop).where(
-                extents.c.resource_id == resource_id,
-                extents.c.stop >= extent.start,
-                extents.c.start <= extent.stop,
-            )
-        ).all()
+        neighbours = _extents_near(conn, resource_id, extent.start, extent.stop, touching=True)
         start = min([extent.start, *(row.start for row in neighbours)])
         stop = max([extent.stop, *(row.stop for row in neighbours)])
         if neighbours:
