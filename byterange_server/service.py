@@ -43,6 +43,7 @@ from .errors import MalformedBodyError
 from .errors import OverlappingPartsError
 from .errors import ReprDigestMismatchError
 from .errors import ResourceTooLargeError
+from .errors import StorageError
 from .errors import TruncatedBodyError
 from .errors import WriteInProgressError
 from .extents import Extent
@@ -141,6 +142,12 @@ class WriteOptions:
     @property
     def atomic(self) -> bool:
         return self.transaction == "atomic" or self.content_digest is not None
+
+    @property
+    def applied(self) -> str:
+        """The transaction mode that applies (``Preference-Applied``): a Content-Digest makes
+        a request all-or-nothing whatever it preferred."""
+        return "atomic" if self.atomic else "persist"
 
 
 class UploadService:
@@ -276,7 +283,7 @@ class UploadService:
         validate_resource_id(resource_id)
         session = _WriteSession(self, resource_id, options)
         session.run(decoder, body)
-        return WriteOutcome(self.state(resource_id), "atomic" if options.atomic else "persist")
+        return WriteOutcome(self.state(resource_id), options.applied)
 
     # -- completion ------------------------------------------------------------------------------
 
@@ -300,7 +307,7 @@ class UploadService:
             while position < record.length:
                 chunk = stored.read_at(position, min(_READ_CHUNK, record.length - position))
                 if not chunk:
-                    raise MalformedBodyError("stored object is shorter than its extents")
+                    raise StorageError("The stored object is shorter than its committed extents.")
                 sha256.update(chunk)
                 if expected_hash is not None:
                     expected_hash.update(chunk)

@@ -169,7 +169,7 @@ def _write(resource_id: str, decoder: object) -> Response:
         chunk_size=svc.settings.chunk_size,
         digest_algorithm=options.content_digest[0] if options.content_digest else None,
     )
-    applied = f"transaction={'atomic' if options.atomic else 'persist'}"
+    applied = f"transaction={options.applied}"
     try:
         outcome = svc.write(resource_id, decoder, reader, options)  # type: ignore[arg-type]
     except ByterangeError as error:
