@@ -378,10 +378,13 @@ def test_head_is_fast_while_a_slow_patch_streams(
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         # The first 1 MiB goes at once (the server reserves the range when the part's field block
-        # arrives, in its first 1 MiB read), then 3 MiB at 1 MiB/s: it streams for about 3 s.
+        # arrives, in its first read), then 3 MiB at 0.6 MiB/s: it streams for about 5 s.
         slow = pool.submit(
-            server.patch_segment, url, 0, data[:slow_size], length, rate=1 * MiB, burst=MiB + 64 * 1024
+            server.patch_segment, url, 0, data[:slow_size], length, rate=0.6 * MiB, burst=MiB + 64 * 1024
         )
+        # Let the slow writer take its reservation first: a probe that got there before it would
+        # rightly win, and the slow PATCH would then be the one refused with 409.
+        time.sleep(1.0)
         # Wait until the slow writer holds its reservation: an overlapping write is then refused
         # at once with Retry-After. The probe sends identical bytes, so an early success is harmless.
         deadline = time.monotonic() + 3
