@@ -127,13 +127,6 @@ class ResourceState:
 
 
 @dataclasses.dataclass(frozen=True)
-class WriteOutcome:
-    state: ResourceState
-    #: ``persist`` or ``atomic``: what was applied (Preference-Applied).
-    transaction: str
-
-
-@dataclasses.dataclass(frozen=True)
 class WriteOptions:
     transaction: str = "persist"
     #: (algorithm, expected digest) of the request content, from Content-Digest.
@@ -274,8 +267,8 @@ class UploadService:
         decoder: PatchDecoder,
         body: BodySource,
         options: WriteOptions = WriteOptions(),
-    ) -> WriteOutcome:
-        """Apply a patch document (or a partial PUT) to a resource.
+    ) -> ResourceState:
+        """Apply a patch document (or a partial PUT) to a resource; returns the state after it.
 
         :raises ByterangeError: 400/404/409/410/412/422 as described in docs/protocol.md;
             the state after the error is what a HEAD shows.
@@ -283,7 +276,7 @@ class UploadService:
         validate_resource_id(resource_id)
         session = _WriteSession(self, resource_id, options)
         session.run(decoder, body)
-        return WriteOutcome(self.state(resource_id), options.applied)
+        return self.state(resource_id)
 
     # -- completion ------------------------------------------------------------------------------
 
@@ -436,6 +429,8 @@ class _WriteSession:
         self.lease_lock = threading.Lock()
         self.last_progress = time.monotonic()
         self.keeper: _LeaseKeeper | None = None
+        #: Set once the commit released the reservations (nothing left to clean up).
+        self.parts_released = False
 
     # The request as a whole ------------------------------------------------------------------
 
@@ -774,7 +769,7 @@ class _WriteSession:
             self.service.check_not_failed(record)
 
     def _release_leftovers(self) -> None:
-        if getattr(self, "parts_released", False) or not self.parts:
+        if self.parts_released or not self.parts:
             return
         try:
             with self.db.write() as conn:

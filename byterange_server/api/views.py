@@ -171,7 +171,7 @@ def _write(resource_id: str, decoder: object) -> Response:
     )
     applied = f"transaction={options.applied}"
     try:
-        outcome = svc.write(resource_id, decoder, reader, options)  # type: ignore[arg-type]
+        state = svc.write(resource_id, decoder, reader, options)  # type: ignore[arg-type]
     except ByterangeError as error:
         error.headers.setdefault("Preference-Applied", applied)
         raise
@@ -179,7 +179,7 @@ def _write(resource_id: str, decoder: object) -> Response:
         # After an early error, read a little of what is left so a keep-alive connection can
         # carry the next request; the server discards anything beyond that itself.
         reader.drain(_DRAIN_LIMIT)
-    return _state_response(outcome.state, 204, {"Preference-Applied": applied})
+    return _state_response(state, 204, {"Preference-Applied": applied})
 
 
 def _write_options() -> WriteOptions:
