@@ -1,49 +1,30 @@
 """byterange-server: resumable, segmented, parallel uploads over plain HTTP.
 
-``create_app()`` builds a configured Flask app; nothing is built at import time.
+``create_app()`` builds a configured Flask app; nothing is built at import time. The server's
+heavy imports (Flask, SQLAlchemy) load on first use, so the client (``byterange_server.client``)
+and the ``byterange`` command start without them.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from typing import Any
-
-from flask import Flask
-
-from .config import Settings
-from .db import Database
-from .service import UploadService
-from .storage import load_backend
 
 __all__ = ["create_app", "Settings", "UploadService"]
 __version__ = "0.1.0"
 
-EXTENSION_KEY = "byterange"
+if TYPE_CHECKING:
+    from .app import create_app
+    from .config import Settings
+    from .service import UploadService
+
+_LAZY = {"create_app": "app", "EXTENSION_KEY": "app", "Settings": "config", "UploadService": "service"}
 
 
-def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
-    """Build the WSGI app.
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-    :param config: a :class:`Settings`, or overrides of the ``BYTERANGE_*`` environment
-        (``{"DATABASE_URL": ..., "DATA_DIR": ...}``, case-insensitive, prefix optional).
-    """
-    settings = config if isinstance(config, Settings) else Settings.from_env(overrides=config)
-    app = Flask(__name__)
-    app.config["BYTERANGE_SETTINGS"] = settings
-    # Bodies are streamed by the views; Werkzeug must not cap or buffer them.
-    app.config["MAX_CONTENT_LENGTH"] = None
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-
-    database = Database(settings.resolved_database_url)
-    options: dict[str, Any] = {}
-    if settings.storage == "local":
-        options = {"root": settings.resolved_storage_dir, "fsync": settings.fsync}
-    storage = load_backend(settings.storage, **options)
-    app.extensions[EXTENSION_KEY] = UploadService(settings, database, storage)
-
-    from .api import init_app as init_api
-
-    init_api(app, settings)
-    logging.getLogger(__name__).debug("byterange-server configured: %s", settings)
-    return app
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -1,26 +1,96 @@
-"""Client side of the byte-range upload protocol (see ``docs/protocol.md``).
+"""Client side of the byte-range upload protocol: parallel, resumable upload and download.
 
-The client package speaks the same wire contract as the server and therefore reuses, rather
-than re-implements, the server's sans-IO layers: header parsing and printing come from
-:mod:`byterange_server.protocol` (``Committed-Ranges``, ``Content-Range``) and all interval
-arithmetic from :mod:`byterange_server.extents`.
+::
 
-Its first brick is :mod:`byterange_server.client.plan`, a sans-IO segment planner for
-parallel, resumable segmented uploads.
+    from byterange_server.client import upload, download
+    result = upload("big.bin", "http://127.0.0.1:8080/files", parallel=8)
+    download(result.url, "copy.bin", parallel=8)
+
+The client speaks the same wire contract as the server and therefore reuses, rather than
+re-implements, the server's sans-IO layers: header parsing and printing come from
+:mod:`byterange_server.protocol`, interval arithmetic from :mod:`byterange_server.extents`.
+
+Layers, each importable on its own:
+
+- :mod:`.plan` and :mod:`.wire` (sans-IO): which segments to send, and the request bodies;
+- :mod:`.remote` (sans-IO): the resource state a response reports;
+- :mod:`.transport`: HTTP (urllib3), what a failure means, the retry policy;
+- :mod:`.engine`: retries driven by the committed state, worker threads, progress;
+- :mod:`.upload`, :mod:`.download`, :mod:`.state` (the resume records), :mod:`.cli`.
 """
 
 from __future__ import annotations
 
-from byterange_server.client.plan import Segment
-from byterange_server.client.plan import bytes_remaining
-from byterange_server.client.plan import committed_from_header
-from byterange_server.client.plan import missing_ranges
-from byterange_server.client.plan import plan_segments
+from .download import Downloader
+from .download import DownloadResult
+from .download import IncompleteResource
+from .download import download
+from .engine import Engine
+from .engine import Progress
+from .errors import Cancelled
+from .errors import ClientError
+from .errors import IntegrityError
+from .errors import ProtocolError
+from .errors import RemoteChanged
+from .errors import ServerRefused
+from .errors import TransferFailed
+from .plan import Segment
+from .plan import bytes_remaining
+from .plan import committed_from_header
+from .plan import missing_ranges
+from .plan import plan_segments
+from .remote import RemoteState
+from .transport import RetryPolicy
+from .transport import Timeouts
+from .transport import Transport
+from .upload import Uploader
+from .upload import UploadResult
+from .upload import upload
+from .wire import WireFormat
 
 __all__ = [
+    "Cancelled",
+    "ClientError",
+    "DownloadResult",
+    "Downloader",
+    "Engine",
+    "IncompleteResource",
+    "IntegrityError",
+    "Progress",
+    "ProtocolError",
+    "RemoteChanged",
+    "RemoteState",
+    "RetryPolicy",
     "Segment",
+    "ServerRefused",
+    "Timeouts",
+    "TransferFailed",
+    "Transport",
+    "UploadResult",
+    "Uploader",
+    "WireFormat",
     "bytes_remaining",
     "committed_from_header",
+    "download",
     "missing_ranges",
     "plan_segments",
+    "status",
+    "upload",
 ]
+
+
+def status(url: str, **options: object) -> RemoteState:
+    """The state of a resource (``HEAD``, with the committed ranges fetched if need be).
+
+    Keyword options: ``headers``, ``timeouts``, ``retry`` (as for :func:`upload`).
+    """
+    transport = Transport(
+        connections=1,
+        timeouts=options.pop("timeouts", None),  # type: ignore[arg-type]
+        headers=options.pop("headers", None),  # type: ignore[arg-type]
+    )
+    engine = Engine(transport, parallel=1, retry=options.pop("retry", RetryPolicy()))  # type: ignore[arg-type]
+    if options:
+        raise TypeError(f"unexpected options: {', '.join(options)}")
+    with transport:
+        return engine.state(url)

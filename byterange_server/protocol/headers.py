@@ -67,6 +67,7 @@ __all__ = [
     "format_digest",
     "format_http_date",
     "format_range",
+    "find_link",
     "format_ranges",
     "parse_committed_ranges",
     "parse_content_disposition_filename",
@@ -74,6 +75,7 @@ __all__ = [
     "parse_etag_list",
     "parse_if_range",
     "parse_int",
+    "parse_links",
     "parse_prefer",
     "parse_range",
     "parse_sf_boolean",
@@ -764,6 +766,73 @@ def parse_committed_ranges(value: str) -> list[tuple[int, int]]:
             )
         out.append((first, last + 1))
     return out
+
+
+# -- Link (RFC 8288) -----------------------------------------------------------------------------
+
+# Link       = #link-value                                          ; RFC 8288 §3
+# link-value = "<" URI-Reference ">" *( OWS ";" OWS link-param )
+# link-param = token BWS [ "=" BWS ( token / quoted-string ) ]
+_LINK_TARGET_RE = re.compile(r"[ \t]*<([^<>\s]*)>", re.ASCII)
+_LINK_PARAM_RE = re.compile(
+    rf"[ \t]*;[ \t]*(?P<name>{_TOKEN})(?:[ \t]*=[ \t]*(?P<value>{_TOKEN}|{_QUOTED_STRING}))?",
+    re.ASCII,
+)
+_LINK_SEPARATOR_RE = re.compile(r"[ \t]*(?:,|$)", re.ASCII)
+
+
+def parse_links(value: str) -> list[tuple[str, dict[str, str]]]:
+    """Parse a ``Link`` value into ``(target, params)`` pairs, in field order.
+
+    ``</files/x/committed-ranges>; rel="committed-ranges"`` →
+    ``[("/files/x/committed-ranges", {"rel": "committed-ranges"})]``.  Parameter names are
+    lower-cased, quoted values unquoted; a repeated parameter keeps its first value (RFC 8288
+    §3.3 says later ``rel`` occurrences are ignored).  Targets are returned as sent: resolve a
+    relative one against the request URL.
+
+    :raises MalformedHeaderError: for anything that is not a ``#link-value`` list.
+    """
+    out: list[tuple[str, dict[str, str]]] = []
+    pos = 0
+    text = value
+    while pos < len(text):
+        sep = _LINK_SEPARATOR_RE.match(text, pos)
+        if sep is not None and sep.end() > pos and text[pos:sep.end()].strip(" \t") == ",":
+            pos = sep.end()  # an empty list element, which #rule allows
+            continue
+        target = _LINK_TARGET_RE.match(text, pos)
+        if target is None:
+            if not _strip_ows(text[pos:]):
+                break
+            raise _malformed("Link", "Link value does not start with <URI-Reference>")
+        pos = target.end()
+        params: dict[str, str] = {}
+        while (param := _LINK_PARAM_RE.match(text, pos)) is not None:
+            pos = param.end()
+            raw = param["value"]
+            params.setdefault(param["name"].lower(), _unquote(raw) if raw is not None else "")
+        end = _LINK_SEPARATOR_RE.match(text, pos)
+        if end is None:
+            raise _malformed("Link", "Link has a malformed parameter")
+        pos = end.end()
+        out.append((target[1], params))
+    return out
+
+
+def find_link(value: str | None, rel: str) -> str | None:
+    """The target of the first link in ``value`` whose ``rel`` includes ``rel``, or ``None``.
+
+    Relation types compare case-insensitively; ``rel`` may hold several, space-separated.
+
+    :raises MalformedHeaderError: if ``value`` is not a valid ``Link`` value.
+    """
+    if value is None:
+        return None
+    wanted = rel.lower()
+    for target, params in parse_links(value):
+        if wanted in params.get("rel", "").lower().split():
+            return target
+    return None
 
 
 # -- entity tags and dates -----------------------------------------------------------------------

@@ -1,0 +1,45 @@
+"""The application factory: settings, database, storage and the HTTP layer wired together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from .config import Settings
+from .db import Database
+from .service import UploadService
+from .storage import load_backend
+
+__all__ = ["EXTENSION_KEY", "create_app"]
+
+EXTENSION_KEY = "byterange"
+
+
+def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
+    """Build the WSGI app.
+
+    :param config: a :class:`Settings`, or overrides of the ``BYTERANGE_*`` environment
+        (``{"DATABASE_URL": ..., "DATA_DIR": ...}``, case-insensitive, prefix optional).
+    """
+    settings = config if isinstance(config, Settings) else Settings.from_env(overrides=config)
+    app = Flask(__name__)
+    app.config["BYTERANGE_SETTINGS"] = settings
+    # Bodies are streamed by the views; Werkzeug must not cap or buffer them.
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    database = Database(settings.resolved_database_url)
+    options: dict[str, Any] = {}
+    if settings.storage == "local":
+        options = {"root": settings.resolved_storage_dir, "fsync": settings.fsync}
+    storage = load_backend(settings.storage, **options)
+    app.extensions[EXTENSION_KEY] = UploadService(settings, database, storage)
+
+    from .api import init_app as init_api
+
+    init_api(app, settings)
+    logging.getLogger(__name__).debug("byterange-server configured: %s", settings)
+    return app

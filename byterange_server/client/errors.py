@@ -1,0 +1,92 @@
+"""The client's exception tree: one class per way a transfer can end badly.
+
+Every class carries the process exit code the ``byterange`` command uses for it, so scripts
+can tell "re-run later to resume" (3) from "the server will never accept this" (4) from "the
+bytes are wrong" (5) without parsing messages. ``docs/client.md`` lists the codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Cancelled",
+    "ClientError",
+    "IntegrityError",
+    "ProtocolError",
+    "RemoteChanged",
+    "ServerRefused",
+    "TransferFailed",
+]
+
+
+class ClientError(Exception):
+    """Base class of every error the client raises on purpose."""
+
+    #: Exit status of the ``byterange`` command for this error.
+    exit_code = 1
+
+
+class TransferFailed(ClientError):
+    """The network or the server kept failing until the retry budget ran out.
+
+    Nothing committed is lost: running the same upload or download again resumes it.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class ServerRefused(ClientError):
+    """The server answered a request with a status that retrying cannot change (most 4xx).
+
+    :ivar status: the HTTP status code.
+    :ivar problem: the RFC 9457 problem document, when the body was one (else ``{}``).
+    """
+
+    exit_code = 4
+
+    def __init__(self, method: str, url: str, status: int, problem: dict[str, Any] | None = None) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        self.problem = problem or {}
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        title = self.problem.get("title")
+        detail = self.problem.get("detail")
+        text = f"{self.method} {self.url}: HTTP {self.status}"
+        if title:
+            text += f" {title}"
+        if detail and detail != title:
+            text += f": {detail}"
+        return text
+
+
+class ProtocolError(ClientError):
+    """The server's answer does not follow the protocol (a missing or malformed header)."""
+
+    exit_code = 4
+
+
+class IntegrityError(ClientError):
+    """The bytes do not match their digest: the local file changed during an upload, or the
+    downloaded bytes differ from the server's ``Repr-Digest``."""
+
+    exit_code = 5
+
+
+class RemoteChanged(ClientError):
+    """The resource being downloaded changed on the server (its strong ETag moved on)."""
+
+    exit_code = 6
+
+
+class Cancelled(ClientError):
+    """The transfer was cancelled (``cancel()`` or Ctrl-C); what was committed stays."""
+
+    exit_code = 130

@@ -1,0 +1,503 @@
+"""Parallel, resumable upload of a file into a byte-range resource.
+
+::
+
+    from byterange_server.client import upload
+    result = upload("big.bin", "http://127.0.0.1:8080/files", parallel=8)
+    print(result.url)
+
+How it goes:
+
+1. **Find the resource.** The resume store (:mod:`.state`) may know one for this file as it is
+   now (path, size, mtime) and this collection; if the server still has it, it is reused.
+   Otherwise ``POST`` allocates one (``Upload-Length``, filename, media type) and the store
+   records it before any byte is sent.
+2. **Plan.** ``HEAD`` gives the committed ranges; :func:`~.plan.plan_segments` cuts the gaps on
+   a fixed grid, and :func:`~.wire.batch_segments` groups them into requests.
+3. **Send** ``parallel`` requests at a time over keep-alive connections, each streamed from disk
+   and, by default, carrying ``Content-Digest: sha-256`` (the server then commits nothing of a
+   damaged or cut-off request). A request that fails transiently is retried after a backoff for
+   only what ``HEAD`` says is still missing, so a fault costs at most the segment it hit.
+4. **Check.** When the server reports the resource complete, its ``Repr-Digest`` must equal the
+   SHA-256 of the local file (hashed on a background thread while the upload runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import threading
+import time
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+from typing import Union
+from urllib.parse import urljoin
+
+from byterange_server import extents
+from byterange_server.extents import Extent
+from byterange_server.protocol.headers import format_content_disposition
+from byterange_server.protocol.headers import format_digest
+
+from .engine import Engine
+from .engine import ProgressCallback
+from .errors import IntegrityError
+from .errors import ProtocolError
+from .errors import ServerRefused
+from .plan import Segment
+from .plan import plan_segments
+from .remote import RemoteState
+from .source import Source
+from .state import StateStore
+from .state import UploadKey
+from .transport import RetryPolicy
+from .transport import Timeouts
+from .transport import Transient
+from .transport import Transport
+from .transport import check_response
+from .wire import WireFormat
+from .wire import WireRequest
+from .wire import batch_segments
+from .wire import build_request
+
+__all__ = ["DEFAULT_PARALLEL", "DEFAULT_SEGMENT_SIZE", "UploadResult", "Uploader", "upload"]
+
+DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
+DEFAULT_PARALLEL = 4
+#: Most parts one multipart/byteranges request carries (the server's default limit is 1000).
+DEFAULT_MAX_PARTS = 256
+#: Data bytes of the probe request that follows a failure (see ``Uploader._deliver``).
+PROBE_BYTES = 16 * 1024
+#: Plan-send-check rounds before concluding that the server will not complete the resource.
+MAX_ROUNDS = 3
+
+UploadSource = Union[str, "os.PathLike[str]", BinaryIO]
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """How an upload ended.
+
+    :ivar url: the resource URL (``GET`` it to read the file back).
+    :ivar resumed: the resource existed before this run (a resumed or repeated upload).
+    :ivar already_committed: bytes the server had before this run started.
+    :ivar transferred: body bytes this run sent, resends included.
+    :ivar sha256: hex SHA-256 of the file, checked against the server's ``Repr-Digest`` when
+        ``verified``.
+    """
+
+    url: str
+    size: int
+    resumed: bool
+    already_committed: int
+    transferred: int
+    requests: int
+    retries: int
+    seconds: float
+    sha256: str | None
+    verified: bool
+
+
+class Uploader:
+    """One upload; :meth:`run` it once. :meth:`cancel` may be called from any thread.
+
+    :param source: a path, or a binary file object that can be read at any offset.
+    :param url: the collection to allocate in (``.../files``), or with ``existing=True`` the
+        URL of a resource to fill.
+    :param segment_size: bytes per segment; also the most a fault can cost.
+    :param parallel: requests in flight at once.
+    :param wire_format: how segments travel (:class:`~.wire.WireFormat`).
+    :param content_digest: send ``Content-Digest: sha-256`` with each request.
+    :param verify: compare the server's ``Repr-Digest`` with the file's SHA-256 at the end.
+    :param resume: use the resume store (uploads from a path only).
+    :param state_dir: where the resume store lives (default: see :mod:`.state`).
+    """
+
+    def __init__(
+        self,
+        source: UploadSource,
+        url: str,
+        *,
+        existing: bool = False,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        parallel: int = DEFAULT_PARALLEL,
+        wire_format: WireFormat | str = WireFormat.MESSAGE,
+        content_digest: bool = True,
+        verify: bool = True,
+        resume: bool = True,
+        state_dir: str | os.PathLike[str] | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        max_parts: int = DEFAULT_MAX_PARTS,
+        progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> None:
+        if segment_size < 1:
+            raise ValueError(f"segment size must be at least 1 byte: {segment_size}")
+        self.source_arg = source
+        self.url = url
+        self.existing = existing
+        self.segment_size = segment_size
+        self.wire_format = WireFormat.parse(wire_format) if isinstance(wire_format, str) else wire_format
+        self.content_digest = content_digest
+        self.verify = verify
+        self.resume = resume
+        self.store = StateStore(state_dir) if resume else None
+        self.filename = filename
+        self.content_type = content_type
+        self.max_parts = max_parts
+        self.engine = Engine(
+            Transport(connections=parallel, timeouts=timeouts or Timeouts(), headers=headers),
+            parallel=parallel,
+            retry=retry or RetryPolicy(),
+            progress=progress,
+            cancel_event=cancel_event,
+        )
+        self.source: Source
+        self.resource_url: str | None = None
+
+    def cancel(self) -> None:
+        self.engine.cancel()
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> UploadResult:
+        started = time.monotonic()
+        if isinstance(self.source_arg, (str, os.PathLike)):
+            source = Source.open(self.source_arg)
+        else:
+            source = Source(self.source_arg)
+        with source, self.engine.transport:
+            self.source = source
+            self.engine.total = source.size
+            url, state, resumed = self._resolve()
+            self.resource_url = url
+            committed = self._committed(state)
+            already = extents.total(extents.clip(committed, 0, source.size)) if committed else 0
+            self.engine.set_confirmed(already)
+            hasher = _Hasher(source) if self.verify else None
+            try:
+                state = self._fill(url, state, committed)
+                digest = hasher.result() if hasher else None
+            finally:
+                if hasher:
+                    hasher.stop()
+            verified = self._check(state, digest)
+        return UploadResult(
+            url=url,
+            size=source.size,
+            resumed=resumed,
+            already_committed=already,
+            transferred=self.engine.transferred,
+            requests=self.engine.requests,
+            retries=self.engine.retries,
+            seconds=time.monotonic() - started,
+            sha256=digest.hex() if digest else None,
+            verified=verified,
+        )
+
+    def _resolve(self) -> tuple[str, RemoteState, bool]:
+        """The resource to fill: given, remembered, or newly allocated."""
+        if self.existing:
+            state = self.engine.state(self.url)
+            self._check_compatible(state, strict=True)
+            return self.url, state, True
+        key = None
+        if self.store is not None and self.source.identity is not None:
+            key = UploadKey(self.source.identity, self.url)
+            remembered = self.store.lookup(key)
+            if remembered is not None:
+                state = self._remembered_state(remembered)
+                if state is not None and self._check_compatible(state, strict=False):
+                    return remembered, state, True
+                self.store.forget(key)
+        url, state = self.engine.call(self._allocate)
+        if key is not None and self.store is not None:
+            self.store.remember(key, url)
+        return url, state, False
+
+    def _remembered_state(self, url: str) -> RemoteState | None:
+        try:
+            return self.engine.state(url)
+        except ServerRefused as refused:
+            if refused.status in (404, 410):  # expired or deleted: start a new resource
+                return None
+            raise
+
+    def _check_compatible(self, state: RemoteState, *, strict: bool) -> bool:
+        """Can this resource take this file? With ``strict``, say why not instead of False."""
+        problem = None
+        if not state.is_byterange_resource:
+            problem = "is not a byte-range upload resource (no Upload-Complete in its HEAD)"
+        elif state.length is not None and state.length != self.source.size:
+            problem = f"has length {state.length}, but the file has {self.source.size} bytes"
+        if problem is None:
+            return True
+        if strict:
+            raise ProtocolError(f"{state.url} {problem}")
+        return False
+
+    def _allocate(self) -> tuple[str, RemoteState]:
+        headers = {"Upload-Length": str(self.source.size)}
+        name = self.filename or (os.path.basename(self.source.name) if self.source.name else None)
+        if name:
+            headers["Content-Disposition"] = format_content_disposition(name)
+        media_type = self.content_type or (mimetypes.guess_type(name)[0] if name else None)
+        if media_type:
+            headers["Content-Type"] = media_type
+        response = self.engine.request("POST", self.url, headers=headers)
+        try:
+            check_response("POST", self.url, response)
+            location = response.headers.get("Location")
+            if response.status != 201 or not location:
+                raise ProtocolError(f"POST {self.url}: expected 201 with a Location, got {response.status}")
+            url = urljoin(self.url, location)
+            return url, RemoteState.from_headers(url, response.status, response.headers)
+        finally:
+            response.release_conn()
+
+    def _committed(self, state: RemoteState) -> list[Extent]:
+        if state.committed is not None:
+            return state.committed
+        if state.complete:
+            return [Extent(0, state.length)] if state.length else []
+        # The allocation response carries no list when the header would be too long; ask.
+        fetched = self.engine.state(state.url)
+        if fetched.committed is None:
+            raise ProtocolError(f"{state.url}: the server reports no committed ranges")
+        return fetched.committed
+
+    def _fill(self, url: str, state: RemoteState, committed: list[Extent]) -> RemoteState:
+        """Send what is missing until the server reports the resource complete."""
+        size = self.source.size
+        for _ in range(MAX_ROUNDS):
+            if state.complete:
+                return state
+            segments = plan_segments(size, self.segment_size, committed)
+            if segments:
+                batches = batch_segments(
+                    self.wire_format, segments, max_bytes=self.segment_size, max_parts=self.max_parts
+                )
+                self.engine.run_tasks(batches, lambda index, batch: self._deliver(url, index, batch))
+            elif state.length is None:
+                # All bytes are there (an empty file) but the length was never declared.
+                self.engine.call(lambda: self._declare_length(url))
+            state = self.engine.state(url)
+            committed = self._committed(state)
+        if not state.complete:
+            raise ProtocolError(
+                f"{url}: every byte was acknowledged but the server does not report the upload complete"
+            )
+        return state
+
+    def _deliver(self, url: str, task: int, batch: Sequence[Segment]) -> None:
+        """Send one batch; after a transient failure, resend only what is still missing.
+
+        The first request after a failure is a small probe (:data:`PROBE_BYTES`): when the
+        server still holds the range for our own cut-off request, it refuses the probe with
+        409 and ``Retry-After``, and the refusal costs a probe's bytes instead of a segment's.
+        """
+        engine = self.engine
+        pending = list(batch)
+        failures = 0
+        need_state = False
+        while True:
+            engine.check_running()
+            if need_state:
+                try:
+                    state = engine.head(url)
+                except Transient as failure:
+                    failures += 1
+                    engine.backoff(failures, failure)
+                    continue
+                remaining = _restrict(pending, state.committed)
+                newly = _total(pending) - _total(remaining)
+                if newly:
+                    engine.confirm(newly)
+                    failures = 0
+                pending, need_state = remaining, False
+                if not pending:
+                    return
+            sending = _first_bytes(pending, PROBE_BYTES) if failures else pending
+            try:
+                self._send(url, task, sending)
+            except Transient as failure:
+                engine.settle(task)
+                failures += 1
+                engine.backoff(failures, failure)
+                need_state = True
+                continue
+            engine.settle(task)
+            engine.confirm(_total(sending))
+            pending = _restrict(pending, extents.normalize((s.start, s.stop) for s in sending))
+            if not pending:
+                return
+            failures = 0
+
+    def _send(self, url: str, task: int, segments: Sequence[Segment]) -> None:
+        request = build_request(self.wire_format, segments, self.source.size)
+        headers = {**request.headers, "Content-Length": str(request.content_length)}
+        if self.content_digest:
+            headers["Content-Digest"] = format_digest("sha-256", self._digest(request))
+        response = self.engine.request(request.method, url, headers=headers, body=self._body(task, request))
+        try:
+            check_response(request.method, url, response)
+        finally:
+            response.release_conn()
+
+    def _declare_length(self, url: str) -> None:
+        headers = {"Content-Range": f"bytes */{self.source.size}", "Content-Length": "0"}
+        response = self.engine.request("PUT", url, headers=headers, body=b"")
+        try:
+            check_response("PUT", url, response)
+        finally:
+            response.release_conn()
+
+    def _digest(self, request: WireRequest) -> bytes:
+        digest = hashlib.sha256()
+        for piece in request.pieces:
+            if isinstance(piece, bytes):
+                digest.update(piece)
+            else:
+                for chunk in self.source.chunks(piece.start, piece.stop):
+                    self.engine.check_running()
+                    digest.update(chunk)
+        return digest.digest()
+
+    def _body(self, task: int, request: WireRequest) -> Iterator[bytes | memoryview]:
+        """The request body, streamed from disk; progress is counted as chunks leave."""
+        delimiter = request.boundary
+        for piece in request.pieces:
+            if isinstance(piece, bytes):
+                yield piece
+                continue
+            # The part's data follows the blank line's CRLF, so a delimiter could start there.
+            tail = b"\r\n"
+            for chunk in self.source.chunks(piece.start, piece.stop):
+                self.engine.check_running()
+                if delimiter is not None:
+                    tail = _check_delimiter(delimiter, tail, chunk)
+                yield chunk
+                self.engine.moved(task, len(chunk))
+
+    def _check(self, state: RemoteState, digest: bytes | None) -> bool:
+        """Compare the server's digest of the resource with the file's; True if compared."""
+        if self.source.changed():
+            raise IntegrityError(
+                f"{self.source.name} changed while it was being uploaded; upload it again"
+            )
+        if digest is None:
+            return False
+        remote = state.digests.get("sha-256")
+        if remote is None:
+            return False
+        if remote != digest:
+            raise IntegrityError(
+                f"{state.url}: the server's sha-256 ({remote.hex()}) differs from the file's "
+                f"({digest.hex()})"
+            )
+        return True
+
+
+def upload(source: UploadSource, url: str, **options: object) -> UploadResult:
+    """Upload ``source`` into a new (or the remembered) resource of collection ``url``.
+
+    Keyword options are those of :class:`Uploader`. Returns when the server reports the resource
+    complete and its digest matched.
+
+    :raises TransferFailed: the network kept failing (run it again to resume).
+    :raises ServerRefused: the server refused a request for good (a 4xx other than 409 busy/429).
+    :raises IntegrityError: the file changed during the upload, or the digests differ.
+    :raises Cancelled: :meth:`Uploader.cancel` was called.
+    """
+    return Uploader(source, url, **options).run()  # type: ignore[arg-type]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _total(segments: Sequence[Segment]) -> int:
+    return sum(segment.length for segment in segments)
+
+
+def _first_bytes(segments: Sequence[Segment], limit: int) -> list[Segment]:
+    """The leading ``limit`` bytes of ``segments`` (all of them if they are shorter)."""
+    out = []
+    for segment in segments:
+        if limit <= 0:
+            break
+        out.append(Segment(segment.start, min(segment.stop, segment.start + limit)))
+        limit -= out[-1].length
+    return out
+
+
+def _restrict(segments: Sequence[Segment], committed: list[Extent] | None) -> list[Segment]:
+    """The parts of ``segments`` not in ``committed`` (all of them when the state is unknown)."""
+    if committed is None:
+        return list(segments)
+    out = []
+    for segment in segments:
+        out += [Segment(gap.start, gap.stop) for gap in extents.gaps(committed, segment.start, segment.stop)]
+    return out
+
+
+def _check_delimiter(delimiter: bytes, tail: bytes, chunk: memoryview) -> bytes:
+    """Refuse a chunk that would contain the multipart delimiter; return the new tail.
+
+    The chunk is searched in place (it is a view of a reused ``bytearray``); only the few bytes
+    around the seam with the previous chunk are copied.
+
+    :raises Transient: the delimiter occurs (the retry draws a new random boundary).
+    """
+    keep = len(delimiter) - 1
+    seam = tail + bytes(chunk[:keep])
+    found = delimiter in seam
+    if not found:
+        base = chunk.obj
+        if isinstance(base, bytearray) and chunk.c_contiguous:
+            found = base.find(delimiter, 0, len(chunk)) >= 0
+        else:
+            found = delimiter in bytes(chunk)
+    if found:
+        raise Transient("the multipart boundary occurs in the data; retrying with a fresh boundary")
+    return (tail + bytes(chunk[-keep:]))[-keep:]
+
+
+class _Hasher:
+    """SHA-256 of the source on a background thread, while the upload runs."""
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self._digest: bytes | None = None
+        self._error: BaseException | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="byterange-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            digest = hashlib.sha256()
+            for chunk in self._source.chunks(0, self._source.size):
+                if self._stopped.is_set():
+                    return
+                digest.update(chunk)
+            self._digest = digest.digest()
+        except BaseException as exc:  # reported by result()
+            self._error = exc
+
+    def result(self) -> bytes:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._digest is not None
+        return self._digest
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
