@@ -162,22 +162,23 @@ class Downloader:
         self._lock = threading.Lock()
         self._control: _Control | None = None
         self._fd = -1
+        #: Times the remote file changed and the download started over.
+        self.restarts = 0
 
     def cancel(self) -> None:
         self.engine.cancel()
 
     def run(self) -> DownloadResult:
         started = time.monotonic()
-        restarts = 0
         with self.engine.transport:
             while True:
                 try:
-                    already, verified = self._attempt(discard_stale=restarts > 0 or self.restart_on_change)
+                    already, verified = self._attempt()
                     break
                 except RemoteChanged:
-                    if not self.restart_on_change or restarts >= MAX_RESTARTS:
+                    if not self.restart_on_change or self.restarts >= MAX_RESTARTS:
                         raise
-                    restarts += 1
+                    self.restarts += 1
                     self._discard()
         return DownloadResult(
             url=self.url,
@@ -187,14 +188,14 @@ class Downloader:
             transferred=self.engine.transferred,
             requests=self.engine.requests,
             retries=self.engine.retries,
-            restarts=restarts,
+            restarts=self.restarts,
             seconds=time.monotonic() - started,
             verified=verified,
         )
 
     # -- one attempt ---------------------------------------------------------------------------
 
-    def _attempt(self, *, discard_stale: bool) -> tuple[int, bool]:
+    def _attempt(self) -> tuple[int, bool]:
         state = self.engine.state(self.url)
         if state.is_byterange_resource and not state.complete:
             committed = extents.total(state.committed or [])
@@ -209,11 +210,13 @@ class Downloader:
         control = _Control.load(self.control_path)
         if control is not None and (control.url, control.length) == (self.url, length):
             if control.etag != etag:
-                if not discard_stale:
+                # Bytes of another version: never stitched to this one.
+                if not self.restart_on_change:
                     raise RemoteChanged(
                         f"{self.url} changed since the partial download in {self.partial} "
                         f"(ETag {control.etag} is now {etag})"
                     )
+                self.restarts += 1
                 control = None
         if control is None or not self.partial.exists() or self.partial.stat().st_size != length:
             self._discard()

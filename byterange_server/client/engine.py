@@ -260,6 +260,8 @@ class Engine:
             else:
                 if self._stop.is_set():
                     wait(futures)
+        # The pool is done: a later round (a restart, the next plan) starts unstopped.
+        self._stop.clear()
         errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
         real = [e for e in errors if not isinstance(e, _Stopped)]
         if self.cancel_event.is_set():
