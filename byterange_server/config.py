@@ -11,44 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .units import parse_size
+
 ENV_PREFIX = "BYTERANGE_"
-
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-_SIZE_RE = re.compile(r"([0-9]+)\s*([a-zA-Z]*)")
-
-
-def parse_size(text: str | int) -> int:
-    """``"8MiB"`` → 8388608; plain integers are bytes.
-
-    :raises ValueError: for anything else.
-    """
-    if isinstance(text, int):
-        return text
-    match = _SIZE_RE.fullmatch(text.strip())
-    if not match or match.group(2).lower() not in _SIZE_UNITS:
-        raise ValueError(f"not a size: {text!r} (use e.g. 1048576, 8MiB, 10GB)")
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
-
 
 def _parse_bool(text: str | bool) -> bool:
     if isinstance(text, bool):

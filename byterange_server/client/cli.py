@@ -18,24 +18,26 @@ Every expected failure is one line on stderr and a documented exit status:
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 import sys
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
-from fractions import Fraction
 from typing import Any
 from typing import TypeVar
 
 import click
 
 from byterange_server import extents
+from byterange_server.units import format_size
+from byterange_server.units import parse_size
 
 from . import status as fetch_status
 from .download import Downloader
 from .engine import Progress
+from .errors import Cancelled
 from .errors import ClientError
 from .transport import RetryPolicy
 from .transport import Timeouts
@@ -43,49 +45,12 @@ from .upload import DEFAULT_PARALLEL
 from .upload import Uploader
 from .wire import WireFormat
 
-__all__ = ["format_size", "main", "parse_size"]
+__all__ = ["main"]
 
 T = TypeVar("T")
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-_UNITS = {
-    "": 1, "b": 1,
-    "k": 1024, "kib": 1024, "kb": 1000,
-    "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
-    "g": 1024**3, "gib": 1024**3, "gb": 1000**3,
-    "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
-}
-_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*")
-
-
-def parse_size(text: str) -> int:
-    """``8MiB`` → 8388608. IEC units (KiB, MiB, GiB, TiB) and the bare K, M, G, T are powers of
-    1024; kB, MB, GB, TB are powers of 1000, as their SI names say. Case-insensitive.
-
-    :raises ValueError: not a size, an unknown unit, or not a whole number of bytes.
-    """
-    match = _SIZE_RE.fullmatch(text)
-    if match is None or match[2].lower() not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (try 8MiB, 512KiB, 1G or 1000000)")
-    size = Fraction(match[1]) * _UNITS[match[2].lower()]
-    if size.denominator != 1:
-        raise ValueError(f"not a whole number of bytes: {text!r}")
-    return int(size)
-
-
-def format_size(n: int) -> str:
-    """``8388608`` → ``8.0 MiB``; below 1 KiB, plain bytes."""
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        value /= 1024
-        if round(value, 1) < 1024 or unit == "PiB":
-            break
-    return f"{value:.1f} {unit}"
-
 
 class _SizeType(click.ParamType):
     name = "size"
@@ -121,7 +86,7 @@ def _network_options(func: Callable[..., T]) -> Callable[..., T]:
                          show_default=True, help="Seconds without a byte moving before a request fails."),
             click.option("--retries", type=click.IntRange(min=0), default=RetryPolicy.attempts,
                          show_default=True,
-                         help="Failed attempts in a row, with no progress, before giving up."),
+                         help="Retries of a failed request (in a row, without progress) before giving up."),
         ]
     ):
         func = decorator(func)
@@ -148,7 +113,7 @@ def _progress_bar(quiet: bool, description: str) -> Iterator[Callable[[Progress]
     from tqdm import tqdm  # only the command line needs it
 
     bar = tqdm(
-        unit="B", unit_scale=True, unit_divisor=1024, desc=description, file=sys.stderr,
+        unit="B", unit_scale=True, unit_divisor=1000, desc=description, file=sys.stderr,
         disable=True if quiet else None, dynamic_ncols=True, leave=True,
     )
     lock = threading.Lock()
@@ -171,8 +136,7 @@ def _run(work: Callable[[], T], cancel: Callable[[], None]) -> T:
         return work()
     except KeyboardInterrupt:
         cancel()
-        click.echo("byterange: interrupted; what was committed is kept, run the same command to resume",
-                   err=True)
+        click.echo(f"byterange: {Cancelled.MESSAGE}", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except ClientError as error:
         click.echo(f"byterange: {error}", err=True)
@@ -232,7 +196,7 @@ def upload_command(
         verb = "resumed" if result.resumed else "uploaded"
         click.echo(
             f"byterange: {verb} {format_size(result.size)}: sent {format_size(result.transferred)} in "
-            f"{result.seconds:.1f} s ({format_size(int(result.transferred / max(result.seconds, 1e-9)))}/s)"
+            f"{result.seconds:.1f} s ({result.transferred / max(result.seconds, 1e-9) / 1e6:.1f} MB/s)"
             + (", sha-256 verified" if result.verified else ""),
             err=True,
         )
@@ -282,8 +246,11 @@ def status_command(url: str, as_json: bool, headers: tuple[str, ...], timeout: f
                              retry=RetryPolicy(attempts=retries)),
         lambda: None,
     )
+    if not state.is_byterange_resource:  # a plain HTTP resource: no upload state to show
+        state = dataclasses.replace(state, complete=True, committed=None)
     committed = state.committed or []
-    missing = extents.gaps(committed, 0, state.length) if state.length is not None else None
+    known = state.committed is not None and state.length is not None
+    missing = extents.gaps(committed, 0, state.length) if known else None  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps({
             "url": url,
@@ -303,7 +270,10 @@ def status_command(url: str, as_json: bool, headers: tuple[str, ...], timeout: f
     shown_length = f"{format_size(length)} ({length} bytes)" if length is not None else "not known yet"
     click.echo(f"  length     {shown_length}")
     click.echo(f"  complete   {'yes' if state.complete else 'no'}")
-    click.echo(f"  committed  {format_size(done)}{share} in {len(committed)} range(s)")
+    if state.committed is None:
+        click.echo("  committed  (not a byte-range upload resource: no committed ranges to show)")
+    else:
+        click.echo(f"  committed  {format_size(done)}{share} in {len(committed)} range(s)")
     for extent in committed[:20]:
         click.echo(f"             bytes {extent.start}-{extent.stop - 1}")
     if len(committed) > 20:

@@ -208,16 +208,18 @@ class Downloader:
             return 0, self._plain_get(state)
         etag = state.etag.format()
         control = _Control.load(self.control_path)
-        if control is not None and (control.url, control.length) == (self.url, length):
-            if control.etag != etag:
-                # Bytes of another version: never stitched to this one.
-                if not self.restart_on_change:
-                    raise RemoteChanged(
-                        f"{self.url} changed since the partial download in {self.partial} "
-                        f"(ETag {control.etag} is now {etag})"
-                    )
-                self.restarts += 1
-                control = None
+        if control is not None and control.url != self.url:
+            control = None  # a partial download of another URL: not ours to resume
+        if control is not None and (control.etag, control.length) != (etag, length):
+            # Bytes of another version: never stitched to this one.
+            if not self.restart_on_change:
+                raise RemoteChanged(
+                    f"{self.url} changed since the partial download in {self.partial} (ETag "
+                    f"{control.etag}, {control.length} bytes; now {etag}, {length} bytes): delete "
+                    "the partial file or allow a restart to download the new version"
+                )
+            self.restarts += 1
+            control = None
         if control is None or not self.partial.exists() or self.partial.stat().st_size != length:
             self._discard()
             control = _Control(self.url, etag, length, [])
@@ -288,6 +290,10 @@ class Downloader:
             if offset > segment.start:  # keep what arrived; ask only for the rest
                 self._record(task, segment.start, offset)
                 return Segment(offset, segment.stop)
+            raise
+        except BaseException:
+            if offset > segment.start:  # cancelled or stopped: a re-run keeps what arrived
+                self._record(task, segment.start, offset)
             raise
         finally:
             response.release_conn()

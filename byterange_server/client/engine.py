@@ -108,7 +108,7 @@ class Engine:
 
     def check_running(self) -> None:
         if self.cancel_event.is_set():
-            raise Cancelled("cancelled; what was committed stays, and a re-run resumes")
+            raise Cancelled()
         if self._stop.is_set():
             raise _Stopped
 
@@ -265,7 +265,7 @@ class Engine:
         errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
         real = [e for e in errors if not isinstance(e, _Stopped)]
         if self.cancel_event.is_set():
-            raise Cancelled("cancelled; what was committed stays, and a re-run resumes")
+            raise Cancelled()
         if real:
             raise _first_error(real)
 

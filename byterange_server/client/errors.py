@@ -49,21 +49,26 @@ class ServerRefused(ClientError):
 
     exit_code = 4
 
-    def __init__(self, method: str, url: str, status: int, problem: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, method: str, url: str, status: int, problem: dict[str, Any] | None = None, reason: str = ""
+    ) -> None:
         self.method = method
         self.url = url
         self.status = status
         self.problem = problem or {}
+        self.reason = reason
         super().__init__(self._describe())
 
     def _describe(self) -> str:
-        title = self.problem.get("title")
-        detail = self.problem.get("detail")
+        title = str(self.problem.get("title") or self.reason or "")
+        detail = str(self.problem.get("detail") or "")
         text = f"{self.method} {self.url}: HTTP {self.status}"
+        if detail.startswith(title):  # the server's detail often restates its title
+            title = ""
         if title:
             text += f" {title}"
-        if detail and detail != title:
-            text += f": {detail}"
+        if detail:
+            text += f": {detail}" if title else f" {detail}"
         return text
 
 
@@ -90,3 +95,7 @@ class Cancelled(ClientError):
     """The transfer was cancelled (``cancel()`` or Ctrl-C); what was committed stays."""
 
     exit_code = 130
+    MESSAGE = "cancelled; what was committed is kept, and the same command resumes it"
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)

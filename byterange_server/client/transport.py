@@ -146,7 +146,7 @@ def check_response(method: str, url: str, response: urllib3.BaseHTTPResponse) ->
         problem = _problem(response)
         reason = problem.get("title") or response.reason or ""
         raise Transient(f"{method} {url}: HTTP {status} {reason}".rstrip(), retry_after=retry_after)
-    raise ServerRefused(method, url, status, _problem(response))
+    raise ServerRefused(method, url, status, _problem(response), (response.reason or "").capitalize())
 
 
 class Transport:

@@ -161,6 +161,7 @@ class Uploader:
         )
         self.source: Source
         self.resource_url: str | None = None
+        self._key: UploadKey | None = None
 
     def cancel(self) -> None:
         self.engine.cancel()
@@ -188,7 +189,14 @@ class Uploader:
             finally:
                 if hasher:
                     hasher.stop()
-            verified = self._check(state, digest)
+            if digest is not None and "sha-256" not in state.digests:
+                state = self.engine.state(url)  # e.g. an empty file, complete at allocation
+            try:
+                verified = self._check(state, digest)
+            except IntegrityError:
+                if self._key is not None and self.store is not None:
+                    self.store.forget(self._key)  # a re-run must not resume into this resource
+                raise
         return UploadResult(
             url=url,
             size=source.size,
@@ -210,7 +218,7 @@ class Uploader:
             return self.url, state, True
         key = None
         if self.store is not None and self.source.identity is not None:
-            key = UploadKey(self.source.identity, self.url)
+            key = self._key = UploadKey(self.source.identity, self.url)
             remembered = self.store.lookup(key)
             if remembered is not None:
                 state = self._remembered_state(remembered)
@@ -348,6 +356,15 @@ class Uploader:
         response = self.engine.request(request.method, url, headers=headers, body=self._body(task, request))
         try:
             check_response(request.method, url, response)
+        except ServerRefused as refused:
+            if not refused.problem.get("type", "").endswith(":content-digest-mismatch"):
+                raise
+            if self.source.changed():
+                raise IntegrityError(
+                    f"{self.source.name} changed while it was being uploaded; upload it again"
+                ) from None
+            # The file is as it was: the bytes were damaged on the way. Send them again.
+            raise Transient(f"{request.method} {url}: the server received damaged bytes") from None
         finally:
             response.release_conn()
 
