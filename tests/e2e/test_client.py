@@ -1,0 +1,587 @@
+"""The client library and the ``byterange`` command against a real gunicorn, through a faulty network.
+
+Every test here runs on SQLite and on PostgreSQL (``gunicorn_server`` depends on
+``database_url``). Faults come from :class:`tests.faultproxy.FaultProxy` between client and
+server: connections cut after a random number of bytes, reset, stalled, or the whole network
+pulled. Bytes re-sent are measured at the proxy, as what the client had to push through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from byterange_server.client import Cancelled
+from byterange_server.client import Downloader
+from byterange_server.client import IncompleteResource
+from byterange_server.client import IntegrityError
+from byterange_server.client import Progress
+from byterange_server.client import RemoteChanged
+from byterange_server.client import RetryPolicy
+from byterange_server.client import ServerRefused
+from byterange_server.client import Timeouts
+from byterange_server.client import TransferFailed
+from byterange_server.client import Uploader
+from byterange_server.client import WireFormat
+from byterange_server.client import download
+from byterange_server.client import status
+from byterange_server.client import upload
+from byterange_server.client.source import Source
+from byterange_server.client.state import StateStore
+from byterange_server.client.state import UploadKey
+from byterange_server.client.upload import PROBE_BYTES
+
+from ..faultproxy import Fault
+from ..faultproxy import FaultProxy
+from .conftest import GunicornServer
+from .conftest import MiB
+
+pytestmark = pytest.mark.e2e
+
+BYTERANGE = str(Path(sys.executable).with_name("byterange"))
+#: Generous bound on one request's header bytes (request line, fields, framing of one part).
+HEADER_ALLOWANCE = 1024
+#: Quick retries for tests: the faults are ours, there is no real network to wait for.
+FAST_RETRY = RetryPolicy(attempts=20, base=0.05, cap=1.0)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def proxy_for(server: GunicornServer, **options: object) -> FaultProxy:
+    return FaultProxy("127.0.0.1", server.port, **options)  # type: ignore[arg-type]
+
+
+def through(proxy: FaultProxy, url: str) -> str:
+    """The same URL, reached through the proxy."""
+    path = url.split("/", 3)[3]
+    return proxy.url_for("/" + path)
+
+
+def through_server(server: GunicornServer, url: str) -> str:
+    """A URL the client saw through the proxy, addressed to the server directly."""
+    return server.base + "/" + url.split("/", 3)[3]
+
+
+def remembered_url(path: Path, collection: str, state_dir: Path) -> str | None:
+    """The resource the resume store holds for this upload (what a re-run will continue)."""
+    with Source.open(path) as source:
+        assert source.identity is not None
+        return StateStore(state_dir).lookup(UploadKey(source.identity, collection))
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(interval)
+
+
+def run_cli(*args: str, state_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BYTERANGE_STATE_DIR": str(state_dir)}
+    return subprocess.run([BYTERANGE, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def file_8m(tmp_path: Path) -> Path:
+    path = tmp_path / "eight.bin"
+    path.write_bytes(random.Random(8).randbytes(8 * MiB + 12345))
+    return path
+
+
+# -- every wire format, there and back -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", list(WireFormat), ids=lambda f: f.name.lower())
+def test_upload_and_download_in_each_format(gunicorn_server, file_8m, tmp_path, fmt):
+    result = upload(
+        file_8m, gunicorn_server.url, wire_format=fmt, segment_size=512 * 1024, parallel=4,
+        state_dir=tmp_path / "state",
+    )
+    expected = sha256_file(file_8m)
+    assert result.verified and result.sha256 == expected
+    assert result.transferred == file_8m.stat().st_size and not result.resumed
+    _, served = gunicorn_server.sha256_of(result.url)
+    assert served == expected
+
+    state = status(result.url)
+    assert state.complete and state.length == file_8m.stat().st_size
+
+    target = tmp_path / "copy.bin"
+    fetched = download(result.url, target, parallel=4, segment_size=1 * MiB)
+    assert fetched.verified and sha256_file(target) == expected
+    assert not (tmp_path / "copy.bin.partial").exists()
+    assert not (tmp_path / "copy.bin.partial.json").exists()
+
+
+def test_running_the_same_upload_again_sends_nothing(gunicorn_server, file_8m, tmp_path):
+    first = upload(file_8m, gunicorn_server.url, state_dir=tmp_path / "state")
+    again = upload(file_8m, gunicorn_server.url, state_dir=tmp_path / "state")
+    assert again.url == first.url and again.resumed and again.transferred == 0 and again.verified
+    # A changed file is a new upload into a new resource.
+    with open(file_8m, "r+b") as f:
+        f.write(b"changed!")
+    changed = upload(file_8m, gunicorn_server.url, state_dir=tmp_path / "state")
+    assert changed.url != first.url and not changed.resumed
+    assert changed.sha256 == sha256_file(file_8m)
+
+
+def test_multipart_batches_the_gaps_of_a_fragmented_resource(gunicorn_server, tmp_path):
+    size = 4 * MiB
+    data = random.Random(4).randbytes(size)
+    path = tmp_path / "fragmented.bin"
+    path.write_bytes(data)
+    url = gunicorn_server.allocate(size)
+    piece = 64 * 1024
+    for offset in range(0, size, 2 * piece):  # every other 64 KiB: 32 gaps
+        assert gunicorn_server.put_segment(url, offset, data[offset : offset + piece], size).ok
+    result = upload(path, url, existing=True, wire_format="multipart", segment_size=1 * MiB, parallel=2)
+    assert result.verified and result.already_committed == size // 2
+    assert result.transferred == size // 2
+    # 32 gaps of 64 KiB in 1 MiB batches: 2 PATCHes, plus HEADs, instead of 32 requests.
+    assert result.requests <= 6, result
+
+
+def test_existing_resource_of_another_length_is_refused(gunicorn_server, file_8m):
+    url = gunicorn_server.allocate(100)
+    with pytest.raises(Exception, match="has length 100"):
+        upload(file_8m, url, existing=True)
+
+
+# -- faults --------------------------------------------------------------------------------------
+
+
+def test_upload_through_injected_faults_resends_at_most_a_segment_per_fault(
+    gunicorn_server, source_64m, tmp_path
+):
+    path, data, digest = source_64m
+    segment = 1 * MiB
+    with proxy_for(
+        gunicorn_server,
+        seed=20261130,
+        faults=12,
+        kinds=(Fault.CUT, Fault.RESET, Fault.STALL),
+        cut_after=(0, 3 * segment // 2),
+        fault_probability=0.6,
+        stall_seconds=3.0,
+    ) as proxy:
+        result = upload(
+            path, proxy.url_for("/files"), segment_size=segment, parallel=4, state_dir=tmp_path / "state",
+            timeouts=Timeouts(connect=5, read=2), retry=FAST_RETRY,
+        )
+        stats = proxy.stats
+    _, served = gunicorn_server.sha256_of(through_server(gunicorn_server, result.url))
+    assert result.verified and result.sha256 == digest and served == digest
+    faults = len(stats.faults)
+    assert faults >= 3, stats  # the run really met faults
+    # Beyond the bytes of the file: request headers, the part of a segment a fault cut off, and
+    # the probe that follows each failure (which the server may refuse while it still holds the
+    # range for the cut-off request).
+    resent = stats.bytes_from_clients - len(data)
+    overhead = result.requests * HEADER_ALLOWANCE + result.retries * PROBE_BYTES
+    print(
+        f"\nupload: {faults} faults ({', '.join(f.kind.name for f in stats.faults)}), {result.requests} "
+        f"requests, {result.retries} retries; {resent} bytes beyond the file = "
+        f"{resent / faults / segment:.2f} segments per fault, headers and probes included"
+    )
+    assert resent <= faults * segment + overhead
+
+
+def test_download_through_injected_faults_verifies(gunicorn_server, source_64m, tmp_path):
+    path, data, digest = source_64m
+    stored = upload(path, gunicorn_server.url, parallel=4, resume=False)
+    with proxy_for(
+        gunicorn_server,
+        seed=7,
+        faults=10,
+        kinds=(Fault.CUT, Fault.RESET, Fault.STALL),
+        cut_after=(0, 3 * MiB),
+        fault_probability=0.6,
+        stall_seconds=3.0,
+        to_clients=True,  # cut the responses mid-way
+    ) as proxy:
+        target = tmp_path / "down.bin"
+        result = download(
+            through(proxy, stored.url), target, parallel=4, segment_size=1 * MiB,
+            timeouts=Timeouts(connect=5, read=2), retry=FAST_RETRY,
+        )
+        stats = proxy.stats
+    assert result.verified and sha256_file(target) == digest
+    assert len(stats.faults) >= 3, stats
+    # An interrupted response keeps what the client read and the retry asks only for the rest:
+    # the client reads each byte once. What the proxy delivered twice is what a reset threw
+    # away in the client's socket buffer: less than a segment per fault.
+    assert result.transferred == len(data)
+    twice = stats.bytes_to_clients - len(data) - result.requests * HEADER_ALLOWANCE
+    print(f"\ndownload: {len(stats.faults)} faults, {result.retries} retries, {twice} bytes delivered twice")
+    assert twice <= len(stats.faults) * MiB
+
+
+# -- interrupted runs, resumed -------------------------------------------------------------------
+
+
+def committed_bytes(server: GunicornServer, url: str) -> int:
+    state = server.head(url)
+    return state.committed_bytes() if state.status == 200 else 0
+
+
+def test_killed_client_process_resumes_on_rerun(gunicorn_server, source_64m, tmp_path):
+    path, data, digest = source_64m
+    state_dir = tmp_path / "state"
+    with proxy_for(gunicorn_server, rate_limit=12 * MiB) as proxy:
+        collection = proxy.url_for("/files")
+        args = ("upload", str(path), collection, "--parallel", "2", "--segment-size", "1MiB", "-q")
+        env = {**os.environ, "BYTERANGE_STATE_DIR": str(state_dir)}
+        client = subprocess.Popen(
+            [BYTERANGE, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            resource: list[str] = []
+
+            def started() -> bool:
+                if not resource:
+                    found = remembered_url(path, collection, state_dir)
+                    if found is None:
+                        return False
+                    resource.append(found)
+                url = through_server(gunicorn_server, resource[0])
+                return committed_bytes(gunicorn_server, url) >= 16 * MiB
+
+            wait_until(started)
+            client.send_signal(signal.SIGKILL)
+            client.wait(timeout=10)
+        finally:
+            if client.poll() is None:
+                client.kill()
+            client.communicate()
+        url = through_server(gunicorn_server, resource[0])
+        at_kill = committed_bytes(gunicorn_server, url)
+        assert 16 * MiB <= at_kill < len(data)
+
+        proxy.set_rate_limit(None)
+        proxy.reset_stats()
+        rerun = run_cli(*args, state_dir=state_dir)
+        assert rerun.returncode == 0, rerun.stderr
+        assert rerun.stdout.strip() == resource[0]
+        resent = proxy.stats.bytes_from_clients
+    _, served = gunicorn_server.sha256_of(url)
+    assert served == digest
+    # The re-run sent only what was missing (plus request headers).
+    assert resent <= len(data) - at_kill + 200 * HEADER_ALLOWANCE
+    missing = len(data) - at_kill
+    print(f"\nkilled at {at_kill} committed bytes; the re-run sent {resent} bytes for {missing} missing")
+
+
+def test_pulled_network_then_same_command_finishes(gunicorn_server, source_64m, tmp_path):
+    """The README scenario: upload --parallel 8, pull the network mid-way, re-run, finish."""
+    path, data, digest = source_64m
+    state_dir = tmp_path / "state"
+    with proxy_for(gunicorn_server, rate_limit=16 * MiB) as proxy:
+        collection = proxy.url_for("/files")
+        args = (
+            "upload", str(path), collection, "--parallel", "8", "--segment-size", "2MiB",
+            "--timeout", "2", "--retries", "3",
+        )
+        outcome: list[subprocess.CompletedProcess[str]] = []
+        runner = threading.Thread(target=lambda: outcome.append(run_cli(*args, state_dir=state_dir)))
+        runner.start()
+        wait_until(lambda: proxy.stats.bytes_from_clients >= 24 * MiB)
+        proxy.set_down(True)
+        runner.join(timeout=120)
+        first = outcome[0]
+        assert first.returncode == 3, first.stderr
+        assert "run the same command again" in first.stderr
+        assert "Traceback" not in first.stderr
+
+        proxy.set_down(False)
+        proxy.set_rate_limit(None)
+        proxy.reset_stats()
+        url_seen = remembered_url(path, collection, state_dir)
+        assert url_seen is not None
+        before = committed_bytes(gunicorn_server, through_server(gunicorn_server, url_seen))
+        assert before > 0
+        second = run_cli(*args, state_dir=state_dir)
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.strip() == url_seen
+        sent = proxy.stats.bytes_from_clients
+    _, served = gunicorn_server.sha256_of(through_server(gunicorn_server, url_seen))
+    assert served == digest
+    assert sent <= len(data) - before + 200 * HEADER_ALLOWANCE
+
+
+def test_download_resumes_after_the_network_was_pulled(gunicorn_server, source_64m, tmp_path):
+    path, data, digest = source_64m
+    stored = upload(path, gunicorn_server.url, parallel=4, resume=False)
+    target = tmp_path / "down.bin"
+    with proxy_for(gunicorn_server, rate_limit=16 * MiB) as proxy:
+        url = through(proxy, stored.url)
+        failed: list[BaseException] = []
+
+        def first_run() -> None:
+            try:
+                download(url, target, parallel=4, segment_size=2 * MiB, timeouts=Timeouts(read=2),
+                         retry=RetryPolicy(attempts=2, base=0.05, cap=0.2))
+            except BaseException as exc:
+                failed.append(exc)
+
+        runner = threading.Thread(target=first_run)
+        runner.start()
+        wait_until(lambda: proxy.stats.bytes_to_clients >= 20 * MiB)
+        proxy.set_down(True)
+        runner.join(timeout=60)
+        assert failed and isinstance(failed[0], TransferFailed), failed
+        assert (tmp_path / "down.bin.partial").exists()
+
+        proxy.set_down(False)
+        proxy.set_rate_limit(None)
+        result = download(url, target, parallel=4, segment_size=2 * MiB)
+    assert result.already_present >= 16 * MiB
+    assert result.transferred == len(data) - result.already_present
+    assert result.verified and sha256_file(target) == digest
+
+
+def test_cancel_keeps_what_was_committed_and_progress_is_reported(gunicorn_server, source_64m, tmp_path):
+    path, data, digest = source_64m
+    state_dir = tmp_path / "state"
+    seen: list[Progress] = []
+    with proxy_for(gunicorn_server, rate_limit=16 * MiB) as proxy:
+        collection = proxy.url_for("/files")
+        uploader = Uploader(
+            path, collection, segment_size=MiB, parallel=2, state_dir=state_dir, progress=seen.append
+        )
+        outcome: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                uploader.run()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        wait_until(lambda: bool(seen) and seen[-1].done >= 8 * MiB)
+        uploader.cancel()
+        runner.join(timeout=30)
+        assert not runner.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], Cancelled), outcome
+        assert all(p.total == len(data) and 0 <= p.done <= len(data) for p in seen)
+
+        proxy.set_rate_limit(None)
+        seen.clear()
+        result = upload(path, collection, state_dir=state_dir, progress=seen.append)
+    assert result.resumed and 0 < result.already_committed < len(data)
+    assert result.transferred == len(data) - result.already_committed
+    assert result.verified and result.sha256 == digest
+    assert seen[0].done == result.already_committed and seen[-1].done == len(data)
+
+
+def test_a_cancelled_download_keeps_what_arrived(gunicorn_server, source_64m, tmp_path):
+    path, data, digest = source_64m
+    stored = upload(path, gunicorn_server.url, parallel=4, resume=False)
+    target = tmp_path / "down.bin"
+    with proxy_for(gunicorn_server, rate_limit=16 * MiB) as proxy:
+        downloader = Downloader(through(proxy, stored.url), target, parallel=4, segment_size=4 * MiB)
+        outcome: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                downloader.run()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        wait_until(lambda: proxy.stats.bytes_to_clients >= 10 * MiB)
+        downloader.cancel()
+        runner.join(timeout=30)
+        assert len(outcome) == 1 and isinstance(outcome[0], Cancelled), outcome
+        arrived = proxy.stats.bytes_to_clients
+        proxy.set_rate_limit(None)
+        result = download(through(proxy, stored.url), target, parallel=4, segment_size=4 * MiB)
+    # Segments were cut mid-way (4 MiB each, 10 MiB in): their received prefixes were kept.
+    assert result.already_present >= 8 * MiB and result.already_present % (4 * MiB) != 0
+    assert result.already_present <= arrived
+    assert result.verified and sha256_file(target) == digest
+
+
+def test_a_file_modified_during_its_upload_is_an_integrity_error(gunicorn_server, tmp_path):
+    path = tmp_path / "moving.bin"
+    path.write_bytes(random.Random(9).randbytes(32 * MiB))
+    with proxy_for(gunicorn_server, rate_limit=16 * MiB) as proxy:
+        collection = proxy.url_for("/files")
+        seen: list[Progress] = []
+        outcome: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                upload(path, collection, segment_size=MiB, parallel=2, state_dir=tmp_path / "state",
+                       progress=seen.append)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        wait_until(lambda: bool(seen) and seen[-1].done >= 4 * MiB)
+        with open(path, "r+b") as f:  # same size, other bytes, a newer mtime
+            f.seek(20 * MiB)
+            f.write(b"edited" * 1000)
+        runner.join(timeout=60)
+    assert len(outcome) == 1 and isinstance(outcome[0], IntegrityError), outcome
+    assert "changed while it was being uploaded" in str(outcome[0])
+
+
+def test_status_of_a_plain_http_file(plain_file_server, tmp_path):
+    served, port = plain_file_server
+    replace_content(served, b"x" * 1000, 1_700_000_000)
+    shown = run_cli("status", f"http://127.0.0.1:{port}/file", state_dir=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "complete   yes" in shown.stdout and "not a byte-range upload resource" in shown.stdout
+    assert "missing" not in shown.stdout
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_cli_status_and_one_line_errors(gunicorn_server, tmp_path):
+    size = 3 * MiB
+    url = gunicorn_server.allocate(size)
+    assert gunicorn_server.put_segment(url, MiB, b"x" * MiB, size).ok
+
+    shown = run_cli("status", url, state_dir=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "complete   no" in shown.stdout
+    assert f"bytes {MiB}-{2 * MiB - 1}" in shown.stdout  # committed
+    assert f"bytes 0-{MiB - 1}" in shown.stdout and f"bytes {2 * MiB}-{size - 1}" in shown.stdout  # missing
+
+    as_json = run_cli("status", url, "--json", state_dir=tmp_path)
+    assert '"committed_bytes": 1048576' in as_json.stdout
+
+    incomplete = run_cli("download", url, str(tmp_path / "x.bin"), state_dir=tmp_path)
+    assert incomplete.returncode == 4 and "not complete yet" in incomplete.stderr
+    with pytest.raises(IncompleteResource):
+        Downloader(url, tmp_path / "y.bin").run()
+
+    gone = run_cli("status", gunicorn_server.url + "/AAAAAAAAAAAAAAAAAAAAAA", state_dir=tmp_path)
+    assert gone.returncode == 4 and "404" in gone.stderr
+    for result in (incomplete, gone):
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+    missing_file = run_cli("upload", str(tmp_path / "nope.bin"), gunicorn_server.url, state_dir=tmp_path)
+    assert missing_file.returncode == 2 and "No such file" in missing_file.stderr
+
+    refused = tmp_path / "big.bin"
+    refused.write_bytes(b"12345")
+    wrong = run_cli("upload", str(refused), url, "--existing", state_dir=tmp_path)
+    assert wrong.returncode == 4 and "has length" in wrong.stderr
+
+    with pytest.raises(ServerRefused) as caught:
+        upload(refused, gunicorn_server.url.replace("/files", "/nothing-here"), resume=False)
+    assert caught.value.status in (404, 405)
+
+
+# -- a file that changes on the server -----------------------------------------------------------
+
+
+@pytest.fixture
+def plain_file_server(tmp_path: Path):
+    """Werkzeug serving one file with a strong ETag, Range and If-Range: any HTTP file server."""
+    from flask import Flask
+    from flask import send_file
+    from werkzeug.serving import make_server
+
+    served = tmp_path / "served.bin"
+    app = Flask("plain")
+
+    @app.get("/file")
+    def serve():  # type: ignore[no-untyped-def]
+        return send_file(served, conditional=True, etag=True, max_age=0)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served, server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def replace_content(path: Path, data: bytes, mtime: float) -> None:
+    """Swap in a new version atomically, with a new mtime (and so a new ETag)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.utime(tmp, (mtime, mtime))
+    os.replace(tmp, path)
+
+
+def interrupted_download(proxy: FaultProxy, url: str, target: Path, after_bytes: int) -> None:
+    """Start a download, pull the network once ``after_bytes`` arrived; it must give up."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            download(url, target, parallel=4, segment_size=MiB, timeouts=Timeouts(read=2),
+                     retry=RetryPolicy(attempts=2, base=0.05, cap=0.2))
+        except BaseException as exc:
+            failed.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    wait_until(lambda: proxy.stats.bytes_to_clients >= after_bytes)
+    proxy.set_down(True)
+    runner.join(timeout=60)
+    assert failed and isinstance(failed[0], TransferFailed), failed
+    proxy.set_down(False)
+
+
+def test_a_file_changed_between_download_attempts_is_not_stitched(plain_file_server, tmp_path):
+    served, port = plain_file_server
+    old, new = random.Random(1).randbytes(16 * MiB), random.Random(2).randbytes(16 * MiB)
+    replace_content(served, old, 1_700_000_000)
+    target = tmp_path / "copy.bin"
+    with FaultProxy("127.0.0.1", port, rate_limit=8 * MiB) as proxy:
+        url = proxy.url_for("/file")
+        interrupted_download(proxy, url, target, after_bytes=4 * MiB)
+        assert (tmp_path / "copy.bin.partial").exists()
+        replace_content(served, new, 1_700_000_100)
+        proxy.set_rate_limit(None)
+
+        with pytest.raises(RemoteChanged):  # asked not to start over: refuses to mix versions
+            download(url, target, restart_on_change=False)
+        assert not target.exists()
+
+        result = download(url, target, parallel=4, segment_size=MiB)
+    assert result.restarts == 1 and result.already_present == 0
+    assert target.read_bytes() == new
+
+
+def test_a_file_changed_during_a_download_starts_it_over(plain_file_server, tmp_path):
+    served, port = plain_file_server
+    old, new = random.Random(3).randbytes(16 * MiB), random.Random(4).randbytes(16 * MiB)
+    replace_content(served, old, 1_700_000_000)
+    target = tmp_path / "copy.bin"
+    with FaultProxy("127.0.0.1", port, rate_limit=8 * MiB) as proxy:
+        outcome: list[object] = []
+        url = proxy.url_for("/file")
+        runner = threading.Thread(
+            target=lambda: outcome.append(download(url, target, parallel=4, segment_size=MiB))
+        )
+        runner.start()
+        wait_until(lambda: proxy.stats.bytes_to_clients >= 4 * MiB)
+        replace_content(served, new, 1_700_000_100)
+        proxy.set_rate_limit(None)
+        runner.join(timeout=60)
+    (result,) = outcome
+    assert result.restarts >= 1  # type: ignore[attr-defined]
+    assert target.read_bytes() == new
