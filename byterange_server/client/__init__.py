@@ -21,6 +21,8 @@ Layers, each importable on its own:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .download import Downloader
 from .download import DownloadResult
 from .download import IncompleteResource
@@ -79,18 +81,14 @@ __all__ = [
 ]
 
 
-def status(url: str, **options: object) -> RemoteState:
-    """The state of a resource (``HEAD``, with the committed ranges fetched if need be).
-
-    Keyword options: ``headers``, ``timeouts``, ``retry`` (as for :func:`upload`).
-    """
-    transport = Transport(
-        connections=1,
-        timeouts=options.pop("timeouts", None),  # type: ignore[arg-type]
-        headers=options.pop("headers", None),  # type: ignore[arg-type]
-    )
-    engine = Engine(transport, parallel=1, retry=options.pop("retry", RetryPolicy()))  # type: ignore[arg-type]
-    if options:
-        raise TypeError(f"unexpected options: {', '.join(options)}")
-    with transport:
+def status(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeouts: Timeouts | None = None,
+    retry: RetryPolicy | None = None,
+) -> RemoteState:
+    """The state of a resource (``HEAD``, with the committed ranges fetched if need be)."""
+    engine = Engine.connect(parallel=1, timeouts=timeouts, retry=retry, headers=headers)
+    with engine.transport:
         return engine.state(url)

@@ -53,7 +53,6 @@ from .source import CHUNK_SIZE
 from .transport import RetryPolicy
 from .transport import Timeouts
 from .transport import Transient
-from .transport import Transport
 from .transport import check_response
 from .upload import DEFAULT_PARALLEL
 from .upload import DEFAULT_SEGMENT_SIZE
@@ -152,11 +151,8 @@ class Downloader:
         self.segment_size = segment_size
         self.verify = verify
         self.restart_on_change = restart_on_change
-        self.engine = Engine(
-            Transport(connections=parallel, timeouts=timeouts or Timeouts(), headers=headers),
-            parallel=parallel,
-            retry=retry or RetryPolicy(),
-            progress=progress,
+        self.engine = Engine.connect(
+            parallel=parallel, timeouts=timeouts, retry=retry, headers=headers, progress=progress,
             cancel_event=cancel_event,
         )
         self._lock = threading.Lock()

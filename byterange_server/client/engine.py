@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from .errors import ProtocolError
 from .errors import TransferFailed
 from .remote import RemoteState
 from .transport import RetryPolicy
+from .transport import Timeouts
 from .transport import Transient
 from .transport import Transport
 from .transport import check_response
@@ -99,6 +101,22 @@ class Engine:
         self.transferred = 0
         self.retries = 0
         self.requests = 0
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        parallel: int,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> Engine:
+        """An engine over a new connection pool of ``parallel`` connections."""
+        transport = Transport(connections=parallel, timeouts=timeouts or Timeouts(), headers=headers)
+        retry = retry or RetryPolicy()
+        return cls(transport, parallel=parallel, retry=retry, progress=progress, cancel_event=cancel_event)
 
     # -- cancellation and waiting --------------------------------------------------------------
 

@@ -56,7 +56,6 @@ from .state import UploadKey
 from .transport import RetryPolicy
 from .transport import Timeouts
 from .transport import Transient
-from .transport import Transport
 from .transport import check_response
 from .wire import WireFormat
 from .wire import WireRequest
@@ -152,11 +151,8 @@ class Uploader:
         self.filename = filename
         self.content_type = content_type
         self.max_parts = max_parts
-        self.engine = Engine(
-            Transport(connections=parallel, timeouts=timeouts or Timeouts(), headers=headers),
-            parallel=parallel,
-            retry=retry or RetryPolicy(),
-            progress=progress,
+        self.engine = Engine.connect(
+            parallel=parallel, timeouts=timeouts, retry=retry, headers=headers, progress=progress,
             cancel_event=cancel_event,
         )
         self.source: Source

@@ -16,12 +16,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from byterange_server.client import Cancelled
 from byterange_server.client import Downloader
+from byterange_server.client import DownloadResult
 from byterange_server.client import IncompleteResource
 from byterange_server.client import IntegrityError
 from byterange_server.client import Progress
@@ -78,6 +80,27 @@ def remembered_url(path: Path, collection: str, state_dir: Path) -> str | None:
     with Source.open(path) as source:
         assert source.identity is not None
         return StateStore(state_dir).lookup(UploadKey(source.identity, collection))
+
+
+class Background:
+    """Runs a call on a thread; :meth:`outcome` joins it and gives its result or its exception."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self._result: list[object] = []
+        self._thread = threading.Thread(target=self._run, args=(call,))
+        self._thread.start()
+
+    def _run(self, call: Callable[[], object]) -> None:
+        try:
+            self._result.append(call())
+        except BaseException as exc:  # the test inspects it
+            self._result.append(exc)
+
+    def outcome(self, timeout: float = 60) -> object:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the transfer did not end"
+        (result,) = self._result
+        return result
 
 
 def wait_until(predicate, timeout: float = 60.0, interval: float = 0.02) -> None:
@@ -292,13 +315,11 @@ def test_pulled_network_then_same_command_finishes(gunicorn_server, source_64m, 
             "upload", str(path), collection, "--parallel", "8", "--segment-size", "2MiB",
             "--timeout", "2", "--retries", "3",
         )
-        outcome: list[subprocess.CompletedProcess[str]] = []
-        runner = threading.Thread(target=lambda: outcome.append(run_cli(*args, state_dir=state_dir)))
-        runner.start()
+        running = Background(lambda: run_cli(*args, state_dir=state_dir))
         wait_until(lambda: proxy.stats.bytes_from_clients >= 24 * MiB)
         proxy.set_down(True)
-        runner.join(timeout=120)
-        first = outcome[0]
+        first = running.outcome(timeout=120)
+        assert isinstance(first, subprocess.CompletedProcess)
         assert first.returncode == 3, first.stderr
         assert "run the same command again" in first.stderr
         assert "Traceback" not in first.stderr
@@ -325,21 +346,13 @@ def test_download_resumes_after_the_network_was_pulled(gunicorn_server, source_6
     target = tmp_path / "down.bin"
     with proxy_for(gunicorn_server, rate_limit=16 * MiB) as proxy:
         url = through(proxy, stored.url)
-        failed: list[BaseException] = []
-
-        def first_run() -> None:
-            try:
-                download(url, target, parallel=4, segment_size=2 * MiB, timeouts=Timeouts(read=2),
-                         retry=RetryPolicy(attempts=2, base=0.05, cap=0.2))
-            except BaseException as exc:
-                failed.append(exc)
-
-        runner = threading.Thread(target=first_run)
-        runner.start()
+        running = Background(
+            lambda: download(url, target, parallel=4, segment_size=2 * MiB, timeouts=Timeouts(read=2),
+                             retry=RetryPolicy(attempts=2, base=0.05, cap=0.2))
+        )
         wait_until(lambda: proxy.stats.bytes_to_clients >= 20 * MiB)
         proxy.set_down(True)
-        runner.join(timeout=60)
-        assert failed and isinstance(failed[0], TransferFailed), failed
+        assert isinstance(running.outcome(), TransferFailed)
         assert (tmp_path / "down.bin.partial").exists()
 
         proxy.set_down(False)
@@ -359,21 +372,10 @@ def test_cancel_keeps_what_was_committed_and_progress_is_reported(gunicorn_serve
         uploader = Uploader(
             path, collection, segment_size=MiB, parallel=2, state_dir=state_dir, progress=seen.append
         )
-        outcome: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                uploader.run()
-            except BaseException as exc:
-                outcome.append(exc)
-
-        runner = threading.Thread(target=run)
-        runner.start()
+        running = Background(uploader.run)
         wait_until(lambda: bool(seen) and seen[-1].done >= 8 * MiB)
         uploader.cancel()
-        runner.join(timeout=30)
-        assert not runner.is_alive()
-        assert len(outcome) == 1 and isinstance(outcome[0], Cancelled), outcome
+        assert isinstance(running.outcome(timeout=30), Cancelled)
         assert all(p.total == len(data) and 0 <= p.done <= len(data) for p in seen)
 
         proxy.set_rate_limit(None)
@@ -391,20 +393,10 @@ def test_a_cancelled_download_keeps_what_arrived(gunicorn_server, source_64m, tm
     target = tmp_path / "down.bin"
     with proxy_for(gunicorn_server, rate_limit=16 * MiB) as proxy:
         downloader = Downloader(through(proxy, stored.url), target, parallel=4, segment_size=4 * MiB)
-        outcome: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                downloader.run()
-            except BaseException as exc:
-                outcome.append(exc)
-
-        runner = threading.Thread(target=run)
-        runner.start()
+        running = Background(downloader.run)
         wait_until(lambda: proxy.stats.bytes_to_clients >= 10 * MiB)
         downloader.cancel()
-        runner.join(timeout=30)
-        assert len(outcome) == 1 and isinstance(outcome[0], Cancelled), outcome
+        assert isinstance(running.outcome(timeout=30), Cancelled)
         arrived = proxy.stats.bytes_to_clients
         proxy.set_rate_limit(None)
         result = download(through(proxy, stored.url), target, parallel=4, segment_size=4 * MiB)
@@ -420,24 +412,17 @@ def test_a_file_modified_during_its_upload_is_an_integrity_error(gunicorn_server
     with proxy_for(gunicorn_server, rate_limit=16 * MiB) as proxy:
         collection = proxy.url_for("/files")
         seen: list[Progress] = []
-        outcome: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                upload(path, collection, segment_size=MiB, parallel=2, state_dir=tmp_path / "state",
-                       progress=seen.append)
-            except BaseException as exc:
-                outcome.append(exc)
-
-        runner = threading.Thread(target=run)
-        runner.start()
+        running = Background(
+            lambda: upload(path, collection, segment_size=MiB, parallel=2, state_dir=tmp_path / "state",
+                           progress=seen.append)
+        )
         wait_until(lambda: bool(seen) and seen[-1].done >= 4 * MiB)
         with open(path, "r+b") as f:  # same size, other bytes, a newer mtime
             f.seek(20 * MiB)
             f.write(b"edited" * 1000)
-        runner.join(timeout=60)
-    assert len(outcome) == 1 and isinstance(outcome[0], IntegrityError), outcome
-    assert "changed while it was being uploaded" in str(outcome[0])
+        error = running.outcome()
+    assert isinstance(error, IntegrityError), error
+    assert "changed while it was being uploaded" in str(error)
 
 
 def test_status_of_a_plain_http_file(plain_file_server, tmp_path):
@@ -527,21 +512,13 @@ def replace_content(path: Path, data: bytes, mtime: float) -> None:
 
 def interrupted_download(proxy: FaultProxy, url: str, target: Path, after_bytes: int) -> None:
     """Start a download, pull the network once ``after_bytes`` arrived; it must give up."""
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            download(url, target, parallel=4, segment_size=MiB, timeouts=Timeouts(read=2),
-                     retry=RetryPolicy(attempts=2, base=0.05, cap=0.2))
-        except BaseException as exc:
-            failed.append(exc)
-
-    runner = threading.Thread(target=run)
-    runner.start()
+    running = Background(
+        lambda: download(url, target, parallel=4, segment_size=MiB, timeouts=Timeouts(read=2),
+                         retry=RetryPolicy(attempts=2, base=0.05, cap=0.2))
+    )
     wait_until(lambda: proxy.stats.bytes_to_clients >= after_bytes)
     proxy.set_down(True)
-    runner.join(timeout=60)
-    assert failed and isinstance(failed[0], TransferFailed), failed
+    assert isinstance(running.outcome(), TransferFailed)
     proxy.set_down(False)
 
 
@@ -572,16 +549,11 @@ def test_a_file_changed_during_a_download_starts_it_over(plain_file_server, tmp_
     replace_content(served, old, 1_700_000_000)
     target = tmp_path / "copy.bin"
     with FaultProxy("127.0.0.1", port, rate_limit=8 * MiB) as proxy:
-        outcome: list[object] = []
         url = proxy.url_for("/file")
-        runner = threading.Thread(
-            target=lambda: outcome.append(download(url, target, parallel=4, segment_size=MiB))
-        )
-        runner.start()
+        running = Background(lambda: download(url, target, parallel=4, segment_size=MiB))
         wait_until(lambda: proxy.stats.bytes_to_clients >= 4 * MiB)
         replace_content(served, new, 1_700_000_100)
         proxy.set_rate_limit(None)
-        runner.join(timeout=60)
-    (result,) = outcome
-    assert result.restarts >= 1  # type: ignore[attr-defined]
+        result = running.outcome()
+    assert isinstance(result, DownloadResult) and result.restarts >= 1
     assert target.read_bytes() == new
