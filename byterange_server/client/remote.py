@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from urllib.parse import urljoin
 
+import http_sf
+
 from byterange_server.errors import ByterangeError
 from byterange_server.extents import Extent
 from byterange_server.protocol.headers import ETag
@@ -28,7 +30,7 @@ from byterange_server.protocol.headers import parse_sf_boolean
 from .errors import ProtocolError
 from .plan import committed_from_header
 
-__all__ = ["RemoteState"]
+__all__ = ["RemoteState", "parse_limits"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +107,17 @@ class RemoteState:
 
 def _optional_int(value: str | None, name: str) -> int | None:
     return parse_int(value.strip(" \t"), field=name) if value is not None else None
+
+
+def parse_limits(value: str | None) -> dict[str, int]:
+    """The integer members of a ``Byterange-Limits`` field (``OPTIONS``), e.g. ``max-parts``.
+
+    A limit is advice for sizing requests: an absent or unreadable field gives ``{}``.
+    """
+    if not value or not value.isascii():
+        return {}
+    try:
+        parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
+    except (http_sf.StructuredFieldError, ValueError):
+        return {}
+    return {name: member[0] for name, member in parsed.items() if type(member[0]) is int}

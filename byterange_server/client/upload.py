@@ -50,6 +50,7 @@ from .errors import ServerRefused
 from .plan import Segment
 from .plan import plan_segments
 from .remote import RemoteState
+from .remote import parse_limits
 from .source import Source
 from .state import StateStore
 from .state import UploadKey
@@ -212,18 +213,18 @@ class Uploader:
             state = self.engine.state(self.url)
             self._check_compatible(state, strict=True)
             return self.url, state, True
-        key = None
-        if self.store is not None and self.source.identity is not None:
-            key = self._key = UploadKey(self.source.identity, self.url)
-            remembered = self.store.lookup(key)
+        store = self.store
+        if store is not None and self.source.identity is not None:
+            self._key = UploadKey(self.source.identity, self.url)
+            remembered = store.lookup(self._key)
             if remembered is not None:
                 state = self._remembered_state(remembered)
                 if state is not None and self._check_compatible(state, strict=False):
                     return remembered, state, True
-                self.store.forget(key)
+                store.forget(self._key)
         url, state = self.engine.call(self._allocate)
-        if key is not None and self.store is not None:
-            self.store.remember(key, url)
+        if store is not None and self._key is not None:
+            store.remember(self._key, url)  # before any byte is sent: a killed run resumes here
         return url, state, False
 
     def _remembered_state(self, url: str) -> RemoteState | None:
@@ -285,8 +286,9 @@ class Uploader:
                 return state
             segments = plan_segments(size, self.segment_size, committed)
             if segments:
+                max_parts = self._parts_limit(url) if self.wire_format.batches and len(segments) > 1 else 1
                 batches = batch_segments(
-                    self.wire_format, segments, max_bytes=self.segment_size, max_parts=self.max_parts
+                    self.wire_format, segments, max_bytes=self.segment_size, max_parts=max_parts
                 )
                 self.engine.run_tasks(batches, lambda index, batch: self._deliver(url, index, batch))
             elif state.length is None:
@@ -299,6 +301,18 @@ class Uploader:
                 f"{url}: every byte was acknowledged but the server does not report the upload complete"
             )
         return state
+
+    def _parts_limit(self, url: str) -> int:
+        """Parts per request: ours, or fewer if the server's ``OPTIONS`` says so."""
+        try:
+            response = self.engine.request("OPTIONS", url)
+        except Transient:
+            return self.max_parts  # advice only: a refused batch would say so itself
+        try:
+            limits = parse_limits(response.headers.get("Byterange-Limits"))
+        finally:
+            response.release_conn()
+        return max(1, min(self.max_parts, limits.get("max-parts", self.max_parts)))
 
     def _deliver(self, url: str, task: int, batch: Sequence[Segment]) -> None:
         """Send one batch; after a transient failure, resend only what is still missing.

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from byterange_server.client.errors import ProtocolError
 from byterange_server.client.errors import ServerRefused
 from byterange_server.client.remote import RemoteState
+from byterange_server.client.remote import parse_limits
 from byterange_server.client.transport import RetryPolicy
 from byterange_server.client.transport import Transient
 from byterange_server.client.transport import check_response
@@ -112,6 +113,22 @@ def test_content_length_of_a_get_is_not_the_length():
 def test_malformed_state_is_a_protocol_error(headers):
     with pytest.raises(ProtocolError, match="malformed state header"):
         RemoteState.from_headers(URL, 200, headers, head=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "limits"),
+    [
+        ("max-size=1099511627776, max-parts=10000, max-part-header-bytes=8192",
+         {"max-size": 1099511627776, "max-parts": 10000, "max-part-header-bytes": 8192}),
+        ("max-parts=4, note=\"text\", flag", {"max-parts": 4}),
+        (None, {}),
+        ("", {}),
+        ("max-parts=", {}),
+        ("max-parts=4\u00e9", {}),
+    ],
+)
+def test_parse_limits(value, limits):
+    assert parse_limits(value) == limits
 
 
 # -- check_response --------------------------------------------------------------------------------

@@ -175,6 +175,27 @@ def test_multipart_batches_the_gaps_of_a_fragmented_resource(gunicorn_server, tm
     assert result.requests <= 6, result
 
 
+def test_multipart_batches_follow_the_servers_parts_limit(database_url, tmp_path):
+    server = GunicornServer(database_url, tmp_path / "server", workers=1, threads=4,
+                            extra_env={"BYTERANGE_MAX_PARTS": "4"})
+    server.start()
+    try:
+        size = 2 * MiB
+        data = random.Random(5).randbytes(size)
+        path = tmp_path / "parts.bin"
+        path.write_bytes(data)
+        url = server.allocate(size)
+        piece = 32 * 1024
+        for offset in range(0, size, 2 * piece):  # 32 gaps
+            assert server.put_segment(url, offset, data[offset : offset + piece], size).ok
+        result = upload(path, url, existing=True, wire_format="multipart", segment_size=4 * MiB, parallel=2)
+        assert result.verified and result.transferred == size // 2
+        # 32 gaps, 4 parts a request (the server's limit, from OPTIONS): 8 PATCHes, not 1 refused.
+        assert 8 <= result.requests <= 12, result
+    finally:
+        server.stop()
+
+
 def test_existing_resource_of_another_length_is_refused(gunicorn_server, file_8m):
     url = gunicorn_server.allocate(100)
     with pytest.raises(Exception, match="has length 100"):
