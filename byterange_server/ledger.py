@@ -79,6 +79,10 @@ class ResourceRecord:
     updated_at: dt.datetime
     expires_at: dt.datetime | None
     completed_at: dt.datetime | None
+    #: tus ``Upload-Metadata`` as the client sent it (validated), None when absent.
+    upload_metadata: str | None = None
+    #: tus concatenation role: ``"partial"``, ``"final"`` or None.
+    concat: str | None = None
 
     @property
     def is_complete(self) -> bool:
@@ -121,6 +125,8 @@ def _record(row: object) -> ResourceRecord:
         updated_at=_aware(mapping["updated_at"]),  # type: ignore[arg-type]
         expires_at=_aware(mapping["expires_at"]),
         completed_at=_aware(mapping["completed_at"]),
+        upload_metadata=mapping["upload_metadata"],
+        concat=mapping["concat"],
     )
 
 
@@ -136,6 +142,8 @@ def insert_resource(
     filename: str | None,
     expected_digest: tuple[str, bytes] | None,
     expires_at: dt.datetime | None,
+    upload_metadata: str | None = None,
+    concat: str | None = None,
 ) -> None:
     now = utcnow()
     conn.execute(
@@ -150,6 +158,8 @@ def insert_resource(
             created_at=now,
             updated_at=now,
             expires_at=expires_at,
+            upload_metadata=upload_metadata,
+            concat=concat,
         )
     )
 
@@ -244,6 +254,17 @@ def extents_within(conn: Connection, resource_id: str, start: int, stop: int) ->
         Extent(max(extent.start, start), min(extent.stop, stop))
         for extent in _extents_near(conn, resource_id, start, stop, touching=False)
     ]
+
+
+def prefix_stop(conn: Connection, resource_id: str) -> int:
+    """End of the committed prefix that starts at byte 0 (the tus offset); 0 if none.
+
+    Extents are coalesced, so the prefix is the one extent starting at 0 (a primary-key read).
+    """
+    row = conn.execute(
+        select(extents.c.stop).where(extents.c.resource_id == resource_id, extents.c.start == 0)
+    ).first()
+    return int(row.stop) if row else 0
 
 
 def committed_stop(conn: Connection, resource_id: str) -> int:

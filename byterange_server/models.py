@@ -22,6 +22,7 @@ from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import LargeBinary
 from sqlalchemy import String
+from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -41,6 +42,7 @@ class Resource(Base):
             "status IN ('incomplete', 'complete', 'failed')",
             name="status_known",
         ),
+        CheckConstraint("concat IS NULL OR concat IN ('partial', 'final')", name="concat_known"),
         Index("ix_resources_status_expires_at", "status", "expires_at"),
     )
 
@@ -59,6 +61,10 @@ class Resource(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: tus ``Upload-Metadata``, validated and stored whole (echoed on tus HEAD).
+    upload_metadata: Mapped[str | None] = mapped_column(Text)
+    #: tus concatenation role: ``partial``, ``final`` or NULL.
+    concat: Mapped[str | None] = mapped_column(String(8))
 
 
 class Extent(Base):

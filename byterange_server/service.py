@@ -35,11 +35,15 @@ from . import ledger
 from .config import Settings
 from .db import Database
 from .errors import ByterangeError
+from .errors import BytesPastLengthError
+from .errors import BytesPastMaxSizeError
+from .errors import ChecksumMismatchError
 from .errors import ContentMismatchError
 from .errors import DigestMismatchError
 from .errors import LengthConflictError
 from .errors import LimitExceededError
 from .errors import MalformedBodyError
+from .errors import OffsetMismatchError
 from .errors import OverlappingPartsError
 from .errors import ReprDigestMismatchError
 from .errors import ResourceTooLargeError
@@ -131,10 +135,28 @@ class WriteOptions:
     transaction: str = "persist"
     #: (algorithm, expected digest) of the request content, from Content-Digest.
     content_digest: tuple[str, bytes] | None = None
+    #: (algorithm, expected digest) of the request content, from tus ``Upload-Checksum``;
+    #: a mismatch is a ChecksumMismatchError (460) instead of a DigestMismatchError.
+    checksum: tuple[str, bytes] | None = None
+    #: tus append: the committed prefix must end exactly here (``Upload-Offset``), checked
+    #: under the resource row lock when the range is reserved.
+    expected_offset: int | None = None
 
     @property
     def atomic(self) -> bool:
-        return self.transaction == "atomic" or self.content_digest is not None
+        # A digest cannot be verified for bytes that never arrived: an interrupted or
+        # mismatching request that carries one keeps nothing (tus checksum, E11).
+        return (
+            self.transaction == "atomic"
+            or self.content_digest is not None
+            or self.checksum is not None
+        )
+
+    @property
+    def digest_algorithm(self) -> str | None:
+        """The algorithm the body must be hashed with, if any."""
+        chosen = self.content_digest or self.checksum
+        return chosen[0] if chosen else None
 
     @property
     def applied(self) -> str:
@@ -158,8 +180,13 @@ class UploadService:
         content_type: str | None = None,
         filename: str | None = None,
         expected_digest: tuple[str, bytes] | None = None,
+        upload_metadata: str | None = None,
+        concat: str | None = None,
     ) -> ResourceState:
         """Create an empty resource with an unguessable id (128 random bits).
+
+        ``upload_metadata`` (tus ``Upload-Metadata``, validated, stored whole) and ``concat``
+        (``"partial"``) are kept for tus and echoed on its HEAD.
 
         :raises ResourceTooLargeError: (413) when ``length`` exceeds the maximum size.
         """
@@ -199,6 +226,8 @@ class UploadService:
                 filename=filename,
                 expected_digest=expected_digest,
                 expires_at=expires_at,
+                upload_metadata=upload_metadata,
+                concat=concat,
             )
         if length == 0:  # nothing to upload: complete at once
             self._finalize(resource_id)
@@ -437,6 +466,10 @@ class _WriteSession:
     def run(self, decoder: PatchDecoder, body: BodySource) -> None:
         with self.db.read() as conn:
             self.record = ledger.load_resource(conn, self.resource_id)
+            if self.options.expected_offset is not None:
+                # Early, so a stale offset is refused before any body is read; _reserve
+                # checks again under the row lock.
+                self._check_offset(ledger.prefix_stop(conn, self.resource_id))
         try:
             try:
                 self._pump(decoder, body)
@@ -446,6 +479,8 @@ class _WriteSession:
                 raise interruption.error from None
             if self.options.content_digest is not None:
                 self._verify_content_digest(body)
+            if self.options.checksum is not None:
+                self._verify_checksum(body)
             self._commit(prefixes_only=False)
         finally:
             if self.keeper is not None:
@@ -515,16 +550,16 @@ class _WriteSession:
         bound = known_length if known_length is not None else max_size
         if header.stop is not None and header.stop > bound:
             if known_length is not None:
-                raise LengthConflictError(
+                raise BytesPastLengthError(
                     "The range ends past the length of the resource.",
                     extra={"length": known_length, "last": header.stop - 1},
                 )
-            raise LimitExceededError(
+            raise BytesPastMaxSizeError(
                 "The range ends past the maximum resource size.",
                 extra={"max-size": max_size, "last": header.stop - 1},
             )
         if header.start >= bound and not (header.stop is None and header.start == bound):
-            raise LengthConflictError(
+            raise BytesPastLengthError(
                 "The range starts at or past the length of the resource.",
                 extra={"length": bound, "first": header.start},
             )
@@ -632,11 +667,11 @@ class _WriteSession:
 
     def _past_end_error(self, position: int, known_length: int | None) -> ByterangeError:
         if known_length is not None:
-            return LengthConflictError(
+            return BytesPastLengthError(
                 "Bytes were sent at or past the length of the resource; nothing was applied.",
                 extra={"length": known_length, "first": position},
             )
-        return LimitExceededError(
+        return BytesPastMaxSizeError(
             "Bytes were sent past the maximum resource size; nothing was applied.",
             extra={"max-size": self.settings.max_resource_size, "first": position},
         )
@@ -672,6 +707,23 @@ class _WriteSession:
             )
         self.declared_repr_digest = picked
 
+    def _check_offset(self, current: int) -> None:
+        expected = self.options.expected_offset
+        if expected is not None and expected != current:
+            raise OffsetMismatchError(
+                "Upload-Offset is not the end of the committed bytes; nothing was applied.",
+                extra={"expected-offset": current, "provided-offset": expected},
+            )
+
+    def _verify_checksum(self, body: BodySource) -> None:
+        assert self.options.checksum is not None
+        algorithm, expected = self.options.checksum
+        if not secrets.compare_digest(body.digest(algorithm), expected):
+            raise ChecksumMismatchError(
+                "Upload-Checksum does not match the request content; nothing was applied.",
+                extra={"algorithm": algorithm},
+            )
+
     def _verify_content_digest(self, body: BodySource) -> None:
         assert self.options.content_digest is not None
         algorithm, expected = self.options.content_digest
@@ -691,10 +743,12 @@ class _WriteSession:
             record = ledger.load_resource(conn, self.resource_id, for_update=True)
             self.record = record
             if record.length is not None and limit > record.length:
-                raise LengthConflictError(
+                raise BytesPastLengthError(
                     "The range ends past the length of the resource.",
                     extra={"length": record.length, "last": limit - 1},
                 )
+            if not self.parts:
+                self._check_offset(ledger.prefix_stop(conn, self.resource_id))
             reservation_id = ledger.reserve(
                 conn, self.resource_id, start, limit, lease_seconds=self.settings.lease_seconds
             )
@@ -750,7 +804,7 @@ class _WriteSession:
             if record.length is not None:
                 for extent in new:
                     if extent.stop > record.length:
-                        raise LengthConflictError(
+                        raise BytesPastLengthError(
                             "Bytes were sent past the length of the resource.",
                             extra={"length": record.length, "last": extent.stop - 1},
                         )

@@ -148,7 +148,7 @@ def test_resolve_ranges_within_representation(specs, size):
         or (s.first is not None and s.first < size)
     ]
     assert len(resolved) == len(satisfiable)
-    for spec, (start, stop) in zip(satisfiable, resolved):
+    for spec, (start, stop) in zip(satisfiable, resolved, strict=True):
         if spec.suffix is not None:
             assert (start, stop) == (max(0, size - spec.suffix), size)
         else:
