@@ -29,9 +29,12 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from typing import Protocol
 
 from . import ledger
+from .concat import ComposedObject
+from .concat import Piece
 from .config import Settings
 from .db import Database
 from .errors import ByterangeError
@@ -40,12 +43,16 @@ from .errors import BytesPastMaxSizeError
 from .errors import ChecksumMismatchError
 from .errors import ContentMismatchError
 from .errors import DigestMismatchError
+from .errors import FinalUploadWriteError
+from .errors import InvalidConcatError
 from .errors import LengthConflictError
 from .errors import LimitExceededError
 from .errors import MalformedBodyError
 from .errors import OffsetMismatchError
 from .errors import OverlappingPartsError
 from .errors import ReprDigestMismatchError
+from .errors import ResourceGoneError
+from .errors import ResourceNotFoundError
 from .errors import ResourceTooLargeError
 from .errors import StorageError
 from .errors import TruncatedBodyError
@@ -53,6 +60,7 @@ from .errors import WriteInProgressError
 from .extents import Extent
 from .extents import prefix_end
 from .ledger import ResourceRecord
+from .models import STATUS_COMPLETE
 from .protocol.events import NEED_DATA
 from .protocol.events import EndOfPatch
 from .protocol.events import PartData
@@ -65,6 +73,9 @@ from .protocol.headers import pick_digest
 from .storage.base import StorageBackend
 from .storage.base import StoredObject
 from .storage.base import validate_resource_id
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +252,12 @@ class UploadService:
         validate_resource_id(resource_id)
         snapshot = self._snapshot(resource_id)
         record = snapshot.resource
-        if not record.is_complete and record.length is not None and (
+        if record.concat == "final" and not record.is_complete:
+            # Picks up partials that completed since (also after a crash between a partial's
+            # completion and the final's update).
+            if self._assemble(resource_id):
+                snapshot = self._snapshot(resource_id)
+        elif not record.is_complete and record.length is not None and (
             record.length == 0 or snapshot.extents[:1] == [Extent(0, record.length)]
         ):
             # Covered but not finalized: the completing request died before hashing.
@@ -264,7 +280,158 @@ class UploadService:
             return ledger.extents_within(conn, resource_id, start, stop)
 
     def open_object(self, resource_id: str) -> StoredObject:
-        return self.storage.open(validate_resource_id(resource_id))
+        """The bytes of a resource: its own object, or for a final concatenation a read-only
+        view over its partials' objects (nothing was copied into it)."""
+        validate_resource_id(resource_id)
+        with self.db.read() as conn:
+            pieces = ledger.load_pieces(conn, resource_id)
+        if not pieces:
+            return self.storage.open(resource_id)
+        opened: dict[str, StoredObject] = {}
+        try:
+            for piece in pieces:
+                if piece.source_id not in opened:
+                    opened[piece.source_id] = self.storage.open(piece.source_id)
+        except BaseException:
+            for stored in opened.values():
+                stored.close()
+            raise
+        return ComposedObject(pieces, [opened[piece.source_id] for piece in pieces])
+
+    def with_digest(self, state: ResourceState) -> ResourceState:
+        """``state``, with the SHA-256 computed first if a complete resource has none yet.
+
+        Only a final concatenation is complete without one: hashing it during its POST would
+        cost what concatenating by reference saves, so the first read that needs ``ETag`` or
+        ``Repr-Digest`` pays for it once, at disk read speed.
+        """
+        record = state.record
+        if not record.is_complete or record.sha256 is not None or record.length is None:
+            return state
+        sha256 = hashlib.sha256()
+        with self.open_object(state.id) as stored:
+            self._hash_into(stored, record.length, [sha256])
+        with self.db.write() as conn:
+            ledger.set_sha256(conn, state.id, sha256.digest())
+        return self.state(state.id)
+
+    @staticmethod
+    def _hash_into(stored: StoredObject, length: int, hashes: list[object]) -> None:
+        position = 0
+        while position < length:
+            chunk = stored.read_at(position, min(_READ_CHUNK, length - position))
+            if not chunk:
+                raise StorageError("The stored object is shorter than its committed extents.")
+            for digest in hashes:
+                digest.update(chunk)  # type: ignore[attr-defined]
+            position += len(chunk)
+
+    # -- tus concatenation -----------------------------------------------------------------------
+
+    def create_final(
+        self, source_ids: list[str], *, upload_metadata: str | None = None
+    ) -> ResourceState:
+        """A tus final upload: the partials in order, joined by reference, not by copying.
+
+        Partials may still be incomplete (concatenation-unfinished): their ranges of the final
+        become committed when they complete. Their lengths must be known.
+
+        :raises InvalidConcatError: (400) a source that is unknown, not a partial upload, or
+            of unknown length.
+        :raises ResourceTooLargeError: (413) when the sum exceeds the maximum size.
+        """
+        for source_id in source_ids:
+            validate_resource_id(source_id)
+        resource_id = secrets.token_urlsafe(16)
+        # Storage first, as in allocate(): the final keeps an (empty) object of its own, so
+        # every resource has one.
+        self.storage.create(resource_id)
+        try:
+            with self.db.write() as conn:
+                pieces: list[Piece] = []
+                start = 0
+                for position, source_id in enumerate(source_ids):
+                    try:
+                        # Locked, so a partial cannot be terminated between check and insert.
+                        source = ledger.load_resource(conn, source_id, for_update=True)
+                    except (ResourceNotFoundError, ResourceGoneError):
+                        raise InvalidConcatError(
+                            "Upload-Concat names an upload that does not exist (or expired).",
+                            extra={"upload": source_id},
+                        ) from None
+                    if source.concat != "partial":
+                        raise InvalidConcatError(
+                            "Upload-Concat names an upload that is not a partial upload.",
+                            extra={"upload": source_id},
+                        )
+                    if source.length is None:
+                        raise InvalidConcatError(
+                            "A partial upload's length must be known before it is concatenated.",
+                            extra={"upload": source_id},
+                        )
+                    pieces.append(Piece(position, source_id, start, source.length))
+                    start += source.length
+                if start > self.settings.max_resource_size:
+                    raise ResourceTooLargeError(
+                        "The concatenated length exceeds the maximum resource size.",
+                        extra={"length": start, "max-size": self.settings.max_resource_size},
+                    )
+                ledger.insert_resource(
+                    conn,
+                    resource_id,
+                    length=start,
+                    content_type=None,
+                    filename=None,
+                    expected_digest=None,
+                    expires_at=ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after),
+                    upload_metadata=upload_metadata,
+                    concat="final",
+                )
+                ledger.insert_pieces(conn, resource_id, pieces)
+        except BaseException:
+            self.storage.delete(resource_id)
+            raise
+        self._assemble(resource_id)
+        return self.state(resource_id)
+
+    def pieces(self, resource_id: str) -> list[Piece]:
+        with self.db.read() as conn:
+            return ledger.load_pieces(conn, resource_id)
+
+    def _assemble(self, final_id: str) -> bool:
+        """Commit the ranges of a final whose partials are complete; complete it when covered.
+
+        Re-adding a committed range changes nothing, so this is safe to repeat.
+
+        :returns: whether anything changed.
+        """
+        with self.db.write() as conn:
+            try:
+                record = ledger.load_resource(conn, final_id, for_update=True)
+            except (ResourceNotFoundError, ResourceGoneError):
+                return False
+            if record.is_complete or record.length is None:
+                return False
+            pieces = ledger.load_pieces(conn, final_id)
+            statuses = ledger.source_statuses(conn, [piece.source_id for piece in pieces])
+            ready = [
+                Extent(piece.start, piece.stop)
+                for piece in pieces
+                if piece.length and statuses.get(piece.source_id) == STATUS_COMPLETE
+            ]
+            known = ledger.extents_within(conn, final_id, 0, record.length)
+            new = [
+                extent
+                for extent in ready
+                if not any(k.start <= extent.start and extent.stop <= k.stop for k in known)
+            ]
+            if new:
+                ledger.add_extents(conn, final_id, new)
+            if ledger.is_covered(conn, final_id, record.length):
+                # The digest is computed on first read (with_digest), not here.
+                ledger.mark_complete(conn, final_id, None, failed=False)
+                return True
+            return bool(new)
 
     # -- deletion and expiry ---------------------------------------------------------------------
 
@@ -273,8 +440,27 @@ class UploadService:
         validate_resource_id(resource_id)
         with self.db.write() as conn:
             ledger.load_resource(conn, resource_id, for_update=True)
-            ledger.delete_resource(conn, resource_id)
-        self.storage.delete(resource_id)
+            gone = self._remove(conn, resource_id)
+        for removed in gone:
+            self.storage.delete(removed)
+
+    @staticmethod
+    def _remove(conn: Connection, resource_id: str) -> list[str]:
+        """Delete the rows of a resource (or only hide it while a final reads from it).
+
+        :returns: the ids whose stored objects are now unreferenced and must be deleted: the
+            resource itself, and terminated partials that only this final still read from.
+        """
+        if ledger.finals_reading(conn, resource_id):
+            # A final serves these bytes: the partial is gone for clients, its bytes stay.
+            ledger.mark_terminated(conn, resource_id)
+            return []
+        sources = [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
+        ledger.delete_resource(conn, resource_id)
+        orphans = ledger.unreferenced_terminated(conn, sources)
+        for orphan in orphans:
+            ledger.delete_resource(conn, orphan)
+        return [resource_id, *orphans]
 
     def remove_expired(self, *, limit: int = 1000) -> int:
         """Delete expired incomplete resources, rows first, then bytes. Returns the count."""
@@ -283,8 +469,9 @@ class UploadService:
             candidates = ledger.expired_resource_ids(conn, now=ledger.utcnow(), limit=limit)
         for resource_id in candidates:
             with self.db.write() as conn:
-                ledger.delete_resource(conn, resource_id)
-            self.storage.delete(resource_id)
+                gone = self._remove(conn, resource_id)
+            for stored_id in gone:
+                self.storage.delete(stored_id)
             removed += 1
         return removed
 
@@ -325,15 +512,7 @@ class UploadService:
         if record.expected_digest_algorithm and record.expected_digest_algorithm != "sha-256":
             expected_hash = SUPPORTED_DIGESTS[record.expected_digest_algorithm]()
         with self.storage.open(resource_id) as stored:
-            position = 0
-            while position < record.length:
-                chunk = stored.read_at(position, min(_READ_CHUNK, record.length - position))
-                if not chunk:
-                    raise StorageError("The stored object is shorter than its committed extents.")
-                sha256.update(chunk)
-                if expected_hash is not None:
-                    expected_hash.update(chunk)
-                position += len(chunk)
+            self._hash_into(stored, record.length, [h for h in (sha256, expected_hash) if h])
         digest = sha256.digest()
         failed = False
         if record.expected_digest is not None:
@@ -342,6 +521,9 @@ class UploadService:
         with self.db.write() as conn:
             ledger.mark_complete(conn, resource_id, digest, failed=failed)
             record = ledger.load_resource(conn, resource_id)
+            finals = ledger.finals_reading(conn, resource_id) if record.concat == "partial" else []
+        for final_id in finals:  # concatenation-unfinished: the finals waiting for this one
+            self._assemble(final_id)
         self.check_not_failed(record)
 
     def check_not_failed(self, record: ResourceRecord) -> None:
@@ -466,6 +648,10 @@ class _WriteSession:
     def run(self, decoder: PatchDecoder, body: BodySource) -> None:
         with self.db.read() as conn:
             self.record = ledger.load_resource(conn, self.resource_id)
+            if self.record.concat == "final":
+                raise FinalUploadWriteError(
+                    "A final concatenated upload is read-only: its bytes are its partials'."
+                )
             if self.options.expected_offset is not None:
                 # Early, so a stale offset is refused before any body is read; _reserve
                 # checks again under the row lock.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Response
 from flask import request
@@ -23,6 +24,7 @@ from flask import url_for
 from ..errors import ByterangeError
 from ..errors import BytesPastLengthError
 from ..errors import BytesPastMaxSizeError
+from ..errors import InvalidConcatError
 from ..errors import MalformedHeaderError
 from ..errors import UnsupportedMediaTypeError
 from ..protocol.headers import format_http_date
@@ -31,11 +33,15 @@ from ..protocol.media import parse_media_type
 from ..protocol.tus import CHECKSUM_ALGORITHMS
 from ..protocol.tus import OFFSET_OCTET_STREAM
 from ..protocol.tus import TUS_VERSION
+from ..protocol.tus import ConcatFinal
 from ..protocol.tus import check_tus_resumable
+from ..protocol.tus import format_upload_concat
 from ..protocol.tus import parse_defer_length
 from ..protocol.tus import parse_upload_checksum
+from ..protocol.tus import parse_upload_concat
 from ..protocol.tus import parse_upload_metadata
 from ..service import ResourceState
+from ..storage.base import validate_resource_id
 from ..tus import TusUploads
 from .streams import CountingReader
 
@@ -47,6 +53,8 @@ TUS_EXTENSIONS = (
     "expiration",
     "checksum",
     "termination",
+    "concatenation",
+    "concatenation-unfinished",
 )
 #: Status line for tus's own status code (Werkzeug knows no phrase for it).
 _STATUS_LINES = {460: "460 Checksum Mismatch"}
@@ -79,11 +87,10 @@ def discovery_headers() -> dict[str, str]:
 def tus_state_headers(state: ResourceState) -> dict[str, str]:
     """HEAD and write responses: offset, length (or deferred), metadata, expiry."""
     record = state.record
-    headers = {
-        "Tus-Resumable": TUS_VERSION,
-        "Cache-Control": "no-store",
-        "Upload-Offset": str(state.offset),
-    }
+    headers = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}
+    # tus: a final upload has no offset until the concatenation is done; then it is the length.
+    if record.concat != "final" or state.complete:
+        headers["Upload-Offset"] = str(state.offset)
     if state.length is None:
         headers["Upload-Defer-Length"] = "1"
     else:
@@ -92,6 +99,14 @@ def tus_state_headers(state: ResourceState) -> dict[str, str]:
         headers["Upload-Metadata"] = record.upload_metadata
     if not state.complete and record.expires_at is not None:
         headers["Upload-Expires"] = format_http_date(record.expires_at)
+    if record.concat == "partial":
+        headers["Upload-Concat"] = "partial"
+    elif record.concat == "final":
+        urls = tuple(
+            url_for("byterange.resource", resource_id=piece.source_id)
+            for piece in _service().pieces(state.id)
+        )
+        headers["Upload-Concat"] = format_upload_concat(ConcatFinal(urls))
     return headers
 
 
@@ -197,8 +212,43 @@ def _append(resource_id: str, offset: int, declared_length: int | None) -> Resou
         reader.drain(_DRAIN_LIMIT)
 
 
+def _source_ids(concat: ConcatFinal) -> list[str]:
+    """The ids behind the URLs of ``Upload-Concat: final;...`` (absolute or relative URLs of
+    this server's uploads; the host is not checked, as in tusd)."""
+    prefix = url_for("byterange.allocate").rstrip("/") + "/"
+    ids = []
+    for url in concat.urls:
+        path = urlsplit(url).path
+        if not path.startswith(prefix) or "/" in path[len(prefix) :]:
+            raise InvalidConcatError(
+                "Upload-Concat names a URL that is not an upload of this server.",
+                extra={"url": url[:200], "expected-prefix": prefix},
+            )
+        ids.append(validate_resource_id(path[len(prefix) :]))
+    return ids
+
+
+def _create_final(concat: ConcatFinal, metadata: str | None) -> Response:
+    if "Upload-Length" in request.headers or "Upload-Defer-Length" in request.headers:
+        raise MalformedHeaderError("A final upload's length is the sum of its partials: send none.")
+    if _has_body():
+        raise MalformedHeaderError("A final upload takes no body.")
+    state = _service().create_final(_source_ids(concat), upload_metadata=metadata)
+    location = url_for("byterange.resource", resource_id=state.id, _external=True)
+    return _response(state, 201, {"Location": location})
+
+
 def create() -> Response:
-    """POST: creation, creation-defer-length, creation-with-upload. 201, 400, 413, 415."""
+    """POST: creation, creation-defer-length, creation-with-upload, concatenation.
+    201, 400, 413, 415."""
+    metadata = request.headers.get("Upload-Metadata")
+    if metadata is not None:
+        parse_upload_metadata(metadata)  # validated, then stored exactly as sent
+        metadata = metadata.strip(" \t") or None
+    concat_value = request.headers.get("Upload-Concat")
+    concat = parse_upload_concat(concat_value) if concat_value is not None else None
+    if isinstance(concat, ConcatFinal):
+        return _create_final(concat, metadata)
     length = _header_int("Upload-Length")
     defer = request.headers.get("Upload-Defer-Length")
     if defer is not None:
@@ -207,10 +257,6 @@ def create() -> Response:
             raise MalformedHeaderError("Send Upload-Length or Upload-Defer-Length, not both.")
     elif length is None:
         raise MalformedHeaderError("A tus POST needs Upload-Length or Upload-Defer-Length: 1.")
-    metadata = request.headers.get("Upload-Metadata")
-    if metadata is not None:
-        parse_upload_metadata(metadata)  # validated, then stored exactly as sent
-        metadata = metadata.strip(" \t") or None
     with_upload = _has_body()
     if with_upload:
         _check_offset_stream()
@@ -220,7 +266,9 @@ def create() -> Response:
                 "The body is longer than Upload-Length; nothing was created.",
                 extra={"length": length, "content-length": request.content_length},
             )
-    state = _uploads().create(length=length, upload_metadata=metadata)
+    state = _uploads().create(
+        length=length, upload_metadata=metadata, concat="partial" if concat else None
+    )
     location = url_for("byterange.resource", resource_id=state.id, _external=True)
     if with_upload:
         try:
@@ -241,7 +289,7 @@ def head(resource_id: str) -> Response:
 
 
 def patch(resource_id: str) -> Response:
-    """PATCH: append at Upload-Offset. 204, 400, 404, 409, 410, 413, 415, 460."""
+    """PATCH: append at Upload-Offset. 204, 400, 403 (final), 404, 409, 410, 413, 415, 460."""
     _check_offset_stream()
     offset = _header_int("Upload-Offset")
     if offset is None:

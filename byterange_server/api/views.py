@@ -100,7 +100,7 @@ def _options_response(allow: str) -> Response:
 
 def head(resource_id: str) -> Response:
     """HEAD: the committed state. ``Content-Length`` is the committed prefix (byte-range draft)."""
-    state = service().state(resource_id)
+    state = service().with_digest(service().state(resource_id))
     # HEAD answers as GET would: a representation that failed its digest is refused.
     service().check_not_failed(state.record)
     not_modified = conditions.not_modified(state)
@@ -117,7 +117,7 @@ def get(resource_id: str) -> Response:
     """GET (and HEAD, which Flask routes here): ranges as RFC 9110 says; holes never served."""
     if request.method == "HEAD":
         return head(resource_id)
-    return serve_get(service(), service().state(resource_id))
+    return serve_get(service(), service().with_digest(service().state(resource_id)))
 
 
 @bp.get("/<resource_id>/committed-ranges", provide_automatic_options=False)

@@ -1,7 +1,7 @@
 """tus 1.0.0 over the shared store (http-specs.md §3, §5.1), on SQLite and PostgreSQL.
 
-Every status code the tus core and the extensions name is provoked here: 200/201/204, 400, 403
-(concatenation, in test_tus_concat.py), 404, 409, 410, 412, 413, 415 and 460. After each error
+Every status code the tus core and the extensions name is provoked here: 200/201/204, 400, 404,
+409, 410, 412, 413, 415 and 460 (403, for a PATCH to a final upload, in test_tus_concat.py). After each error
 the committed state is checked, so "nothing kept" is shown, not assumed.
 """
 
@@ -113,7 +113,7 @@ def test_options_discovery(client, path, headers):
     assert response.headers["Tus-Resumable"] == "1.0.0"
     extensions = response.headers["Tus-Extension"].split(",")
     for name in ("creation", "creation-with-upload", "creation-defer-length", "expiration",
-                 "checksum", "termination"):
+                 "checksum", "termination", "concatenation", "concatenation-unfinished"):
         assert name in extensions
     assert int(response.headers["Tus-Max-Size"]) == 1024**4
     assert set(response.headers["Tus-Checksum-Algorithm"].split(",")) == {"md5", "sha1", "sha256", "sha512"}
