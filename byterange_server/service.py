@@ -28,6 +28,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Protocol
@@ -70,6 +71,7 @@ from .protocol.headers import SUPPORTED_DIGESTS
 from .protocol.headers import PartHeader
 from .protocol.headers import parse_digest_field
 from .protocol.headers import pick_digest
+from .protocol.tus import CHECKSUM_ALGORITHMS
 from .storage.base import StorageBackend
 from .storage.base import StoredObject
 from .storage.base import validate_resource_id
@@ -152,6 +154,9 @@ class WriteOptions:
     #: tus append: the committed prefix must end exactly here (``Upload-Offset``), checked
     #: under the resource row lock when the range is reserved.
     expected_offset: int | None = None
+    #: tus checksum-trailer: called once the body has ended, returns the (algorithm, digest)
+    #: that arrived in the trailer section (or raises a 400 if it did not).
+    trailer_checksum: Callable[[], tuple[str, bytes]] | None = None
 
     @property
     def atomic(self) -> bool:
@@ -161,6 +166,7 @@ class WriteOptions:
             self.transaction == "atomic"
             or self.content_digest is not None
             or self.checksum is not None
+            or self.trailer_checksum is not None
         )
 
     @property
@@ -667,6 +673,8 @@ class _WriteSession:
                 self._verify_content_digest(body)
             if self.options.checksum is not None:
                 self._verify_checksum(body)
+            if self.options.trailer_checksum is not None:
+                self._verify_trailer_checksum()
             self._commit(prefixes_only=False)
         finally:
             if self.keeper is not None:
@@ -909,6 +917,32 @@ class _WriteSession:
                 "Upload-Checksum does not match the request content; nothing was applied.",
                 extra={"algorithm": algorithm},
             )
+
+    def _verify_trailer_checksum(self) -> None:
+        """The algorithm is only known after the body, so the bytes were not hashed on the way
+        in: they are read back from storage (still in the page cache) before anything is
+        committed."""
+        assert self.options.trailer_checksum is not None
+        algorithm, expected = self.options.trailer_checksum()
+        digest = CHECKSUM_ALGORITHMS[algorithm]()
+        for part in self.parts:
+            if part.received and self.stored is not None:
+                self._hash_range(part.start, part.start + part.received, digest)
+        if not secrets.compare_digest(digest.digest(), expected):
+            raise ChecksumMismatchError(
+                "The Upload-Checksum trailer does not match the request content; nothing was applied.",
+                extra={"algorithm": algorithm},
+            )
+
+    def _hash_range(self, start: int, stop: int, digest: object) -> None:
+        assert self.stored is not None
+        position = start
+        while position < stop:
+            chunk = self.stored.read_at(position, min(_READ_CHUNK, stop - position))
+            if not chunk:
+                raise StorageError("The stored object is shorter than the bytes just written.")
+            digest.update(chunk)  # type: ignore[attr-defined]
+            position += len(chunk)
 
     def _verify_content_digest(self, body: BodySource) -> None:
         assert self.options.content_digest is not None

@@ -12,6 +12,8 @@ and formats responses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .errors import BytesPastLengthError
 from .errors import LengthConflictError
 from .errors import OffsetMismatchError
@@ -48,12 +50,15 @@ class TusUploads:
         content_length: int | None,
         declared_length: int | None = None,
         checksum: tuple[str, bytes] | None = None,
+        trailer_checksum: Callable[[], tuple[str, bytes]] | None = None,
     ) -> ResourceState:
         """PATCH: write the body at ``offset``, which must be the current offset.
 
         :param declared_length: ``Upload-Length`` sent on a PATCH of a deferred-length upload.
         :param checksum: (algorithm, digest) of ``Upload-Checksum``; a mismatch or an
             interruption then keeps nothing.
+        :param trailer_checksum: the same, from the trailer section (checksum-trailer), read
+            when the body has ended.
         :raises OffsetMismatchError: (409) when ``offset`` is not the committed prefix's end.
         :raises BytesPastLengthError: (409; tus answers 413) for bytes past the length.
         """
@@ -82,5 +87,7 @@ class TusUploads:
         )
         if content_length is not None:
             fields += (("content-length", str(content_length)),)
-        options = WriteOptions(checksum=checksum, expected_offset=offset)
+        options = WriteOptions(
+            checksum=checksum, trailer_checksum=trailer_checksum, expected_offset=offset
+        )
         return self.service.write(resource_id, RawDecoder(fields), body, options)

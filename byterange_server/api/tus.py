@@ -73,12 +73,43 @@ def is_tus_request() -> bool:
     return "Tus-Resumable" in request.headers
 
 
+def server_reads_trailers() -> bool:
+    """Whether this WSGI server hands us request trailers (see :func:`_trailer_source`).
+
+    WSGI has no way to pass trailers to the application. gunicorn parses the trailer section
+    of a chunked body into its request object, which the body reader keeps a reference to, so
+    under gunicorn they can be reached; under other servers checksum-trailer is not offered.
+    """
+    if not request.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
+        return False
+    try:
+        from gunicorn.http.body import ChunkedReader
+    except ImportError:  # pragma: no cover - SERVER_SOFTWARE says gunicorn
+        return False
+    return hasattr(ChunkedReader, "parse_trailers")
+
+
+def _trailer_source() -> Callable[[], list[tuple[str, str]]] | None:
+    """A getter for this request's trailers, or None when they cannot be read (not gunicorn,
+    or not a chunked body: only gunicorn's ChunkedReader keeps the request it parses into)."""
+    if not server_reads_trailers():
+        return None
+    reader = getattr(request.environ.get("wsgi.input"), "reader", None)
+    parsed_into = getattr(reader, "req", None)
+    if parsed_into is None or not hasattr(parsed_into, "trailers"):
+        return None
+    return lambda: list(parsed_into.trailers or [])
+
+
 def discovery_headers() -> dict[str, str]:
     """The tus headers of every OPTIONS response."""
+    extensions = list(TUS_EXTENSIONS)
+    if server_reads_trailers():
+        extensions.insert(extensions.index("checksum") + 1, "checksum-trailer")
     return {
         "Tus-Resumable": TUS_VERSION,
         "Tus-Version": TUS_VERSION,
-        "Tus-Extension": ",".join(TUS_EXTENSIONS),
+        "Tus-Extension": ",".join(extensions),
         "Tus-Max-Size": str(_service().settings.max_resource_size),
         "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS),
     }
@@ -190,8 +221,42 @@ def _checksum() -> tuple[str, bytes] | None:
     return parse_upload_checksum(value) if value is not None else None
 
 
+def _trailer_checksum() -> Callable[[], tuple[str, bytes]] | None:
+    """checksum-trailer: a request announces ``Trailer: Upload-Checksum`` and sends the field
+    after a chunked body. Refused up front (400) where trailers cannot be read, so a checksum
+    is never silently skipped."""
+    declared = {
+        name.strip(" \t").lower()
+        for value in request.headers.getlist("Trailer")
+        for name in value.split(",")
+    }
+    if "upload-checksum" not in declared:
+        return None
+    if "Upload-Checksum" in request.headers:
+        raise MalformedHeaderError("Send Upload-Checksum as a header or as a trailer, not both.")
+    source = _trailer_source()
+    if source is None:
+        raise MalformedHeaderError(
+            "An Upload-Checksum trailer can only be read from a chunked body under gunicorn.",
+            extra={"field": "Trailer"},
+        )
+
+    def read() -> tuple[str, bytes]:
+        values = [value for name, value in source() if name.lower() == "upload-checksum"]
+        if len(values) != 1:
+            raise MalformedHeaderError(
+                "Trailer announced Upload-Checksum, but the trailer section did not carry "
+                "exactly one; nothing was applied.",
+                extra={"field": "Upload-Checksum", "count": len(values)},
+            )
+        return parse_upload_checksum(values[0])
+
+    return read
+
+
 def _append(resource_id: str, offset: int, declared_length: int | None) -> ResourceState:
     checksum = _checksum()
+    trailer_checksum = _trailer_checksum()
     settings = _service().settings
     reader = CountingReader(
         request.stream,
@@ -207,6 +272,7 @@ def _append(resource_id: str, offset: int, declared_length: int | None) -> Resou
             content_length=request.content_length,
             declared_length=declared_length,
             checksum=checksum,
+            trailer_checksum=trailer_checksum,
         )
     finally:
         reader.drain(_DRAIN_LIMIT)
@@ -261,6 +327,7 @@ def create() -> Response:
     if with_upload:
         _check_offset_stream()
         _checksum()  # a malformed checksum is refused before anything is created
+        _trailer_checksum()  # and so is a trailer that cannot be read here
         if length is not None and (request.content_length or 0) > length:
             raise BytesPastLengthError(
                 "The body is longer than Upload-Length; nothing was created.",

@@ -582,3 +582,56 @@ def test_byte_range_resource_continued_with_tus(client):
     write(client, path2, 2, b"cd")
     problem(tus_patch(client, path2, 0, b"abXY"), 409, "content-mismatch")
     assert offset_of(client, path2) == 0
+
+
+# -- checksum-trailer -----------------------------------------------------------------------------
+# Reading trailers needs gunicorn (tests/e2e/test_tus.py has the wire tests); here: the refusal
+# elsewhere, and the verification in the write path with the trailer handed in directly.
+
+
+def test_checksum_trailer_is_not_offered_without_gunicorn(client):
+    assert "checksum-trailer" not in client.options(MOUNT).headers["Tus-Extension"].split(",")
+
+
+def test_checksum_trailer_is_refused_where_trailers_cannot_be_read(client):
+    path = create_path(client, 3)
+    response = tus_patch(client, path, 0, b"abc", {"Trailer": "Upload-Checksum"})
+    problem(response, 400, "malformed-header")
+    assert offset_of(client, path) == 0
+    response = create(client, 3, data=b"abc", headers={"Trailer": "upload-checksum"}, expect=400)
+    assert "Location" not in response.headers
+
+
+def _append_with_trailer(service, path, data, trailer):
+    import io
+
+    from byterange_server.api.streams import CountingReader
+    from byterange_server.tus import TusUploads
+
+    body = CountingReader(io.BytesIO(data), content_length=None, chunk_size=4)
+    return TusUploads(service).append(
+        path.rsplit("/", 1)[1], body, offset=0, content_length=None, trailer_checksum=trailer
+    )
+
+
+def test_trailer_checksum_is_verified_from_the_stored_bytes(client, service):
+    from byterange_server.errors import ChecksumMismatchError
+    from byterange_server.errors import MalformedHeaderError
+    from byterange_server.protocol.tus import parse_upload_checksum
+
+    path = create_path(client, 11)
+    wrong = parse_upload_checksum(checksum("md5", b"x"))
+    with pytest.raises(ChecksumMismatchError):
+        _append_with_trailer(service, path, b"hello world", lambda: wrong)
+    assert offset_of(client, path) == 0
+
+    def missing():
+        raise MalformedHeaderError("no trailer")
+
+    with pytest.raises(MalformedHeaderError):
+        _append_with_trailer(service, path, b"hello world", missing)
+    assert offset_of(client, path) == 0
+    state = _append_with_trailer(
+        service, path, b"hello world", lambda: parse_upload_checksum("sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=")
+    )
+    assert state.offset == 11 and read_all(client, path) == b"hello world"

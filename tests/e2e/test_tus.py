@@ -222,3 +222,52 @@ def test_head_during_a_slow_tus_patch_returns_at_once(gunicorn_server: GunicornS
     final = requests.head(url, headers=TUS, timeout=30)
     assert final.headers["Upload-Offset"] == "400000"
     assert requests.get(url, timeout=30).content == b"a" * 100000 + body
+
+
+def _chunked_patch(server: GunicornServer, path: str, offset: int, body: bytes, trailer: str | None):
+    """A tus PATCH with a chunked body and (optionally) an Upload-Checksum trailer."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        sock.sendall(
+            (
+                f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+                "Content-Type: application/offset+octet-stream\r\n"
+                f"Upload-Offset: {offset}\r\nTransfer-Encoding: chunked\r\n"
+                "Trailer: Upload-Checksum\r\nConnection: close\r\n\r\n"
+            ).encode()
+        )
+        for start in range(0, len(body), 7000):
+            piece = body[start : start + 7000]
+            sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        sock.sendall(b"0\r\n" + (f"Upload-Checksum: {trailer}\r\n".encode() if trailer else b"") + b"\r\n")
+        return _read_response(sock)
+    finally:
+        sock.close()
+
+
+def test_checksum_trailer_under_gunicorn(gunicorn_server: GunicornServer):
+    extensions = requests.options(gunicorn_server.url, timeout=30).headers["Tus-Extension"].split(",")
+    assert "checksum-trailer" in extensions
+    response = requests.post(gunicorn_server.url, headers={**TUS, "Upload-Length": "30000"}, timeout=30)
+    path = urlsplit(response.headers["Location"]).path
+    url = gunicorn_server.base + path
+    data = random.Random(7).randbytes(30000)
+
+    def sha(algorithm: str, chunk: bytes) -> str:
+        import base64
+
+        return f"{algorithm} {base64.b64encode(hashlib.new(algorithm, chunk).digest()).decode()}"
+
+    status, headers = _chunked_patch(gunicorn_server, path, 0, data[:20000], sha("sha256", b"other"))
+    assert status == 460, (status, headers)
+    assert requests.head(url, headers=TUS, timeout=30).headers["Upload-Offset"] == "0"
+    status, headers = _chunked_patch(gunicorn_server, path, 0, data[:20000], None)  # announced, not sent
+    assert status == 400, (status, headers)
+    status, headers = _chunked_patch(gunicorn_server, path, 0, data[:20000], "crc32 AAAAAA==")
+    assert status == 400, (status, headers)
+    assert requests.head(url, headers=TUS, timeout=30).headers["Upload-Offset"] == "0"
+    status, headers = _chunked_patch(gunicorn_server, path, 0, data[:20000], sha("sha256", data[:20000]))
+    assert status == 204 and headers["upload-offset"] == "20000", (status, headers)
+    status, headers = _chunked_patch(gunicorn_server, path, 20000, data[20000:], sha("md5", data[20000:]))
+    assert status == 204 and headers["upload-offset"] == "30000", (status, headers)
+    assert requests.get(url, timeout=30).content == data
