@@ -271,3 +271,43 @@ def test_checksum_trailer_under_gunicorn(gunicorn_server: GunicornServer):
     status, headers = _chunked_patch(gunicorn_server, path, 20000, data[20000:], sha("md5", data[20000:]))
     assert status == 204 and headers["upload-offset"] == "30000", (status, headers)
     assert requests.get(url, timeout=30).content == data
+
+
+def test_parallel_partials_and_an_unfinished_final(gunicorn_server: GunicornServer, tus_source):
+    """What tus-js-client's parallelUploads does, across gunicorn workers: partials uploaded
+    at once, the final created before they finish, then read back byte for byte."""
+    import concurrent.futures
+
+    _path, data = tus_source
+    bounds = [0, 1_000_001, 2 * MiB, 4 * MiB + 3, len(data)]
+    urls = []
+    for start, stop in zip(bounds, bounds[1:], strict=False):
+        response = requests.post(gunicorn_server.url, timeout=30, headers={
+            **TUS, "Upload-Concat": "partial", "Upload-Length": str(stop - start)})
+        assert response.status_code == 201
+        urls.append(response.headers["Location"])
+    response = requests.post(gunicorn_server.url, timeout=30, headers={
+        **TUS, "Upload-Concat": "final;" + " ".join(urls), "Upload-Metadata": "filename Zg=="})
+    assert response.status_code == 201, response.text
+    final = response.headers["Location"]
+    assert "Upload-Offset" not in response.headers
+
+    def upload(index: int) -> int:
+        chunk = data[bounds[index] : bounds[index + 1]]
+        offset = 0
+        while offset < len(chunk):  # 512 KiB PATCHes, as a chunked tus client would
+            piece = chunk[offset : offset + 512 * 1024]
+            reply = requests.patch(urls[index], data=piece, timeout=60, headers={
+                **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+            assert reply.status_code == 204, reply.text
+            offset = int(reply.headers["Upload-Offset"])
+        return offset
+
+    with concurrent.futures.ThreadPoolExecutor(len(urls)) as pool:
+        assert sum(pool.map(upload, range(len(urls)))) == len(data)
+    head = requests.head(final, headers=TUS, timeout=30)
+    assert head.headers["Upload-Offset"] == str(len(data)), dict(head.headers)
+    response, digest = gunicorn_server.sha256_of(final)
+    assert response.status_code == 200 and digest == hashlib.sha256(data).hexdigest()
+    ranged = requests.get(final, headers={"Range": "bytes=999990-1000020"}, timeout=30)
+    assert ranged.status_code == 206 and ranged.content == data[999990:1000021]
