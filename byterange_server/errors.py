@@ -15,19 +15,27 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── UnsupportedRangeUnitError (422)
     │   ├── OverlappingPartsError (422)
     │   ├── UnsupportedMediaTypeError (415)
-    │   └── PreconditionFailedError (412)
+    │   ├── PreconditionFailedError (412)
+    │   ├── UnsupportedVersionError (412)   tus: Tus-Resumable other than 1.0.0
+    │   ├── UnsupportedChecksumError (400)  tus: Upload-Checksum algorithm we do not have
+    │   └── InvalidConcatError (400)        tus: Upload-Concat that cannot be honoured
     ├── ResourceError                     state conflicts of one resource
     │   ├── ResourceNotFoundError (404)
     │   ├── ResourceGoneError (410)
     │   ├── LengthConflictError (409)
+    │   │   └── BytesPastLengthError (409)  bytes at or past the known length
     │   ├── ContentMismatchError (409)    different bytes over committed bytes
     │   ├── WriteInProgressError (409)    overlaps a live writer; has Retry-After
     │   ├── RangeNotSatisfiableError (416)
     │   ├── IncompleteResourceError (409) GET of an incomplete resource without Range
     │   ├── DigestMismatchError (400)     Content-Digest of a request
+    │   ├── ChecksumMismatchError (460)   tus Upload-Checksum of a request
+    │   ├── OffsetMismatchError (409)     tus Upload-Offset is not the current offset
+    │   ├── FinalUploadWriteError (403)   tus: a final concatenation takes no writes
     │   ├── ReprDigestMismatchError (409) expected digest of the whole representation
     │   ├── ResourceTooLargeError (413)
     │   └── LimitExceededError (400)      a configured limit (parts, header block, ...)
+    │       └── BytesPastMaxSizeError (400) bytes past the maximum size, length unknown
     └── StorageError (500)                wraps OSError; 503 when transient
 
 Each class has a stable kebab-case ``code``; the problem ``type`` URI is built from it, so a
@@ -127,6 +135,22 @@ class PreconditionFailedError(ProtocolError):
     title = "Precondition failed"
 
 
+class UnsupportedVersionError(ProtocolError):
+    status = 412
+    code = "unsupported-tus-version"
+    title = "Unsupported tus protocol version"
+
+
+class UnsupportedChecksumError(ProtocolError):
+    code = "unsupported-checksum-algorithm"
+    title = "Unsupported checksum algorithm"
+
+
+class InvalidConcatError(ProtocolError):
+    code = "invalid-concatenation"
+    title = "Invalid concatenation"
+
+
 # -- resource state ------------------------------------------------------------------------------
 
 
@@ -151,6 +175,11 @@ class ResourceGoneError(ResourceError):
 class LengthConflictError(ResourceError):
     code = "length-conflict"
     title = "Length conflicts with the resource"
+
+
+class BytesPastLengthError(LengthConflictError):
+    """Bytes at or past the known length. Same code as its parent for byte-range clients;
+    its own class so tus can answer 413 (tusd's choice; tus itself says nothing)."""
 
 
 class ContentMismatchError(ResourceError):
@@ -180,6 +209,23 @@ class DigestMismatchError(ResourceError):
     title = "Content-Digest does not match the request content"
 
 
+class ChecksumMismatchError(ResourceError):
+    status = 460
+    code = "checksum-mismatch"
+    title = "Checksum mismatch"
+
+
+class OffsetMismatchError(ResourceError):
+    code = "offset-mismatch"
+    title = "Upload-Offset is not the current offset"
+
+
+class FinalUploadWriteError(ResourceError):
+    status = 403
+    code = "final-upload"
+    title = "A final concatenated upload cannot be written to"
+
+
 class ReprDigestMismatchError(ResourceError):
     code = "repr-digest-mismatch"
     title = "Representation digest does not match"
@@ -195,6 +241,10 @@ class LimitExceededError(ResourceError):
     status = 400
     code = "limit-exceeded"
     title = "A configured limit was exceeded"
+
+
+class BytesPastMaxSizeError(LimitExceededError):
+    """Bytes past the maximum size while the length is unknown (tus answers 413)."""
 
 
 # -- infrastructure ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 
+from .concat import Piece
 from .errors import LengthConflictError
 from .errors import ResourceGoneError
 from .errors import ResourceNotFoundError
@@ -43,6 +44,7 @@ from .extents import normalize
 from .models import STATUS_COMPLETE
 from .models import STATUS_FAILED
 from .models import STATUS_INCOMPLETE
+from .models import concat_sources
 from .models import extents
 from .models import reservations
 from .models import resources
@@ -79,6 +81,12 @@ class ResourceRecord:
     updated_at: dt.datetime
     expires_at: dt.datetime | None
     completed_at: dt.datetime | None
+    #: tus ``Upload-Metadata`` as the client sent it (validated), None when absent.
+    upload_metadata: str | None = None
+    #: tus concatenation role: ``"partial"``, ``"final"`` or None.
+    concat: str | None = None
+    #: Set once a partial that a final still reads from was terminated (gone for clients).
+    terminated_at: dt.datetime | None = None
 
     @property
     def is_complete(self) -> bool:
@@ -121,6 +129,9 @@ def _record(row: object) -> ResourceRecord:
         updated_at=_aware(mapping["updated_at"]),  # type: ignore[arg-type]
         expires_at=_aware(mapping["expires_at"]),
         completed_at=_aware(mapping["completed_at"]),
+        upload_metadata=mapping["upload_metadata"],
+        concat=mapping["concat"],
+        terminated_at=_aware(mapping["terminated_at"]),
     )
 
 
@@ -136,6 +147,8 @@ def insert_resource(
     filename: str | None,
     expected_digest: tuple[str, bytes] | None,
     expires_at: dt.datetime | None,
+    upload_metadata: str | None = None,
+    concat: str | None = None,
 ) -> None:
     now = utcnow()
     conn.execute(
@@ -150,6 +163,8 @@ def insert_resource(
             created_at=now,
             updated_at=now,
             expires_at=expires_at,
+            upload_metadata=upload_metadata,
+            concat=concat,
         )
     )
 
@@ -160,7 +175,7 @@ def load_resource(conn: Connection, resource_id: str, *, for_update: bool = Fals
     if for_update:
         query = query.with_for_update()
     row = conn.execute(query).first()
-    if row is None:
+    if row is None or row.terminated_at is not None:
         raise ResourceNotFoundError(extra={"resource": resource_id})
     record = _record(row)
     if record.is_expired(utcnow()):
@@ -182,7 +197,7 @@ def load_snapshot(conn: Connection, resource_id: str, *, limit: int) -> Resource
         .limit(limit + 1)
     )
     rows = conn.execute(query).all()
-    if not rows:
+    if not rows or rows[0].terminated_at is not None:
         raise ResourceNotFoundError(extra={"resource": resource_id})
     record = _record(rows[0])
     if record.is_expired(utcnow()):
@@ -244,6 +259,17 @@ def extents_within(conn: Connection, resource_id: str, start: int, stop: int) ->
         Extent(max(extent.start, start), min(extent.stop, stop))
         for extent in _extents_near(conn, resource_id, start, stop, touching=False)
     ]
+
+
+def prefix_stop(conn: Connection, resource_id: str) -> int:
+    """End of the committed prefix that starts at byte 0 (the tus offset); 0 if none.
+
+    Extents are coalesced, so the prefix is the one extent starting at 0 (a primary-key read).
+    """
+    row = conn.execute(
+        select(extents.c.stop).where(extents.c.resource_id == resource_id, extents.c.start == 0)
+    ).first()
+    return int(row.stop) if row else 0
 
 
 def committed_stop(conn: Connection, resource_id: str) -> int:
@@ -402,8 +428,11 @@ def touch(conn: Connection, resource_id: str) -> None:
     conn.execute(update(resources).where(resources.c.id == resource_id).values(updated_at=utcnow()))
 
 
-def mark_complete(conn: Connection, resource_id: str, sha256: bytes, *, failed: bool) -> bool:
-    """Record the digest and the final status; False if another request did it first."""
+def mark_complete(conn: Connection, resource_id: str, sha256: bytes | None, *, failed: bool) -> bool:
+    """Record the digest and the final status; False if another request did it first.
+
+    ``sha256`` is None for a final concatenation, whose digest is computed on first read.
+    """
     now = utcnow()
     result = conn.execute(
         update(resources)
@@ -428,9 +457,19 @@ def set_expected_digest(
     )
 
 
+def set_sha256(conn: Connection, resource_id: str, sha256: bytes) -> None:
+    """The digest of a complete resource that had none yet (a final concatenation)."""
+    conn.execute(
+        update(resources)
+        .where(resources.c.id == resource_id, resources.c.sha256.is_(None))
+        .values(sha256=sha256)
+    )
+
+
 def delete_resource(conn: Connection, resource_id: str) -> bool:
     # Extents and reservations go with it (ON DELETE CASCADE); deleting them explicitly too
     # keeps SQLite correct even on a connection where foreign keys were not enabled.
+    conn.execute(delete(concat_sources).where(concat_sources.c.final_id == resource_id))
     conn.execute(delete(reservations).where(reservations.c.resource_id == resource_id))
     conn.execute(delete(extents).where(extents.c.resource_id == resource_id))
     result = conn.execute(delete(resources).where(resources.c.id == resource_id))
@@ -440,7 +479,78 @@ def delete_resource(conn: Connection, resource_id: str) -> bool:
 def expired_resource_ids(conn: Connection, *, now: dt.datetime, limit: int) -> list[str]:
     rows = conn.execute(
         select(resources.c.id)
-        .where(resources.c.status == STATUS_INCOMPLETE, resources.c.expires_at <= now)
+        .where(
+            resources.c.status == STATUS_INCOMPLETE,
+            resources.c.expires_at <= now,
+            resources.c.terminated_at.is_(None),  # already gone; removed with its last final
+        )
         .limit(limit)
+    ).all()
+    return [row.id for row in rows]
+
+
+# -- tus concatenation ---------------------------------------------------------------------------
+
+
+def insert_pieces(conn: Connection, final_id: str, pieces: Sequence[Piece]) -> None:
+    conn.execute(
+        insert(concat_sources),
+        [
+            {
+                "final_id": final_id,
+                "position": piece.position,
+                "source_id": piece.source_id,
+                "start": piece.start,
+                "length": piece.length,
+            }
+            for piece in pieces
+        ],
+    )
+
+
+def load_pieces(conn: Connection, final_id: str) -> list[Piece]:
+    """The pieces of a final upload in order; empty for any other resource."""
+    rows = conn.execute(
+        select(concat_sources)
+        .where(concat_sources.c.final_id == final_id)
+        .order_by(concat_sources.c.position)
+    ).all()
+    return [Piece(row.position, row.source_id, row.start, row.length) for row in rows]
+
+
+def finals_reading(conn: Connection, source_id: str) -> list[str]:
+    """Ids of the final uploads that read from ``source_id``."""
+    rows = conn.execute(
+        select(concat_sources.c.final_id).where(concat_sources.c.source_id == source_id).distinct()
+    ).all()
+    return [row.final_id for row in rows]
+
+
+def source_statuses(conn: Connection, source_ids: Iterable[str]) -> dict[str, str]:
+    """Status of each source, terminated ones included (a final keeps reading from them)."""
+    ids = list(set(source_ids))
+    rows = conn.execute(select(resources.c.id, resources.c.status).where(resources.c.id.in_(ids))).all()
+    return {row.id: row.status for row in rows}
+
+
+def mark_terminated(conn: Connection, resource_id: str) -> None:
+    conn.execute(
+        update(resources).where(resources.c.id == resource_id).values(terminated_at=utcnow())
+    )
+
+
+def unreferenced_terminated(conn: Connection, source_ids: Iterable[str]) -> list[str]:
+    """Of ``source_ids``, the terminated ones no final reads from any more."""
+    ids = list(set(source_ids))
+    if not ids:
+        return []
+    rows = conn.execute(
+        select(resources.c.id).where(
+            resources.c.id.in_(ids),
+            resources.c.terminated_at.is_not(None),
+            ~select(concat_sources.c.final_id)
+            .where(concat_sources.c.source_id == resources.c.id)
+            .exists(),
+        )
     ).all()
     return [row.id for row in rows]

@@ -20,8 +20,10 @@ from sqlalchemy import CheckConstraint
 from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
+from sqlalchemy import Integer
 from sqlalchemy import LargeBinary
 from sqlalchemy import String
+from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -41,6 +43,7 @@ class Resource(Base):
             "status IN ('incomplete', 'complete', 'failed')",
             name="status_known",
         ),
+        CheckConstraint("concat IS NULL OR concat IN ('partial', 'final')", name="concat_known"),
         Index("ix_resources_status_expires_at", "status", "expires_at"),
     )
 
@@ -59,6 +62,13 @@ class Resource(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: tus ``Upload-Metadata``, validated and stored whole (echoed on tus HEAD).
+    upload_metadata: Mapped[str | None] = mapped_column(Text)
+    #: tus concatenation role: ``partial``, ``final`` or NULL.
+    concat: Mapped[str | None] = mapped_column(String(8))
+    #: Set when a partial upload that a final upload still reads from is terminated: it is
+    #: gone for clients (404) but its row and bytes stay until no final refers to it.
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Extent(Base):
@@ -94,6 +104,30 @@ class Reservation(Base):
     lease_expires_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class ConcatSource(Base):
+    """One piece of a tus final upload: bytes ``[start, start + length)`` of the final are the
+    whole of ``source_id`` (a partial upload). The final stores no bytes of its own: reads go
+    to the sources, so concatenation copies nothing."""
+
+    __tablename__ = "concat_sources"
+    __table_args__ = (
+        CheckConstraint("start >= 0", name="start_non_negative"),
+        CheckConstraint("length >= 0", name="length_non_negative"),
+        Index("ix_concat_sources_source_id", "source_id"),
+    )
+
+    final_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("resources.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # No cascade: a source that a final still reads from must not disappear (see
+    # ``terminated_at``); the database refuses it even if the code forgot.
+    source_id: Mapped[str] = mapped_column(String(64), ForeignKey("resources.id"))
+    start: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(BigInteger)
+
+
 resources = Resource.__table__
 extents = Extent.__table__
 reservations = Reservation.__table__
+concat_sources = ConcatSource.__table__

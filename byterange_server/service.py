@@ -28,20 +28,32 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from typing import Protocol
 
 from . import ledger
+from .concat import ComposedObject
+from .concat import Piece
 from .config import Settings
 from .db import Database
 from .errors import ByterangeError
+from .errors import BytesPastLengthError
+from .errors import BytesPastMaxSizeError
+from .errors import ChecksumMismatchError
 from .errors import ContentMismatchError
 from .errors import DigestMismatchError
+from .errors import FinalUploadWriteError
+from .errors import InvalidConcatError
 from .errors import LengthConflictError
 from .errors import LimitExceededError
 from .errors import MalformedBodyError
+from .errors import OffsetMismatchError
 from .errors import OverlappingPartsError
 from .errors import ReprDigestMismatchError
+from .errors import ResourceGoneError
+from .errors import ResourceNotFoundError
 from .errors import ResourceTooLargeError
 from .errors import StorageError
 from .errors import TruncatedBodyError
@@ -49,6 +61,7 @@ from .errors import WriteInProgressError
 from .extents import Extent
 from .extents import prefix_end
 from .ledger import ResourceRecord
+from .models import STATUS_COMPLETE
 from .protocol.events import NEED_DATA
 from .protocol.events import EndOfPatch
 from .protocol.events import PartData
@@ -58,9 +71,13 @@ from .protocol.headers import SUPPORTED_DIGESTS
 from .protocol.headers import PartHeader
 from .protocol.headers import parse_digest_field
 from .protocol.headers import pick_digest
+from .protocol.tus import CHECKSUM_ALGORITHMS
 from .storage.base import StorageBackend
 from .storage.base import StoredObject
 from .storage.base import validate_resource_id
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +148,32 @@ class WriteOptions:
     transaction: str = "persist"
     #: (algorithm, expected digest) of the request content, from Content-Digest.
     content_digest: tuple[str, bytes] | None = None
+    #: (algorithm, expected digest) of the request content, from tus ``Upload-Checksum``;
+    #: a mismatch is a ChecksumMismatchError (460) instead of a DigestMismatchError.
+    checksum: tuple[str, bytes] | None = None
+    #: tus append: the committed prefix must end exactly here (``Upload-Offset``), checked
+    #: under the resource row lock when the range is reserved.
+    expected_offset: int | None = None
+    #: tus checksum-trailer: called once the body has ended, returns the (algorithm, digest)
+    #: that arrived in the trailer section (or raises a 400 if it did not).
+    trailer_checksum: Callable[[], tuple[str, bytes]] | None = None
 
     @property
     def atomic(self) -> bool:
-        return self.transaction == "atomic" or self.content_digest is not None
+        # A digest cannot be verified for bytes that never arrived: an interrupted or
+        # mismatching request that carries one keeps nothing (tus checksum, E11).
+        return (
+            self.transaction == "atomic"
+            or self.content_digest is not None
+            or self.checksum is not None
+            or self.trailer_checksum is not None
+        )
+
+    @property
+    def digest_algorithm(self) -> str | None:
+        """The algorithm the body must be hashed with, if any."""
+        chosen = self.content_digest or self.checksum
+        return chosen[0] if chosen else None
 
     @property
     def applied(self) -> str:
@@ -158,8 +197,13 @@ class UploadService:
         content_type: str | None = None,
         filename: str | None = None,
         expected_digest: tuple[str, bytes] | None = None,
+        upload_metadata: str | None = None,
+        concat: str | None = None,
     ) -> ResourceState:
         """Create an empty resource with an unguessable id (128 random bits).
+
+        ``upload_metadata`` (tus ``Upload-Metadata``, validated, stored whole) and ``concat``
+        (``"partial"``) are kept for tus and echoed on its HEAD.
 
         :raises ResourceTooLargeError: (413) when ``length`` exceeds the maximum size.
         """
@@ -199,6 +243,8 @@ class UploadService:
                 filename=filename,
                 expected_digest=expected_digest,
                 expires_at=expires_at,
+                upload_metadata=upload_metadata,
+                concat=concat,
             )
         if length == 0:  # nothing to upload: complete at once
             self._finalize(resource_id)
@@ -212,7 +258,12 @@ class UploadService:
         validate_resource_id(resource_id)
         snapshot = self._snapshot(resource_id)
         record = snapshot.resource
-        if not record.is_complete and record.length is not None and (
+        if record.concat == "final" and not record.is_complete:
+            # Picks up partials that completed since (also after a crash between a partial's
+            # completion and the final's update).
+            if self._assemble(resource_id):
+                snapshot = self._snapshot(resource_id)
+        elif not record.is_complete and record.length is not None and (
             record.length == 0 or snapshot.extents[:1] == [Extent(0, record.length)]
         ):
             # Covered but not finalized: the completing request died before hashing.
@@ -235,7 +286,158 @@ class UploadService:
             return ledger.extents_within(conn, resource_id, start, stop)
 
     def open_object(self, resource_id: str) -> StoredObject:
-        return self.storage.open(validate_resource_id(resource_id))
+        """The bytes of a resource: its own object, or for a final concatenation a read-only
+        view over its partials' objects (nothing was copied into it)."""
+        validate_resource_id(resource_id)
+        with self.db.read() as conn:
+            pieces = ledger.load_pieces(conn, resource_id)
+        if not pieces:
+            return self.storage.open(resource_id)
+        opened: dict[str, StoredObject] = {}
+        try:
+            for piece in pieces:
+                if piece.source_id not in opened:
+                    opened[piece.source_id] = self.storage.open(piece.source_id)
+        except BaseException:
+            for stored in opened.values():
+                stored.close()
+            raise
+        return ComposedObject(pieces, [opened[piece.source_id] for piece in pieces])
+
+    def with_digest(self, state: ResourceState) -> ResourceState:
+        """``state``, with the SHA-256 computed first if a complete resource has none yet.
+
+        Only a final concatenation is complete without one: hashing it during its POST would
+        cost what concatenating by reference saves, so the first read that needs ``ETag`` or
+        ``Repr-Digest`` pays for it once, at disk read speed.
+        """
+        record = state.record
+        if not record.is_complete or record.sha256 is not None or record.length is None:
+            return state
+        sha256 = hashlib.sha256()
+        with self.open_object(state.id) as stored:
+            self._hash_into(stored, record.length, [sha256])
+        with self.db.write() as conn:
+            ledger.set_sha256(conn, state.id, sha256.digest())
+        return self.state(state.id)
+
+    @staticmethod
+    def _hash_into(stored: StoredObject, length: int, hashes: list[object]) -> None:
+        position = 0
+        while position < length:
+            chunk = stored.read_at(position, min(_READ_CHUNK, length - position))
+            if not chunk:
+                raise StorageError("The stored object is shorter than its committed extents.")
+            for digest in hashes:
+                digest.update(chunk)  # type: ignore[attr-defined]
+            position += len(chunk)
+
+    # -- tus concatenation -----------------------------------------------------------------------
+
+    def create_final(
+        self, source_ids: list[str], *, upload_metadata: str | None = None
+    ) -> ResourceState:
+        """A tus final upload: the partials in order, joined by reference, not by copying.
+
+        Partials may still be incomplete (concatenation-unfinished): their ranges of the final
+        become committed when they complete. Their lengths must be known.
+
+        :raises InvalidConcatError: (400) a source that is unknown, not a partial upload, or
+            of unknown length.
+        :raises ResourceTooLargeError: (413) when the sum exceeds the maximum size.
+        """
+        for source_id in source_ids:
+            validate_resource_id(source_id)
+        resource_id = secrets.token_urlsafe(16)
+        # Storage first, as in allocate(): the final keeps an (empty) object of its own, so
+        # every resource has one.
+        self.storage.create(resource_id)
+        try:
+            with self.db.write() as conn:
+                pieces: list[Piece] = []
+                start = 0
+                for position, source_id in enumerate(source_ids):
+                    try:
+                        # Locked, so a partial cannot be terminated between check and insert.
+                        source = ledger.load_resource(conn, source_id, for_update=True)
+                    except (ResourceNotFoundError, ResourceGoneError):
+                        raise InvalidConcatError(
+                            "Upload-Concat names an upload that does not exist (or expired).",
+                            extra={"upload": source_id},
+                        ) from None
+                    if source.concat != "partial":
+                        raise InvalidConcatError(
+                            "Upload-Concat names an upload that is not a partial upload.",
+                            extra={"upload": source_id},
+                        )
+                    if source.length is None:
+                        raise InvalidConcatError(
+                            "A partial upload's length must be known before it is concatenated.",
+                            extra={"upload": source_id},
+                        )
+                    pieces.append(Piece(position, source_id, start, source.length))
+                    start += source.length
+                if start > self.settings.max_resource_size:
+                    raise ResourceTooLargeError(
+                        "The concatenated length exceeds the maximum resource size.",
+                        extra={"length": start, "max-size": self.settings.max_resource_size},
+                    )
+                ledger.insert_resource(
+                    conn,
+                    resource_id,
+                    length=start,
+                    content_type=None,
+                    filename=None,
+                    expected_digest=None,
+                    expires_at=ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after),
+                    upload_metadata=upload_metadata,
+                    concat="final",
+                )
+                ledger.insert_pieces(conn, resource_id, pieces)
+        except BaseException:
+            self.storage.delete(resource_id)
+            raise
+        self._assemble(resource_id)
+        return self.state(resource_id)
+
+    def pieces(self, resource_id: str) -> list[Piece]:
+        with self.db.read() as conn:
+            return ledger.load_pieces(conn, resource_id)
+
+    def _assemble(self, final_id: str) -> bool:
+        """Commit the ranges of a final whose partials are complete; complete it when covered.
+
+        Re-adding a committed range changes nothing, so this is safe to repeat.
+
+        :returns: whether anything changed.
+        """
+        with self.db.write() as conn:
+            try:
+                record = ledger.load_resource(conn, final_id, for_update=True)
+            except (ResourceNotFoundError, ResourceGoneError):
+                return False
+            if record.is_complete or record.length is None:
+                return False
+            pieces = ledger.load_pieces(conn, final_id)
+            statuses = ledger.source_statuses(conn, [piece.source_id for piece in pieces])
+            ready = [
+                Extent(piece.start, piece.stop)
+                for piece in pieces
+                if piece.length and statuses.get(piece.source_id) == STATUS_COMPLETE
+            ]
+            known = ledger.extents_within(conn, final_id, 0, record.length)
+            new = [
+                extent
+                for extent in ready
+                if not any(k.start <= extent.start and extent.stop <= k.stop for k in known)
+            ]
+            if new:
+                ledger.add_extents(conn, final_id, new)
+            if ledger.is_covered(conn, final_id, record.length):
+                # The digest is computed on first read (with_digest), not here.
+                ledger.mark_complete(conn, final_id, None, failed=False)
+                return True
+            return bool(new)
 
     # -- deletion and expiry ---------------------------------------------------------------------
 
@@ -244,8 +446,27 @@ class UploadService:
         validate_resource_id(resource_id)
         with self.db.write() as conn:
             ledger.load_resource(conn, resource_id, for_update=True)
-            ledger.delete_resource(conn, resource_id)
-        self.storage.delete(resource_id)
+            gone = self._remove(conn, resource_id)
+        for removed in gone:
+            self.storage.delete(removed)
+
+    @staticmethod
+    def _remove(conn: Connection, resource_id: str) -> list[str]:
+        """Delete the rows of a resource (or only hide it while a final reads from it).
+
+        :returns: the ids whose stored objects are now unreferenced and must be deleted: the
+            resource itself, and terminated partials that only this final still read from.
+        """
+        if ledger.finals_reading(conn, resource_id):
+            # A final serves these bytes: the partial is gone for clients, its bytes stay.
+            ledger.mark_terminated(conn, resource_id)
+            return []
+        sources = [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
+        ledger.delete_resource(conn, resource_id)
+        orphans = ledger.unreferenced_terminated(conn, sources)
+        for orphan in orphans:
+            ledger.delete_resource(conn, orphan)
+        return [resource_id, *orphans]
 
     def remove_expired(self, *, limit: int = 1000) -> int:
         """Delete expired incomplete resources, rows first, then bytes. Returns the count."""
@@ -254,8 +475,9 @@ class UploadService:
             candidates = ledger.expired_resource_ids(conn, now=ledger.utcnow(), limit=limit)
         for resource_id in candidates:
             with self.db.write() as conn:
-                ledger.delete_resource(conn, resource_id)
-            self.storage.delete(resource_id)
+                gone = self._remove(conn, resource_id)
+            for stored_id in gone:
+                self.storage.delete(stored_id)
             removed += 1
         return removed
 
@@ -296,15 +518,7 @@ class UploadService:
         if record.expected_digest_algorithm and record.expected_digest_algorithm != "sha-256":
             expected_hash = SUPPORTED_DIGESTS[record.expected_digest_algorithm]()
         with self.storage.open(resource_id) as stored:
-            position = 0
-            while position < record.length:
-                chunk = stored.read_at(position, min(_READ_CHUNK, record.length - position))
-                if not chunk:
-                    raise StorageError("The stored object is shorter than its committed extents.")
-                sha256.update(chunk)
-                if expected_hash is not None:
-                    expected_hash.update(chunk)
-                position += len(chunk)
+            self._hash_into(stored, record.length, [h for h in (sha256, expected_hash) if h])
         digest = sha256.digest()
         failed = False
         if record.expected_digest is not None:
@@ -313,6 +527,9 @@ class UploadService:
         with self.db.write() as conn:
             ledger.mark_complete(conn, resource_id, digest, failed=failed)
             record = ledger.load_resource(conn, resource_id)
+            finals = ledger.finals_reading(conn, resource_id) if record.concat == "partial" else []
+        for final_id in finals:  # concatenation-unfinished: the finals waiting for this one
+            self._assemble(final_id)
         self.check_not_failed(record)
 
     def check_not_failed(self, record: ResourceRecord) -> None:
@@ -437,6 +654,14 @@ class _WriteSession:
     def run(self, decoder: PatchDecoder, body: BodySource) -> None:
         with self.db.read() as conn:
             self.record = ledger.load_resource(conn, self.resource_id)
+            if self.record.concat == "final":
+                raise FinalUploadWriteError(
+                    "A final concatenated upload is read-only: its bytes are its partials'."
+                )
+            if self.options.expected_offset is not None:
+                # Early, so a stale offset is refused before any body is read; _reserve
+                # checks again under the row lock.
+                self._check_offset(ledger.prefix_stop(conn, self.resource_id))
         try:
             try:
                 self._pump(decoder, body)
@@ -446,6 +671,10 @@ class _WriteSession:
                 raise interruption.error from None
             if self.options.content_digest is not None:
                 self._verify_content_digest(body)
+            if self.options.checksum is not None:
+                self._verify_checksum(body)
+            if self.options.trailer_checksum is not None:
+                self._verify_trailer_checksum()
             self._commit(prefixes_only=False)
         finally:
             if self.keeper is not None:
@@ -515,16 +744,16 @@ class _WriteSession:
         bound = known_length if known_length is not None else max_size
         if header.stop is not None and header.stop > bound:
             if known_length is not None:
-                raise LengthConflictError(
+                raise BytesPastLengthError(
                     "The range ends past the length of the resource.",
                     extra={"length": known_length, "last": header.stop - 1},
                 )
-            raise LimitExceededError(
+            raise BytesPastMaxSizeError(
                 "The range ends past the maximum resource size.",
                 extra={"max-size": max_size, "last": header.stop - 1},
             )
         if header.start >= bound and not (header.stop is None and header.start == bound):
-            raise LengthConflictError(
+            raise BytesPastLengthError(
                 "The range starts at or past the length of the resource.",
                 extra={"length": bound, "first": header.start},
             )
@@ -632,11 +861,11 @@ class _WriteSession:
 
     def _past_end_error(self, position: int, known_length: int | None) -> ByterangeError:
         if known_length is not None:
-            return LengthConflictError(
+            return BytesPastLengthError(
                 "Bytes were sent at or past the length of the resource; nothing was applied.",
                 extra={"length": known_length, "first": position},
             )
-        return LimitExceededError(
+        return BytesPastMaxSizeError(
             "Bytes were sent past the maximum resource size; nothing was applied.",
             extra={"max-size": self.settings.max_resource_size, "first": position},
         )
@@ -672,6 +901,49 @@ class _WriteSession:
             )
         self.declared_repr_digest = picked
 
+    def _check_offset(self, current: int) -> None:
+        expected = self.options.expected_offset
+        if expected is not None and expected != current:
+            raise OffsetMismatchError(
+                "Upload-Offset is not the end of the committed bytes; nothing was applied.",
+                extra={"expected-offset": current, "provided-offset": expected},
+            )
+
+    def _verify_checksum(self, body: BodySource) -> None:
+        assert self.options.checksum is not None
+        algorithm, expected = self.options.checksum
+        if not secrets.compare_digest(body.digest(algorithm), expected):
+            raise ChecksumMismatchError(
+                "Upload-Checksum does not match the request content; nothing was applied.",
+                extra={"algorithm": algorithm},
+            )
+
+    def _verify_trailer_checksum(self) -> None:
+        """The algorithm is only known after the body, so the bytes were not hashed on the way
+        in: they are read back from storage (still in the page cache) before anything is
+        committed."""
+        assert self.options.trailer_checksum is not None
+        algorithm, expected = self.options.trailer_checksum()
+        digest = CHECKSUM_ALGORITHMS[algorithm]()
+        for part in self.parts:
+            if part.received and self.stored is not None:
+                self._hash_range(part.start, part.start + part.received, digest)
+        if not secrets.compare_digest(digest.digest(), expected):
+            raise ChecksumMismatchError(
+                "The Upload-Checksum trailer does not match the request content; nothing was applied.",
+                extra={"algorithm": algorithm},
+            )
+
+    def _hash_range(self, start: int, stop: int, digest: object) -> None:
+        assert self.stored is not None
+        position = start
+        while position < stop:
+            chunk = self.stored.read_at(position, min(_READ_CHUNK, stop - position))
+            if not chunk:
+                raise StorageError("The stored object is shorter than the bytes just written.")
+            digest.update(chunk)  # type: ignore[attr-defined]
+            position += len(chunk)
+
     def _verify_content_digest(self, body: BodySource) -> None:
         assert self.options.content_digest is not None
         algorithm, expected = self.options.content_digest
@@ -691,10 +963,12 @@ class _WriteSession:
             record = ledger.load_resource(conn, self.resource_id, for_update=True)
             self.record = record
             if record.length is not None and limit > record.length:
-                raise LengthConflictError(
+                raise BytesPastLengthError(
                     "The range ends past the length of the resource.",
                     extra={"length": record.length, "last": limit - 1},
                 )
+            if not self.parts:
+                self._check_offset(ledger.prefix_stop(conn, self.resource_id))
             reservation_id = ledger.reserve(
                 conn, self.resource_id, start, limit, lease_seconds=self.settings.lease_seconds
             )
@@ -750,7 +1024,7 @@ class _WriteSession:
             if record.length is not None:
                 for extent in new:
                     if extent.stop > record.length:
-                        raise LengthConflictError(
+                        raise BytesPastLengthError(
                             "Bytes were sent past the length of the resource.",
                             extra={"length": record.length, "last": extent.stop - 1},
                         )

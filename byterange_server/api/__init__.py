@@ -18,10 +18,15 @@ from ..config import Settings
 from ..errors import ByterangeError
 from ..errors import ResourceGoneError
 from ..errors import ResourceNotFoundError
+from ..errors import UnsupportedVersionError
 from .responses import problem
 from .responses import render_error
 from .responses import render_http_exception
 from .responses import state_headers
+from .tus import MethodOverride
+from .tus import is_tus_request
+from .tus import tus_error_status
+from .tus import tus_state_headers
 from .views import bp
 from .views import service
 
@@ -30,12 +35,25 @@ log = logging.getLogger(__name__)
 
 def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(bp, url_prefix=settings.mount)
+    app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
+
+    @app.after_request
+    def _tus_resumable(response: Response) -> Response:
+        # tus: every response to a tus request says which version answered.
+        if is_tus_request():
+            response.headers.setdefault("Tus-Resumable", "1.0.0")
+        return response
 
     @app.errorhandler(ByterangeError)
     def _byterange_error(error: ByterangeError) -> Response:
         if error.status >= 500:
             log.error("%s: %s", type(error).__name__, error.detail, exc_info=error)
-        response = render_error(error, settings)
+        if is_tus_request():
+            status, line = tus_error_status(error)
+            response = render_error(error, settings, status=status)
+            response.status = line
+        else:
+            response = render_error(error, settings)
         _add_state_headers(response, error)
         return response
 
@@ -54,11 +72,12 @@ def _add_state_headers(response: Response, error: ByterangeError) -> None:
     resource_id = (request.view_args or {}).get("resource_id")
     if resource_id is None or error.status >= 500:
         return
-    if isinstance(error, (ResourceNotFoundError, ResourceGoneError)):
-        return
+    if isinstance(error, (ResourceNotFoundError, ResourceGoneError, UnsupportedVersionError)):
+        return  # no such resource, or (tus 412) a request that must not be processed at all
     try:
         state = service().state(resource_id)
     except ByterangeError:
         return
-    for name, value in state_headers(state, service().settings).items():
+    headers = tus_state_headers(state) if is_tus_request() else state_headers(state, service().settings)
+    for name, value in headers.items():
         response.headers.setdefault(name, value)

@@ -89,9 +89,10 @@ def problem(
     return response
 
 
-def render_error(error: ByterangeError, settings: Settings) -> Response:
+def render_error(error: ByterangeError, settings: Settings, *, status: int | None = None) -> Response:
+    """The problem document of ``error``; ``status`` overrides its status (another dialect)."""
     return problem(
-        error.status,
+        status or error.status,
         error.code,
         error.title,
         error.detail,

@@ -29,8 +29,12 @@ from .responses import ACCEPT_PATCH
 from .responses import representation_headers
 from .responses import state_headers
 from .streams import CountingReader
+from .tus import discovery_headers as tus_discovery_headers
+from .tus import dispatch as tus_dispatch
 
 bp = Blueprint("byterange", __name__)
+# Protocol dispatch (http-specs.md §5.1): tus requests are answered before these views.
+bp.before_request(tus_dispatch)
 
 RESOURCE_METHODS = "OPTIONS, HEAD, GET, PATCH, PUT, DELETE"
 COLLECTION_METHODS = "OPTIONS, POST"
@@ -90,12 +94,13 @@ def _options_response(allow: str) -> Response:
         f"max-size={settings.max_resource_size}, max-parts={settings.max_parts}, "
         f"max-part-header-bytes={settings.max_part_header_bytes}"
     )
+    response.headers.update(tus_discovery_headers())
     return response
 
 
 def head(resource_id: str) -> Response:
     """HEAD: the committed state. ``Content-Length`` is the committed prefix (byte-range draft)."""
-    state = service().state(resource_id)
+    state = service().with_digest(service().state(resource_id))
     # HEAD answers as GET would: a representation that failed its digest is refused.
     service().check_not_failed(state.record)
     not_modified = conditions.not_modified(state)
@@ -112,7 +117,7 @@ def get(resource_id: str) -> Response:
     """GET (and HEAD, which Flask routes here): ranges as RFC 9110 says; holes never served."""
     if request.method == "HEAD":
         return head(resource_id)
-    return serve_get(service(), service().state(resource_id))
+    return serve_get(service(), service().with_digest(service().state(resource_id)))
 
 
 @bp.get("/<resource_id>/committed-ranges", provide_automatic_options=False)
@@ -167,7 +172,7 @@ def _write(resource_id: str, decoder: object) -> Response:
         request.stream,
         content_length=request.content_length,
         chunk_size=svc.settings.chunk_size,
-        digest_algorithm=options.content_digest[0] if options.content_digest else None,
+        digest_algorithm=options.digest_algorithm,
     )
     applied = f"transaction={options.applied}"
     try:

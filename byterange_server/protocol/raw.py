@@ -37,4 +37,5 @@ class RawDecoder:
     def next_event(self) -> Event | _NeedData:
         if self._pending:
             return self._pending.popleft()
-        return NEED_DATA
+        # After the end, EndOfPatch again: the same contract as the other decoders.
+        return EndOfPatch() if self._ended else NEED_DATA
