@@ -36,7 +36,10 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── ResourceTooLargeError (413)
     │   └── LimitExceededError (400)      a configured limit (parts, header block, ...)
     │       └── BytesPastMaxSizeError (400) bytes past the maximum size, length unknown
-    └── StorageError (500)                wraps OSError; 503 when transient
+    ├── StorageError (500)                wraps OSError; 503 when transient
+    └── AuthError                         who may do what (signed URLs, tokens)
+        ├── InvalidCredentialsError (401) missing, malformed, unknown key, wrong signature
+        └── SignatureScopeError (403)     a valid signature, but expired or another method
 
 Each class has a stable kebab-case ``code``; the problem ``type`` URI is built from it, so a
 client may dispatch on it. ``extra`` carries the figures that explain the error (offsets,
@@ -254,3 +257,24 @@ class StorageError(ByterangeError):
     status = 500
     code = "storage-error"
     title = "Storage failure"
+
+
+# -- authentication ------------------------------------------------------------------------------
+
+
+class AuthError(ByterangeError):
+    status = 401
+    code = "unauthorized"
+    title = "Not authorized"
+
+
+class InvalidCredentialsError(AuthError):
+    status = 401
+    code = "invalid-credentials"
+    title = "Missing or invalid credentials"
+
+
+class SignatureScopeError(AuthError):
+    status = 403
+    code = "signature-scope"
+    title = "The signed URL does not allow this request"
