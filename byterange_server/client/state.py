@@ -25,7 +25,7 @@ from .source import FileIdentity
 
 __all__ = ["StateStore", "UploadKey", "default_state_dir"]
 
-#: Records untouched for this long are pruned when the store opens.
+#: Records untouched for this long are pruned at the next write.
 RETENTION_SECONDS = 30 * 24 * 3600
 
 _SCHEMA = """
@@ -70,26 +70,44 @@ class StateStore:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Autocommit mode; writes take their own BEGIN IMMEDIATE. The busy timeout then covers
+        # every wait for another process or thread: a write that first read under a shared lock
+        # and then asked for the write lock would get "database is locked" at once instead.
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
             yield conn
         finally:
             conn.close()
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_SCHEMA)
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     def lookup(self, key: UploadKey) -> str | None:
         """The resource URL recorded for ``key``, or ``None``."""
         with self._connect() as conn:
-            conn.execute("DELETE FROM uploads WHERE updated < ?", (time.time() - RETENTION_SECONDS,))
-            row = conn.execute(
-                "SELECT url FROM uploads WHERE path = ? AND size = ? AND mtime_ns = ? AND collection = ?",
-                key._params(),
-            ).fetchone()
+            try:
+                row = conn.execute(
+                    "SELECT url FROM uploads WHERE path = ? AND size = ? AND mtime_ns = ? AND collection = ?",
+                    key._params(),
+                ).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return None  # nothing was ever recorded here
+                raise
         return row[0] if row else None
 
     def remember(self, key: UploadKey, url: str) -> None:
-        with self._connect() as conn:
+        with self._write() as conn:
+            conn.execute("DELETE FROM uploads WHERE updated < ?", (time.time() - RETENTION_SECONDS,))
             conn.execute(
                 "INSERT OR REPLACE INTO uploads (path, size, mtime_ns, collection, url, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -97,7 +115,7 @@ class StateStore:
             )
 
     def forget(self, key: UploadKey) -> None:
-        with self._connect() as conn:
+        with self._write() as conn:
             conn.execute(
                 "DELETE FROM uploads WHERE path = ? AND size = ? AND mtime_ns = ? AND collection = ?",
                 key._params(),
