@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .cors import CorsPolicy
 from .units import parse_size
 
 ENV_PREFIX = "BYTERANGE_"
@@ -64,6 +65,20 @@ class Settings:
     committed_ranges_header_limit: int = 4096
     #: Prefix of the ``type`` URI of problem documents.
     problem_base_uri: str = "tag:byterange-server,2026:problem:"
+    #: Origins that browsers may upload from (CORS): exact origins such as
+    #: ``https://app.example``, comma- or space-separated, or ``*`` for any. Empty: no CORS.
+    cors_origins: str = ""
+    #: Let cross-origin browser requests carry credentials (cookies, HTTP authentication).
+    cors_allow_credentials: bool = False
+    #: Seconds a browser may cache the answer to a CORS preflight.
+    cors_max_age: int = 600
+
+    @property
+    def cors_policy(self) -> CorsPolicy:
+        """:raises ValueError: an entry of ``cors_origins`` is not an origin."""
+        return CorsPolicy.from_setting(
+            self.cors_origins, allow_credentials=self.cors_allow_credentials, max_age=self.cors_max_age
+        )
 
     @classmethod
     def from_env(
