@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy import MetaData
 from sqlalchemy import create_engine
 from sqlalchemy import event
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -98,6 +99,14 @@ class Database:
             conn = conn.execution_options(byterange_write=True)
             with conn.begin():
                 yield conn
+
+    def ping(self) -> None:
+        """Health check: one round trip to the database.
+
+        :raises DatabaseUnavailableError: if it does not answer.
+        """
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -22,6 +22,7 @@ from ..errors import ByterangeError
 from ..errors import ResourceGoneError
 from ..errors import ResourceNotFoundError
 from ..errors import UnsupportedVersionError
+from .health import health_bp
 from .responses import problem
 from .responses import render_error
 from .responses import render_http_exception
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(bp, url_prefix=settings.mount)
+    app.register_blueprint(health_bp)
     _init_cors(app, settings.cors_policy)
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
 

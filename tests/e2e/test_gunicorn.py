@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from . import upload_worker
 from .conftest import LEASE_SECONDS
@@ -485,3 +486,12 @@ def test_writer_that_outlives_its_lease_never_overwrites_committed_bytes(
     else:
         assert reply_b.status == 409, context
         assert stored == body_a, f"B was refused but the stored bytes are not A's; {context}"
+
+
+def test_health_endpoint_answers_from_every_worker(gunicorn_server: GunicornServer) -> None:
+    for _ in range(20):  # new connections spread over the workers; each probes its own pool
+        response = requests.get(gunicorn_server.base + "/healthz", timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "pass"
+        assert response.headers["Content-Type"] == "application/health+json"
+    assert requests.head(gunicorn_server.base + "/healthz", timeout=10).status_code == 200
