@@ -240,7 +240,8 @@ def create(**_: Any) -> Response | None:
     )
     location = url_for("byterange.resource", resource_id=state.id, _external=True)
     # 104 before the body is read, so an interrupted creation can still be resumed.
-    interim.send_104(request.environ, location, interop_version(), upload_limit(state))
+    if _service().settings.send_104:
+        interim.send_104(request.environ, location, interop_version(), upload_limit(state))
     if _has_body():
         try:
             state = _append(state.id, offset=0, complete=complete, upload_length=None)

@@ -94,6 +94,52 @@ def test_104_also_with_expect_100_continue(gunicorn_server: GunicornServer):
     assert final["location"] == interim["location"]
 
 
+def test_interrupted_creation_resumes_from_the_104_location(gunicorn_server: GunicornServer):
+    """What URLSession does: an optimistic creation (?1) is cut off; the 104 told the client
+    where the upload lives, so it asks HEAD there and appends the rest."""
+    data = random.Random(2).randbytes(600_000)
+    sent = 250_000
+    with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=30) as sock:
+        sock.sendall(
+            (
+                f"POST /files HTTP/1.1\r\nHost: 127.0.0.1:{gunicorn_server.port}\r\n"
+                "Upload-Draft-Interop-Version: 8\r\nUpload-Complete: ?1\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n"
+            ).encode()
+            + data[:sent]
+        )
+        status, interim, _ = read_head(sock, b"")
+        assert status == 104
+        time.sleep(0.3)  # the bytes sent reach the server; then the connection drops
+    url = interim["location"]
+    head = requests.head(url, headers={"Upload-Draft-Interop-Version": "8"}, timeout=30)
+    assert head.status_code == 204 and head.headers["Upload-Complete"] == "?0"
+    offset = int(head.headers["Upload-Offset"])
+    assert offset == sent, dict(head.headers)
+    assert head.headers["Upload-Length"] == str(len(data))  # ?1 + Content-Length: recorded (MUST)
+    reply = requests.patch(url, data=data[offset:], timeout=30, headers={
+        "Upload-Draft-Interop-Version": "8", "Content-Type": PARTIAL,
+        "Upload-Offset": str(offset), "Upload-Complete": "?1"})
+    assert reply.status_code == 204 and reply.headers["Upload-Length"] == str(len(data)), reply.text
+    assert requests.get(url, timeout=30).content == data
+
+
+def test_no_104_when_turned_off(database_url: str, tmp_path: Path):
+    server = GunicornServer(database_url, tmp_path / "server", workers=1,
+                            extra_env={"BYTERANGE_SEND_104": "false"})
+    server.start()
+    try:
+        got = request(
+            server,
+            "POST /files HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: 8\r\n"
+            "Upload-Complete: ?0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+    finally:
+        server.stop()
+    assert [status for status, _ in got] == [201], got
+    assert got[0][1]["location"].startswith(server.url + "/")
+
+
 @pytest.mark.parametrize("version", [None, "5", "9"])
 def test_no_104_without_a_supported_version(gunicorn_server: GunicornServer, version):
     field = f"Upload-Draft-Interop-Version: {version}\r\n" if version else ""
