@@ -90,8 +90,17 @@ def upload_limit(state: ResourceState | None) -> UploadLimit:
 
 
 def options_headers() -> dict[str, str]:
-    """What every OPTIONS response adds: creation is supported here, so ``Upload-Limit``."""
-    return {"Upload-Limit": upload_limit(None).format(interop_version())}
+    """What every OPTIONS response adds: creation is supported here, so ``Upload-Limit``.
+
+    Drafts -10/-11 (interop 8) also required ``Accept-Patch`` to list partial-upload (later
+    reverted); it is added for interop 8 requests only, so other clients see the byte-range list.
+    """
+    from .responses import ACCEPT_PATCH
+
+    headers = {"Upload-Limit": upload_limit(None).format(interop_version())}
+    if interop_version() == 8:
+        headers["Accept-Patch"] = f"{ACCEPT_PATCH}, {PARTIAL_UPLOAD}"
+    return headers
 
 
 def ietf_state_headers(state: ResourceState) -> dict[str, str]:

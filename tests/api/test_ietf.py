@@ -98,6 +98,12 @@ def test_options_announces_upload_limit(client, path, headers):
     assert limit.max_size == 1024**4 and limit.min_size == 0
 
 
+def test_options_accept_patch_lists_partial_upload_for_interop_8(client):
+    assert PARTIAL in client.options(MOUNT, headers=v(8)).headers["Accept-Patch"]
+    assert PARTIAL not in client.options(MOUNT, headers=v(7)).headers["Accept-Patch"]
+    assert PARTIAL not in client.options(MOUNT).headers["Accept-Patch"]
+
+
 class TestConfiguredLimit:
     @pytest.fixture
     def settings_overrides(self, settings_overrides):
