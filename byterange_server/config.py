@@ -63,6 +63,8 @@ class Settings:
     chunk_size: int = 1024 * 1024
     #: Longest Committed-Ranges header before the list moves to a linked document.
     committed_ranges_header_limit: int = 4096
+    #: IETF uploads: send ``104 Upload Resumption Supported`` on creation (gunicorn, HTTP/1.1).
+    send_104: bool = True
     #: Prefix of the ``type`` URI of problem documents.
     problem_base_uri: str = "tag:byterange-server,2026:problem:"
     #: Origins that browsers may upload from (CORS): exact origins such as

@@ -18,7 +18,8 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── PreconditionFailedError (412)
     │   ├── UnsupportedVersionError (412)   tus: Tus-Resumable other than 1.0.0
     │   ├── UnsupportedChecksumError (400)  tus: Upload-Checksum algorithm we do not have
-    │   └── InvalidConcatError (400)        tus: Upload-Concat that cannot be honoured
+    │   ├── InvalidConcatError (400)        tus: Upload-Concat that cannot be honoured
+    │   └── InconsistentLengthError (400)   IETF: length indicators that disagree
     ├── ResourceError                     state conflicts of one resource
     │   ├── ResourceNotFoundError (404)
     │   ├── ResourceGoneError (410)
@@ -152,6 +153,14 @@ class UnsupportedChecksumError(ProtocolError):
 class InvalidConcatError(ProtocolError):
     code = "invalid-concatenation"
     title = "Invalid concatenation"
+
+
+class InconsistentLengthError(ProtocolError):
+    """IETF resumable uploads: ``Upload-Length``, ``Upload-Complete: ?1`` with the content
+    length, and the length already known disagree (or an append after completion)."""
+
+    code = "inconsistent-upload-length"
+    title = "Inconsistent upload length"
 
 
 # -- resource state ------------------------------------------------------------------------------

@@ -293,8 +293,11 @@ def reserve(
     stop: int,
     *,
     lease_seconds: float,
+    revocable: bool = False,
 ) -> str:
     """Insert a reservation for ``[start, stop)``; the caller holds the resource row lock.
+
+    ``revocable``: a newer request for the resource may end this writer (:func:`revoke_writes`).
 
     :raises WriteInProgressError: (409, ``Retry-After``) if a live reservation overlaps.
     """
@@ -328,18 +331,63 @@ def reserve(
             start=start,
             stop=stop,
             lease_expires_ms=now + int(lease_seconds * 1000),
+            revocable=revocable,
         )
     )
     return reservation_id
 
 
+def revoke_writes(conn: Connection, resource_id: str) -> list[str]:
+    """Ask the live revocable writers of a resource to stop; returns their reservation ids.
+
+    The caller holds the resource row lock. Nothing is taken over here: each writer commits
+    the prefix it has and releases its reservation itself, or its lease lapses (it no longer
+    renews), so no byte is ever written under a reservation that another request now holds.
+    """
+    rows = conn.execute(
+        select(reservations.c.id).where(
+            reservations.c.resource_id == resource_id,
+            reservations.c.revocable.is_(True),
+            reservations.c.lease_expires_ms > now_ms(),
+        )
+    ).all()
+    ids = [row.id for row in rows]
+    if ids:
+        conn.execute(update(reservations).where(reservations.c.id.in_(ids)).values(revoked=True))
+    return ids
+
+
+def any_revoked(conn: Connection, reservation_ids: Sequence[str]) -> bool:
+    if not reservation_ids:
+        return False
+    row = conn.execute(
+        select(reservations.c.id)
+        .where(reservations.c.id.in_(list(reservation_ids)), reservations.c.revoked.is_(True))
+        .limit(1)
+    ).first()
+    return row is not None
+
+
+def live(conn: Connection, reservation_ids: Sequence[str]) -> list[str]:
+    """Those of ``reservation_ids`` that are still there with a lease that has not run out."""
+    if not reservation_ids:
+        return []
+    rows = conn.execute(
+        select(reservations.c.id).where(
+            reservations.c.id.in_(list(reservation_ids)), reservations.c.lease_expires_ms > now_ms()
+        )
+    ).all()
+    return [row.id for row in rows]
+
+
 def renew(conn: Connection, reservation_ids: Sequence[str], *, lease_seconds: float) -> bool:
-    """Extend the leases; False if any of them no longer exists (deleted or taken over)."""
+    """Extend the leases; False if any of them no longer exists (deleted or taken over) or
+    was revoked (a revoked writer must let its lease run out, never extend it)."""
     if not reservation_ids:
         return True
     result = conn.execute(
         update(reservations)
-        .where(reservations.c.id.in_(list(reservation_ids)))
+        .where(reservations.c.id.in_(list(reservation_ids)), reservations.c.revoked.is_(False))
         .values(lease_expires_ms=now_ms() + int(lease_seconds * 1000))
     )
     return result.rowcount == len(reservation_ids)

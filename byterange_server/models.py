@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import BigInteger
+from sqlalchemy import Boolean
 from sqlalchemy import CheckConstraint
 from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
@@ -24,6 +25,7 @@ from sqlalchemy import Integer
 from sqlalchemy import LargeBinary
 from sqlalchemy import String
 from sqlalchemy import Text
+from sqlalchemy import false
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -102,6 +104,10 @@ class Reservation(Base):
     start: Mapped[int] = mapped_column(BigInteger)
     stop: Mapped[int] = mapped_column(BigInteger)
     lease_expires_ms: Mapped[int] = mapped_column(BigInteger)
+    #: An IETF append: a newer request for the same upload may end it (``revoked``).
+    revocable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: Set by that newer request: the writer stops reading, commits what it has and releases.
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ConcatSource(Base):

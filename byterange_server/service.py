@@ -88,6 +88,10 @@ MAX_CONTENT_TYPE_LENGTH = 255
 MAX_FILENAME_LENGTH = 1024
 #: Upper bound on extents read for a HEAD; more than fit in a 4 KiB header anyway.
 _SNAPSHOT_LIMIT = 1024
+#: How often a revocable writer looks for a revocation, and how long the revoking request
+#: waits for it to commit and go (then it answers anyway: see end_stale_appends).
+_REVOCATION_POLL = 0.25
+_STALE_WAIT = 5.0
 
 
 class PatchDecoder(Protocol):
@@ -157,6 +161,11 @@ class WriteOptions:
     #: tus checksum-trailer: called once the body has ended, returns the (algorithm, digest)
     #: that arrived in the trailer section (or raises a 400 if it did not).
     trailer_checksum: Callable[[], tuple[str, bytes]] | None = None
+    #: IETF append: a newer request for the same upload may end this one (draft §"Concurrency");
+    #: the session then stops reading, commits what it has, and ``on_stale`` is called (from
+    #: the lease keeper's thread) so the API layer can cut the body short.
+    revocable: bool = False
+    on_stale: Callable[[], None] | None = None
 
     @property
     def atomic(self) -> bool:
@@ -274,6 +283,39 @@ class UploadService:
     def _snapshot(self, resource_id: str) -> ledger.ResourceSnapshot:
         with self.db.read() as conn:
             return ledger.load_snapshot(conn, resource_id, limit=_SNAPSHOT_LIMIT)
+
+    @staticmethod
+    def check_offset(state: ResourceState, offset: int) -> None:
+        """:raises OffsetMismatchError: (409) unless ``offset`` ends the committed prefix."""
+        if state.offset != offset:
+            raise OffsetMismatchError(
+                "Upload-Offset is not the end of the committed bytes; nothing was applied.",
+                extra={"expected-offset": state.offset, "provided-offset": offset},
+            )
+
+    def end_stale_appends(self, resource_id: str) -> None:
+        """End the in-flight IETF appends of a resource, as a newer HEAD or append asks.
+
+        Their reservations are marked revoked in the database, so this works across worker
+        processes and hosts. Each such writer notices within ``_REVOCATION_POLL`` seconds (or
+        before its next storage write), stops reading its body, ``fdatasync``s and commits the
+        prefix it received, and releases its range; this waits up to ``_STALE_WAIT`` seconds
+        for that, so the offset reported next is the true one and the next append at it is
+        not refused. A writer that cannot be reached (its process is gone) lets its lease run
+        out (a revoked lease is never renewed), which also ends the wait; at worst the wait ends at
+        its bound and the state reported is what is committed.
+
+        :raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410).
+        """
+        validate_resource_id(resource_id)
+        with self.db.write() as conn:
+            ledger.load_resource(conn, resource_id, for_update=True)
+            revoked = ledger.revoke_writes(conn, resource_id)
+        deadline = time.monotonic() + min(_STALE_WAIT, self.settings.lease_seconds)
+        while revoked and time.monotonic() < deadline:
+            time.sleep(0.02)
+            with self.db.read() as conn:
+                revoked = ledger.live(conn, revoked)
 
     def committed_page(self, resource_id: str, *, after: int, limit: int) -> tuple[list[Extent], bool]:
         validate_resource_id(resource_id)
@@ -583,11 +625,20 @@ class _LeaseKeeper:
 
     def _run(self) -> None:
         session = self.session
-        while not self._stopped.wait(session.renew_interval):
-            if time.monotonic() - session.last_progress > session.settings.write_idle_seconds:
-                continue
+        revocable = session.options.revocable
+        tick = min(session.renew_interval, _REVOCATION_POLL) if revocable else session.renew_interval
+        while not self._stopped.wait(tick):
             try:
+                if revocable and session.poll_revocation():
+                    return
+                if time.monotonic() - session.last_progress > session.settings.write_idle_seconds:
+                    continue
+                if time.monotonic() - session.last_renewal < session.renew_interval - tick / 2:
+                    continue
                 session._renew()
+                if session.revoked:
+                    session.stale()
+                    return
             except ByterangeError as error:
                 self.error = error
                 return
@@ -648,6 +699,8 @@ class _WriteSession:
         self.keeper: _LeaseKeeper | None = None
         #: Set once the commit released the reservations (nothing left to clean up).
         self.parts_released = False
+        #: Set when a newer request revoked this (IETF) append: stop, commit the prefix.
+        self.revoked = False
 
     # The request as a whole ------------------------------------------------------------------
 
@@ -690,6 +743,12 @@ class _WriteSession:
                 raise self.keeper.error  # the resource was deleted, or the lease taken over
             decoder.receive_data(chunk)
             self._drain(decoder)
+            if self.revoked:
+                # Revoked: keep what already arrived (written under a lease still ours, see
+                # _write), read nothing more.
+                break
+        if self.revoked:
+            raise _Interruption(self._stale_error())
         interrupted = body.interrupted
         decoder.receive_data(b"")
         try:
@@ -842,6 +901,8 @@ class _WriteSession:
         # without a lease we know is still ours.
         if time.monotonic() >= self.lease_deadline:
             self._renew()
+            if self.revoked:
+                raise _Interruption(self._stale_error())
         self.stored.write_at(start, data[start - base : stop - base])
 
     def _compare(self, data: memoryview, base: int, start: int, stop: int) -> None:
@@ -970,7 +1031,12 @@ class _WriteSession:
             if not self.parts:
                 self._check_offset(ledger.prefix_stop(conn, self.resource_id))
             reservation_id = ledger.reserve(
-                conn, self.resource_id, start, limit, lease_seconds=self.settings.lease_seconds
+                conn,
+                self.resource_id,
+                start,
+                limit,
+                lease_seconds=self.settings.lease_seconds,
+                revocable=self.options.revocable,
             )
             committed = ledger.extents_within(conn, self.resource_id, start, limit)
             # One lease clock for the whole request: renew the earlier parts' leases too.
@@ -991,15 +1057,45 @@ class _WriteSession:
         )
 
     def _renew(self) -> None:
+        """Extend the leases; sets ``revoked`` instead when a newer request revoked them."""
         with self.lease_lock:
             began = time.monotonic()
             ids = [part.reservation_id for part in self.parts]
             with self.db.write() as conn:
                 ledger.load_resource(conn, self.resource_id)  # 404 once deleted
                 alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
+                if not alive and self.options.revocable and ledger.any_revoked(conn, ids):
+                    self.revoked = True
+                    return
             if not alive:
                 raise self._lease_lost()
             self._leases_renewed(began)
+
+    def poll_revocation(self) -> bool:
+        """(Keeper thread) True, after stopping the body, once this append was revoked."""
+        with self.lease_lock:
+            ids = [part.reservation_id for part in self.parts]
+        with self.db.read() as conn:
+            if ledger.any_revoked(conn, ids):
+                self.revoked = True
+        if self.revoked:
+            self.stale()
+        return self.revoked
+
+    def stale(self) -> None:
+        """Stop reading: the request thread may be blocked in a read of a stalled body."""
+        if self.options.on_stale is not None:
+            try:
+                self.options.on_stale()
+            except Exception:  # the request still ends at its next chunk or lease check
+                log.exception("could not cut the body of a stale append to %s", self.resource_id)
+
+    @staticmethod
+    def _stale_error() -> TruncatedBodyError:
+        return TruncatedBodyError(
+            "A newer request for this upload ended this append; the bytes received until then "
+            "are committed."
+        )
 
     def _commit(self, *, prefixes_only: bool) -> None:
         new = [extent for part in self.parts if (extent := part.written_extent) is not None]

@@ -23,6 +23,11 @@ from ..errors import ResourceGoneError
 from ..errors import ResourceNotFoundError
 from ..errors import UnsupportedVersionError
 from .health import health_bp
+from .ietf import error_headers as ietf_error_headers
+from .ietf import ietf_problem
+from .ietf import ietf_state_headers
+from .ietf import interop_version
+from .ietf import is_ietf_request
 from .responses import problem
 from .responses import render_error
 from .responses import render_http_exception
@@ -48,6 +53,9 @@ def init_app(app: Flask, settings: Settings) -> None:
         # tus: every response to a tus request says which version answered.
         if is_tus_request():
             response.headers.setdefault("Tus-Resumable", "1.0.0")
+        elif interop_version() is not None:
+            # IETF draft interop: echo the version the client sent, on every response.
+            response.headers.setdefault("Upload-Draft-Interop-Version", str(interop_version()))
         return response
 
     @app.errorhandler(ByterangeError)
@@ -58,6 +66,11 @@ def init_app(app: Flask, settings: Settings) -> None:
             status, line = tus_error_status(error)
             response = render_error(error, settings, status=status)
             response.status = line
+        elif is_ietf_request():
+            status, type_uri = ietf_problem(error)
+            response = render_error(error, settings, status=status, type_uri=type_uri)
+            for name, value in ietf_error_headers(error).items():
+                response.headers.setdefault(name, value)
         else:
             response = render_error(error, settings)
         _add_state_headers(response, error)
@@ -116,6 +129,11 @@ def _add_state_headers(response: Response, error: ByterangeError) -> None:
         state = service().state(resource_id)
     except ByterangeError:
         return
-    headers = tus_state_headers(state) if is_tus_request() else state_headers(state, service().settings)
+    if is_tus_request():
+        headers = tus_state_headers(state)
+    elif is_ietf_request():
+        headers = ietf_state_headers(state)
+    else:
+        headers = state_headers(state, service().settings)
     for name, value in headers.items():
         response.headers.setdefault(name, value)

@@ -70,9 +70,10 @@ def problem(
     *,
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    type_uri: str | None = None,
 ) -> Response:
     base = settings.problem_base_uri if settings else Settings.problem_base_uri
-    body: dict[str, Any] = {"type": base + code, "title": title, "status": status}
+    body: dict[str, Any] = {"type": type_uri or base + code, "title": title, "status": status}
     if detail and detail != title:
         body["detail"] = detail
     if request:
@@ -89,8 +90,15 @@ def problem(
     return response
 
 
-def render_error(error: ByterangeError, settings: Settings, *, status: int | None = None) -> Response:
-    """The problem document of ``error``; ``status`` overrides its status (another dialect)."""
+def render_error(
+    error: ByterangeError,
+    settings: Settings,
+    *,
+    status: int | None = None,
+    type_uri: str | None = None,
+) -> Response:
+    """The problem document of ``error``; ``status`` and ``type_uri`` override its own (another
+    protocol's dialect: tus status codes, the IETF draft's registered problem types)."""
     return problem(
         status or error.status,
         error.code,
@@ -99,6 +107,7 @@ def render_error(error: ByterangeError, settings: Settings, *, status: int | Non
         settings,
         extra=error.extra,
         headers=error.headers,
+        type_uri=type_uri,
     )
 
 

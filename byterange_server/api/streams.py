@@ -46,6 +46,11 @@ class CountingReader:
         self._hash = _HASHES[digest_algorithm]() if digest_algorithm else None
         self._algorithm = digest_algorithm
         self._exhausted = False
+        self._cut = False
+
+    def cut(self) -> None:
+        """Stop at the next chunk boundary, as if the client had gone (thread-safe: a flag)."""
+        self._cut = True
 
     def __iter__(self) -> Iterator[bytes]:
         # The first read is small: a part's fields arrive at once, so its range is reserved
@@ -53,6 +58,9 @@ class CountingReader:
         want_next = min(self.chunk_size, FIRST_READ)
         while True:
             want, want_next = want_next, self.chunk_size
+            if self._cut:
+                self.error = ConnectionAbortedError("the body was cut short by the server")
+                break
             if self.content_length is not None:
                 want = min(want, self.content_length - self.received)
                 if want <= 0:

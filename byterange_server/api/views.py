@@ -8,6 +8,7 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 from flask import url_for
+from werkzeug.exceptions import MethodNotAllowed
 
 from ..errors import ByterangeError
 from ..errors import MalformedHeaderError
@@ -24,6 +25,8 @@ from ..service import ResourceState
 from ..service import UploadService
 from ..service import WriteOptions
 from . import conditions
+from .ietf import dispatch as ietf_dispatch
+from .ietf import options_headers as ietf_options_headers
 from .reads import serve_get
 from .responses import ACCEPT_PATCH
 from .responses import representation_headers
@@ -33,8 +36,9 @@ from .tus import discovery_headers as tus_discovery_headers
 from .tus import dispatch as tus_dispatch
 
 bp = Blueprint("byterange", __name__)
-# Protocol dispatch (http-specs.md §5.1): tus requests are answered before these views.
+# Protocol dispatch (http-specs.md §5.1): tus, then IETF requests are answered before these views.
 bp.before_request(tus_dispatch)
+bp.before_request(ietf_dispatch)
 
 RESOURCE_METHODS = "OPTIONS, HEAD, GET, PATCH, PUT, DELETE"
 COLLECTION_METHODS = "OPTIONS, POST"
@@ -73,6 +77,13 @@ def allocate() -> Response:
     return _state_response(state, 201, {"Location": location})
 
 
+@bp.route("", methods=["PUT", "PATCH"], strict_slashes=False, endpoint="collection_write",
+          provide_automatic_options=False)
+def collection_write() -> Response:
+    """Only IETF creation (``Upload-Complete``) uses PUT or PATCH on the collection."""
+    raise MethodNotAllowed(valid_methods=[method.strip() for method in COLLECTION_METHODS.split(",")])
+
+
 @bp.route("", methods=["OPTIONS"], strict_slashes=False)
 def collection_options() -> Response:
     return _options_response(COLLECTION_METHODS)
@@ -95,6 +106,7 @@ def _options_response(allow: str) -> Response:
         f"max-part-header-bytes={settings.max_part_header_bytes}"
     )
     response.headers.update(tus_discovery_headers())
+    response.headers.update(ietf_options_headers())
     return response
 
 

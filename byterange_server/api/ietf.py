@@ -1,0 +1,305 @@
+"""IETF Resumable Uploads on the same URLs (http-specs.md §2; dispatch policy §5.1).
+
+A request is in the IETF dialect when it carries an ``Upload-Draft-Interop-Version`` this
+server speaks (6, 7 or 8; echoed on every response), or ``Upload-Complete`` without any interop
+version (the published protocol). A version we do not speak is processed as if the field were
+absent (E23), i.e. as a byte-range request. ``Tus-Resumable`` wins over both (tus dispatch runs
+first).
+
+:func:`dispatch` runs before the byte-range views and answers creation (POST, PUT or PATCH to
+the collection with ``Upload-Complete``), offset retrieval (HEAD), append (PATCH with
+``application/partial-upload``) and cancellation (DELETE). GET keeps its byte-range meaning.
+
+Errors stay in the one exception tree and are rendered by ``api/__init__.py``;
+:func:`ietf_problem` gives the draft's status and registered problem type where it has one, and
+:func:`ietf_state_headers` replaces the byte-range state headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Response
+from flask import g
+from flask import request
+from flask import url_for
+
+from ..errors import ByterangeError
+from ..errors import BytesPastMaxSizeError
+from ..errors import InconsistentLengthError
+from ..errors import LengthConflictError
+from ..errors import MalformedHeaderError
+from ..errors import OffsetMismatchError
+from ..errors import UnsupportedMediaTypeError
+from ..ietf import IetfUploads
+from ..protocol.headers import format_digest
+from ..protocol.headers import parse_content_disposition_filename
+from ..protocol.headers import parse_digest_field
+from ..protocol.headers import pick_digest
+from ..protocol.ietf import PARTIAL_UPLOAD
+from ..protocol.ietf import PROBLEM_INCONSISTENT_LENGTH
+from ..protocol.ietf import PROBLEM_MISMATCHING_OFFSET
+from ..protocol.ietf import UploadLimit
+from ..protocol.ietf import parse_interop_version
+from ..protocol.ietf import parse_upload_complete
+from ..protocol.ietf import parse_upload_number
+from ..protocol.ietf import parse_want_digest
+from ..protocol.media import parse_media_type
+from ..service import ResourceState
+from . import interim
+from .streams import CountingReader
+
+#: Leftover body read after an early error so a keep-alive connection can carry on.
+_DRAIN_LIMIT = 1024 * 1024
+_VERSION_FIELD = "Upload-Draft-Interop-Version"
+
+
+def _service() -> Any:
+    from .views import service
+
+    return service()
+
+
+def interop_version() -> int | None:
+    """The request's interop version if this server speaks it (cached per request)."""
+    if "ietf_interop" not in g:
+        value = request.headers.get(_VERSION_FIELD)
+        g.ietf_interop = parse_interop_version(value) if value is not None else None
+    return g.ietf_interop  # type: ignore[no-any-return]
+
+
+def is_ietf_request() -> bool:
+    if "Tus-Resumable" in request.headers:
+        return False
+    if _VERSION_FIELD in request.headers:
+        return interop_version() is not None
+    return "Upload-Complete" in request.headers
+
+
+def upload_limit(state: ResourceState | None) -> UploadLimit:
+    """Every limit there is (interop 8 requires all to be announced): the maximum size, and
+    the time an incomplete upload has left before it expires."""
+    settings = _service().settings
+    max_age = None
+    if state is not None and not state.complete and state.record.expires_at is not None:
+        from ..ledger import utcnow
+
+        max_age = max(0, int((state.record.expires_at - utcnow()).total_seconds()))
+    return UploadLimit(max_size=settings.max_resource_size, min_size=0, max_age=max_age)
+
+
+def options_headers() -> dict[str, str]:
+    """What every OPTIONS response adds: creation is supported here, so ``Upload-Limit``.
+
+    Drafts -10/-11 (interop 8) also required ``Accept-Patch`` to list partial-upload (later
+    reverted); it is added for interop 8 requests only, so other clients see the byte-range list.
+    """
+    from .responses import ACCEPT_PATCH
+
+    headers = {"Upload-Limit": upload_limit(None).format(interop_version())}
+    if interop_version() == 8:
+        headers["Accept-Patch"] = f"{ACCEPT_PATCH}, {PARTIAL_UPLOAD}"
+    return headers
+
+
+def ietf_state_headers(state: ResourceState) -> dict[str, str]:
+    """HEAD and every creation/append response."""
+    headers = {
+        "Upload-Offset": str(state.offset),
+        "Upload-Complete": "?1" if state.complete else "?0",
+        "Upload-Limit": upload_limit(state).format(interop_version()),
+        "Cache-Control": "no-store",
+    }
+    if state.length is not None:
+        headers["Upload-Length"] = str(state.length)
+    digest = _wanted_repr_digest(state)
+    if digest is not None:
+        headers["Repr-Digest"] = digest
+    return headers
+
+
+def _wanted_repr_digest(state: ResourceState) -> str | None:
+    """``Repr-Digest`` of a complete upload when ``Want-Repr-Digest`` asks for sha-256 (the
+    digest every complete resource has); a malformed preference is only a hint, ignored."""
+    value = request.headers.get("Want-Repr-Digest")
+    record = state.record
+    if value is None or not state.complete or record.sha256 is None or record.is_failed:
+        return None
+    try:
+        weights = parse_want_digest(value)
+    except MalformedHeaderError:
+        return None
+    if weights.get("sha-256", 0) <= 0:
+        return None
+    return format_digest("sha-256", record.sha256)
+
+
+def ietf_problem(error: ByterangeError) -> tuple[int, str | None]:
+    """The draft's status and problem type for an error of the shared tree (None: ours)."""
+    if isinstance(error, OffsetMismatchError):
+        return 409, PROBLEM_MISMATCHING_OFFSET
+    if isinstance(error, (InconsistentLengthError, LengthConflictError)):
+        # Includes bytes past the known length: the draft answers 400 for both.
+        return 400, PROBLEM_INCONSISTENT_LENGTH
+    if isinstance(error, BytesPastMaxSizeError):
+        return 413, None
+    return error.status, None
+
+
+def error_headers(error: ByterangeError) -> dict[str, str]:
+    """A 413 from a limit carries ``Upload-Limit`` so the client can adjust."""
+    status, _ = ietf_problem(error)
+    return {"Upload-Limit": upload_limit(None).format(interop_version())} if status == 413 else {}
+
+
+# -- the verbs -----------------------------------------------------------------------------------
+
+
+def dispatch() -> Response | None:
+    """``before_request`` of the byte-range blueprint: a response for IETF verbs, else None."""
+    if request.method == "OPTIONS" or not is_ietf_request():
+        return None
+    handler = _HANDLERS.get((request.endpoint or "", request.method))
+    if handler is None:
+        return None  # GET and the committed-ranges document keep their byte-range meaning
+    return handler(**(request.view_args or {}))
+
+
+def _uploads() -> IetfUploads:
+    return IetfUploads(_service())
+
+
+def _response(state: ResourceState, status: int, extra: dict[str, str] | None = None) -> Response:
+    response = Response(status=status)
+    del response.headers["Content-Type"]
+    response.headers.update(ietf_state_headers(state))
+    response.headers.update(extra or {})
+    return response
+
+
+def _number(name: str) -> int | None:
+    value = request.headers.get(name)
+    return None if value is None else parse_upload_number(value, field=name)
+
+
+def _complete() -> bool | None:
+    value = request.headers.get("Upload-Complete")
+    return None if value is None else parse_upload_complete(value)
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or "Transfer-Encoding" in request.headers
+
+
+def _content_length() -> int | None:
+    """The content length, None when the body is chunked (unknown until it ends)."""
+    if "Transfer-Encoding" in request.headers:
+        return None
+    return request.content_length or 0
+
+
+def _content_digest() -> tuple[str, bytes] | None:
+    value = request.headers.get("Content-Digest")
+    return pick_digest(parse_digest_field(value)) if value else None
+
+
+def _append(resource_id: str, *, offset: int, complete: bool, upload_length: int | None) -> ResourceState:
+    content_digest = _content_digest()
+    reader = CountingReader(
+        request.stream,
+        content_length=request.content_length,
+        chunk_size=_service().settings.chunk_size,
+        digest_algorithm=content_digest[0] if content_digest else None,
+    )
+    try:
+        return _uploads().append(
+            resource_id,
+            reader,
+            offset=offset,
+            complete=complete,
+            content_length=_content_length(),
+            upload_length=upload_length,
+            content_digest=content_digest,
+            on_stale=interim.body_cutter(request.environ, reader),
+        )
+    finally:
+        reader.drain(_DRAIN_LIMIT)
+
+
+def create(**_: Any) -> Response | None:
+    """Creation: POST, PUT or PATCH to the collection with ``Upload-Complete``.
+    201 (also when the upload completed in this request), 400, 413."""
+    complete = _complete()
+    if complete is None:
+        return None  # not a creation: the byte-range meaning (a POST allocates)
+    content_type = request.headers.get("Content-Type")
+    media_type = parse_media_type(content_type)[0] if content_type else None
+    disposition = request.headers.get("Content-Disposition")
+    expected = request.headers.get("Repr-Digest")
+    _content_digest()  # a malformed one is refused before anything exists
+    state = _uploads().create(
+        complete=complete,
+        content_length=_content_length(),
+        upload_length=_number("Upload-Length"),
+        # The representation's metadata; partial-upload only describes an append body.
+        content_type=content_type if media_type not in (None, PARTIAL_UPLOAD) else None,
+        filename=parse_content_disposition_filename(disposition) if disposition else None,
+        expected_digest=pick_digest(parse_digest_field(expected, field="Repr-Digest")) if expected else None,
+    )
+    location = url_for("byterange.resource", resource_id=state.id, _external=True)
+    # 104 before the body is read, so an interrupted creation can still be resumed.
+    if _service().settings.send_104:
+        interim.send_104(request.environ, location, interop_version(), upload_limit(state))
+    if _has_body():
+        try:
+            state = _append(state.id, offset=0, complete=complete, upload_length=None)
+        except ByterangeError as error:
+            # The upload exists: say where and how far it got, so the client can resume it.
+            error.headers.setdefault("Location", location)
+            if error.status < 500:
+                for name, value in ietf_state_headers(_service().state(state.id)).items():
+                    error.headers.setdefault(name, value)
+            raise
+    return _response(state, 201, {"Location": location})
+
+
+def head(resource_id: str) -> Response:
+    """Offset retrieval: 204 with the committed offset, after ending a stale append."""
+    _service().end_stale_appends(resource_id)
+    return _response(_service().state(resource_id), 204)
+
+
+def append(resource_id: str) -> Response:
+    """Append: PATCH with ``application/partial-upload``. 204 (also when complete), 400, 404,
+    409 (mismatching offset), 410, 413, 415."""
+    content_type = request.headers.get("Content-Type")
+    if content_type is None or parse_media_type(content_type)[0] != PARTIAL_UPLOAD:
+        raise UnsupportedMediaTypeError(
+            f"An upload append must be {PARTIAL_UPLOAD}.", extra={"accept": PARTIAL_UPLOAD}
+        )
+    offset = _number("Upload-Offset")
+    complete = _complete()
+    if offset is None or complete is None:
+        raise MalformedHeaderError("An append needs Upload-Offset and Upload-Complete.")
+    _service().end_stale_appends(resource_id)
+    state = _append(resource_id, offset=offset, complete=complete, upload_length=_number("Upload-Length"))
+    return _response(state, 204)
+
+
+def delete(resource_id: str) -> Response:
+    """Cancellation: 204; in-flight appends find their reservation gone and stop."""
+    _service().delete(resource_id)
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
+_HANDLERS: dict[tuple[str, str], Callable[..., Response | None]] = {
+    ("byterange.allocate", "POST"): create,
+    ("byterange.collection_write", "PUT"): create,
+    ("byterange.collection_write", "PATCH"): create,
+    ("byterange.resource", "HEAD"): head,
+    ("byterange.patch", "PATCH"): append,
+    ("byterange.delete", "DELETE"): delete,
+}

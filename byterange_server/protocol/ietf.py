@@ -1,0 +1,192 @@
+"""Strict parsers and printers for the IETF Resumable Uploads header fields (sans-IO).
+
+draft-ietf-httpbis-resumable-upload, interop versions 6 (drafts -04/-05), 7 (-06…-08) and 8
+(-09 onward); http-specs.md §2. Every field is a Structured Field (RFC 9651)::
+
+    Upload-Draft-Interop-Version = sf-integer
+    Upload-Complete              = sf-boolean
+    Upload-Offset, Upload-Length = sf-integer, >= 0
+    Upload-Limit                 = sf-dictionary of sf-integer >= 0; keys max-size, min-size,
+                                   max-append-size, min-append-size, max-age (and, up to
+                                   interop 6, expires); unknown keys are ignored
+    Want-Repr-Digest             = sf-dictionary of sf-integer 0..10 (RFC 9530 §4)
+
+As in :mod:`.headers`, a parser returns a typed value or raises a 4xx
+:class:`~byterange_server.errors.MalformedHeaderError`; only
+:func:`parse_interop_version` has a "not for us" answer (``None``), because the draft says an
+unknown version is processed as if the header were absent (E23).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import http_sf
+
+from ..errors import InconsistentLengthError
+from ..errors import MalformedHeaderError
+from .headers import _sf_parse
+from .headers import parse_sf_boolean
+from .headers import parse_sf_integer
+
+__all__ = [
+    "INTEROP_VERSIONS",
+    "PARTIAL_UPLOAD",
+    "PROBLEM_INCONSISTENT_LENGTH",
+    "PROBLEM_MISMATCHING_OFFSET",
+    "UploadLimit",
+    "parse_interop_version",
+    "parse_upload_complete",
+    "parse_upload_limit",
+    "parse_upload_number",
+    "parse_want_digest",
+    "resolve_length",
+]
+
+#: The interop versions this server speaks; a request's own version is echoed back.
+INTEROP_VERSIONS = (6, 7, 8)
+#: Body media type of an append (required from interop 6).
+PARTIAL_UPLOAD = "application/partial-upload"
+#: Problem types the draft registers (RFC 9457 ``type``).
+_IANA = "https://iana.org/assignments/http-problem-types#"
+PROBLEM_MISMATCHING_OFFSET = _IANA + "mismatching-upload-offset"
+PROBLEM_INCONSISTENT_LENGTH = _IANA + "inconsistent-upload-length"
+
+_LIMIT_KEYS = ("max-size", "min-size", "max-append-size", "min-append-size", "max-age", "expires")
+
+
+def parse_interop_version(value: str) -> int | None:
+    """The ``Upload-Draft-Interop-Version`` of a request if this server speaks it, else None.
+
+    None covers malformed values too: the draft says a server that does not know the version
+    handles the request as if the field were absent, and must not send 104.
+    """
+    try:
+        version = parse_sf_integer(value.strip(" \t"), field="Upload-Draft-Interop-Version")
+    except MalformedHeaderError:
+        return None
+    return version if version in INTEROP_VERSIONS else None
+
+
+def parse_upload_complete(value: str) -> bool:
+    """``Upload-Complete: ?0`` / ``?1``. :raises MalformedHeaderError: for anything else."""
+    return parse_sf_boolean(value.strip(" \t"), field="Upload-Complete")
+
+
+def parse_upload_number(value: str, *, field: str) -> int:
+    """``Upload-Offset`` / ``Upload-Length``: a non-negative sf-integer (15 digits at most).
+
+    The draft says a recipient *ignores* an invalid field; on a request that cannot proceed
+    without it, ignoring it means refusing the request, so it is a 400 here.
+    """
+    return parse_sf_integer(value.strip(" \t"), field=field)
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadLimit:
+    """``Upload-Limit``: None means the limit does not exist (and is not sent)."""
+
+    max_size: int | None = None
+    min_size: int | None = None
+    max_append_size: int | None = None
+    min_append_size: int | None = None
+    #: Seconds the upload resource has left (interop 7+ name).
+    max_age: int | None = None
+
+    def format(self, interop: int | None) -> str:
+        """The field value; ``max-age`` is also sent as ``expires`` to interop 6 clients, which
+        know it under that name (draft -05)."""
+        members: dict[str, Any] = {}
+        for key, value in (
+            ("max-size", self.max_size),
+            ("min-size", self.min_size),
+            ("max-append-size", self.max_append_size),
+            ("min-append-size", self.min_append_size),
+            ("max-age", self.max_age),
+        ):
+            if value is not None:
+                members[key] = value
+        if self.max_age is not None and interop is not None and interop <= 6:
+            members["expires"] = self.max_age
+        return str(http_sf.ser(members)) if members else ""  # SF: an empty field is not sent
+
+
+def parse_upload_limit(value: str) -> UploadLimit:
+    """Parse ``Upload-Limit`` (what a client reads). Unknown keys are ignored; a known key
+    that is not a non-negative Integer makes the whole field malformed (the draft lets a
+    recipient choose that over ignoring the field). ``expires`` counts as ``max-age``."""
+    parsed = _sf_parse(value.strip(" \t"), "dictionary", "Upload-Limit")
+    found: dict[str, int] = {}
+    for key, (item, _params) in parsed.items():
+        if key not in _LIMIT_KEYS:
+            continue
+        if type(item) is not int or item < 0:
+            raise MalformedHeaderError(
+                "An Upload-Limit member is not a non-negative Integer.",
+                extra={"field": "Upload-Limit", "key": key},
+            )
+        found[key] = item
+    if "max-age" not in found and "expires" in found:
+        found["max-age"] = found["expires"]
+    return UploadLimit(
+        max_size=found.get("max-size"),
+        min_size=found.get("min-size"),
+        max_append_size=found.get("max-append-size"),
+        min_append_size=found.get("min-append-size"),
+        max_age=found.get("max-age"),
+    )
+
+
+def parse_want_digest(value: str, *, field: str = "Want-Repr-Digest") -> dict[str, int]:
+    """``Want-Repr-Digest`` / ``Want-Content-Digest``: algorithm → weight (0 = not acceptable).
+
+    :raises MalformedHeaderError: for a member that is not an Integer from 0 to 10.
+    """
+    parsed = _sf_parse(value.strip(" \t"), "dictionary", field)
+    out: dict[str, int] = {}
+    for key, (item, _params) in parsed.items():
+        if type(item) is not int or not 0 <= item <= 10:
+            raise MalformedHeaderError(
+                f"A {field} weight is not an Integer from 0 to 10.", extra={"field": field, "key": key}
+            )
+        out[key] = item
+    return out
+
+
+def resolve_length(
+    *,
+    offset: int,
+    complete: bool,
+    content_length: int | None,
+    upload_length: int | None,
+    known_length: int | None = None,
+) -> int | None:
+    """The upload length a creation or append request implies, checked for consistency.
+
+    The indicators are ``Upload-Length``, ``Upload-Complete: ?1`` with a ``Content-Length``
+    (length = offset + content length), and the length the upload already has. They must all
+    agree, and the request's content must fit (http-specs.md §2.2, E21). None: still unknown.
+
+    :raises InconsistentLengthError: (400, ``inconsistent-upload-length``) when they do not.
+    """
+    candidates = {name: value for name, value in (
+        ("upload-length", upload_length),
+        ("complete-content-length", offset + content_length
+         if complete and content_length is not None else None),
+        ("known-length", known_length),
+    ) if value is not None}
+    if len(set(candidates.values())) > 1:
+        raise InconsistentLengthError(
+            "The length indicators of this request and the upload disagree.", extra=candidates
+        )
+    length = next(iter(candidates.values()), None)
+    if length is None:
+        return None
+    end = offset + (content_length or 0)
+    if end > length:
+        raise InconsistentLengthError(
+            "The content would end past the upload length.",
+            extra={"length": length, "offset": offset, "content-length": content_length},
+        )
+    return length

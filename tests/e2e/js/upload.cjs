@@ -1,0 +1,48 @@
+// Upload one file with tus-js-client, as an application would, and print a JSON report:
+//   node upload.cjs <endpoint> <file> <protocol> <parallelUploads> <chunkSize>
+// protocol is tus-js-client's own option: "tus-v1" or "ietf-draft-05".
+// The report lists every request (method, protocol headers) and response status it made.
+'use strict'
+const fs = require('fs')
+const path = require('path')
+const { Upload } = require('tus-js-client')
+
+const [endpoint, file, protocol, parallel, chunkSize] = process.argv.slice(2)
+const data = fs.readFileSync(file)
+const requests = []
+const entries = new Map() // request object → its entry (parallel requests share URLs)
+
+const upload = new Upload(data, {
+  endpoint,
+  protocol,
+  parallelUploads: Number(parallel),
+  chunkSize: Number(chunkSize),
+  retryDelays: [0, 500, 1000],
+  metadata: { filename: path.basename(file) },
+  onBeforeRequest(req) {
+    const entry = {
+      method: req.getMethod(),
+      url: req.getURL(),
+      interop: req.getHeader('Upload-Draft-Interop-Version') ?? null,
+      tus: req.getHeader('Tus-Resumable') ?? null,
+      concat: req.getHeader('Upload-Concat') ?? null,
+      complete: req.getHeader('Upload-Complete') ?? null,
+      contentType: req.getHeader('Content-Type') ?? null,
+    }
+    requests.push(entry)
+    entries.set(req, entry)
+  },
+  onAfterResponse(req, res) {
+    const entry = entries.get(req)
+    entry.status = res.getStatus()
+    entry.uploadComplete = res.getHeader('Upload-Complete') ?? null
+  },
+  onError(error) {
+    console.error(String(error))
+    process.exit(1)
+  },
+  onSuccess() {
+    console.log(JSON.stringify({ url: upload.url, requests }))
+  },
+})
+upload.start()
