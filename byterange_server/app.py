@@ -10,6 +10,7 @@ from flask import Flask
 
 from .config import Settings
 from .db import Database
+from .forwarded import ForwardedMiddleware
 from .service import UploadService
 from .storage import load_backend
 
@@ -41,5 +42,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from .api import init_app as init_api
 
     init_api(app, settings)
+    if settings.trusted_proxies:
+        # Outermost: every layer below sees the client's scheme, host and address.
+        app.wsgi_app = ForwardedMiddleware(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     logging.getLogger(__name__).debug("byterange-server configured: %s", settings)
     return app

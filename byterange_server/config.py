@@ -74,6 +74,9 @@ class Settings:
     cors_allow_credentials: bool = False
     #: Seconds a browser may cache the answer to a CORS preflight.
     cors_max_age: int = 600
+    #: Reverse proxies of ours in front of the server, each appending one ``Forwarded`` /
+    #: ``X-Forwarded-*`` hop; 0 trusts none of those headers.
+    trusted_proxies: int = 0
 
     @property
     def cors_policy(self) -> CorsPolicy:
