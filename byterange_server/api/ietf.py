@@ -48,6 +48,7 @@ from ..protocol.ietf import parse_want_digest
 from ..protocol.media import parse_media_type
 from ..service import ResourceState
 from . import interim
+from .responses import bodiless
 from .streams import CountingReader
 
 #: Leftover body read after an early error so a keep-alive connection can carry on.
@@ -171,11 +172,7 @@ def _uploads() -> IetfUploads:
 
 
 def _response(state: ResourceState, status: int, extra: dict[str, str] | None = None) -> Response:
-    response = Response(status=status)
-    del response.headers["Content-Type"]
-    response.headers.update(ietf_state_headers(state))
-    response.headers.update(extra or {})
-    return response
+    return bodiless(status, ietf_state_headers(state), extra)
 
 
 def _number(name: str) -> int | None:

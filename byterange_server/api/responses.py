@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response
@@ -116,3 +117,13 @@ def render_http_exception(exc: HTTPException, settings: Settings) -> Response:
     code = (exc.name or "error").lower().replace(" ", "-")
     headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
     return problem(exc.code or 500, code, exc.name or "Error", exc.description, settings, headers=headers)
+
+
+def bodiless(status: int, *header_sets: Mapping[str, str] | None) -> Response:
+    """A response without a body (no ``Content-Type``), with the headers of each set in order."""
+    response = Response(status=status)
+    del response.headers["Content-Type"]
+    for headers in header_sets:
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+    return response

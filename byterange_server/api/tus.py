@@ -43,6 +43,7 @@ from ..protocol.tus import parse_upload_metadata
 from ..service import ResourceState
 from ..storage.base import validate_resource_id
 from ..tus import TusUploads
+from .responses import bodiless
 from .streams import CountingReader
 
 #: What ``Tus-Extension`` advertises: only what is implemented and tested.
@@ -190,11 +191,7 @@ def _uploads() -> TusUploads:
 
 
 def _response(state: ResourceState, status: int, extra: dict[str, str] | None = None) -> Response:
-    response = Response(status=status)
-    del response.headers["Content-Type"]
-    response.headers.update(tus_state_headers(state))
-    response.headers.update(extra or {})
-    return response
+    return bodiless(status, tus_state_headers(state), extra)
 
 
 def _header_int(name: str) -> int | None:

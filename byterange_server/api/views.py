@@ -29,6 +29,7 @@ from .ietf import dispatch as ietf_dispatch
 from .ietf import options_headers as ietf_options_headers
 from .reads import serve_get
 from .responses import ACCEPT_PATCH
+from .responses import bodiless
 from .responses import representation_headers
 from .responses import state_headers
 from .streams import CountingReader
@@ -51,12 +52,7 @@ def service() -> UploadService:
 
 
 def _state_response(state: ResourceState, status: int, extra: dict[str, str] | None = None) -> Response:
-    response = Response(status=status)
-    del response.headers["Content-Type"]  # no body, so no media type
-    response.headers.update(state_headers(state, service().settings))
-    for name, value in (extra or {}).items():
-        response.headers[name] = value
-    return response
+    return bodiless(status, state_headers(state, service().settings), extra)
 
 
 @bp.post("", strict_slashes=False, provide_automatic_options=False)

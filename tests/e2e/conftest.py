@@ -483,7 +483,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def gunicorn_server(database_url: str, tmp_path: Path) -> Iterator[GunicornServer]:
-    server = GunicornServer(database_url, tmp_path / "server")
+    with running(GunicornServer(database_url, tmp_path / "server")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running(server: GunicornServer) -> Iterator[GunicornServer]:
+    """Start ``server`` (on another free port if its probe lost a race), stop it at the end."""
     for attempt in range(3):
         try:
             server.start()

@@ -46,6 +46,7 @@ from ..faultproxy import Fault
 from ..faultproxy import FaultProxy
 from .conftest import GunicornServer
 from .conftest import MiB
+from .conftest import running
 
 pytestmark = pytest.mark.e2e
 
@@ -178,8 +179,7 @@ def test_multipart_batches_the_gaps_of_a_fragmented_resource(gunicorn_server, tm
 def test_multipart_batches_follow_the_servers_parts_limit(database_url, tmp_path):
     server = GunicornServer(database_url, tmp_path / "server", workers=1, threads=4,
                             extra_env={"BYTERANGE_MAX_PARTS": "4"})
-    server.start()
-    try:
+    with running(server):
         size = 2 * MiB
         data = random.Random(5).randbytes(size)
         path = tmp_path / "parts.bin"
@@ -192,8 +192,6 @@ def test_multipart_batches_follow_the_servers_parts_limit(database_url, tmp_path
         assert result.verified and result.transferred == size // 2
         # 32 gaps, 4 parts a request (the server's limit, from OPTIONS): 8 PATCHes, not 1 refused.
         assert 8 <= result.requests <= 12, result
-    finally:
-        server.stop()
 
 
 def test_existing_resource_of_another_length_is_refused(gunicorn_server, file_8m):

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from .conftest import GunicornServer
-from .conftest import free_port
+from .conftest import running
 
 pytestmark = pytest.mark.e2e
 
@@ -127,15 +127,12 @@ def test_interrupted_creation_resumes_from_the_104_location(gunicorn_server: Gun
 def test_no_104_when_turned_off(database_url: str, tmp_path: Path):
     server = GunicornServer(database_url, tmp_path / "server", workers=1,
                             extra_env={"BYTERANGE_SEND_104": "false"})
-    server.start()
-    try:
+    with running(server):
         got = request(
             server,
             "POST /files HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: 8\r\n"
             "Upload-Complete: ?0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         )
-    finally:
-        server.stop()
     assert [status for status, _ in got] == [201], got
     assert got[0][1]["location"].startswith(server.url + "/")
 
@@ -170,18 +167,8 @@ def two_workers(database_url: str, tmp_path: Path):
         database_url, tmp_path / "server", workers=2,
         extra_env={"GUNICORN_CMD_ARGS": "--access-logformat '%(p)s %(m)s %(U)s %(s)s'"},
     )
-    for attempt in range(3):
-        try:
-            server.start()
-            break
-        except RuntimeError:
-            if attempt == 2 or "Address already in use" not in server.log_tail():
-                raise
-            server.port = free_port()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.stop()
 
 
 def _stalled_append(server: GunicornServer, path: str, data: bytes, sent: int) -> socket.socket:
