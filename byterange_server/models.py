@@ -71,6 +71,9 @@ class Resource(Base):
     #: Set when a partial upload that a final upload still reads from is terminated: it is
     #: gone for clients (404) but its row and bytes stay until no final refers to it.
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The principal that created it (``token:<name>`` or ``signed:<key id>:<path>``); only
+    #: that principal may write, read or delete it. NULL when created without authentication.
+    owner: Mapped[str | None] = mapped_column(String(255))
 
 
 class Extent(Base):
@@ -133,7 +136,39 @@ class ConcatSource(Base):
     length: Mapped[int] = mapped_column(BigInteger)
 
 
+class WriteSlot(Base):
+    """One write request in flight, held for its whole duration (reservations come and go per
+    part). Counting live slots enforces the concurrent-write limits across worker processes; the
+    lease frees the slot of a writer that died."""
+
+    __tablename__ = "write_slots"
+    __table_args__ = (
+        Index("ix_write_slots_resource_id", "resource_id"),
+        Index("ix_write_slots_principal", "principal"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("resources.id", ondelete="CASCADE")
+    )
+    principal: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobLease(Base):
+    """A named periodic job (the expiry sweep) runs in one worker at a time: the worker that
+    holds an unexpired lease row."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    lease_expires_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 resources = Resource.__table__
 extents = Extent.__table__
 reservations = Reservation.__table__
 concat_sources = ConcatSource.__table__
+write_slots = WriteSlot.__table__
+job_leases = JobLease.__table__
