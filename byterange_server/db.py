@@ -14,6 +14,7 @@ the record of what is durable.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
 from .errors import ByterangeError
+from .events import AFTER_COMMIT_KEY
 
 # Every constraint has a name, so Alembic (SQLite batch mode included) can drop it.
 NAMING_CONVENTION = {
@@ -95,10 +97,20 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
+        """A write transaction; callbacks queued under ``AFTER_COMMIT_KEY`` (see events.py) run
+        after it commits, and are dropped if it rolls back."""
         with _translate_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(byterange_write=True)
-            with conn.begin():
-                yield conn
+            # conn.info lives with the pooled DBAPI connection: set and cleared per transaction.
+            callbacks: list[Callable[[], None]] = []
+            conn.info[AFTER_COMMIT_KEY] = callbacks
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop(AFTER_COMMIT_KEY, None)
+        for callback in callbacks:
+            callback()
 
     def ping(self) -> None:
         """Health check: one round trip to the database.

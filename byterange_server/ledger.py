@@ -48,6 +48,7 @@ from .models import concat_sources
 from .models import extents
 from .models import reservations
 from .models import resources
+from .models import write_slots
 
 
 def utcnow() -> dt.datetime:
@@ -87,6 +88,8 @@ class ResourceRecord:
     concat: str | None = None
     #: Set once a partial that a final still reads from was terminated (gone for clients).
     terminated_at: dt.datetime | None = None
+    #: The principal that created it; None when created without authentication.
+    owner: str | None = None
 
     @property
     def is_complete(self) -> bool:
@@ -132,6 +135,7 @@ def _record(row: object) -> ResourceRecord:
         upload_metadata=mapping["upload_metadata"],
         concat=mapping["concat"],
         terminated_at=_aware(mapping["terminated_at"]),
+        owner=mapping["owner"],
     )
 
 
@@ -149,6 +153,7 @@ def insert_resource(
     expires_at: dt.datetime | None,
     upload_metadata: str | None = None,
     concat: str | None = None,
+    owner: str | None = None,
 ) -> None:
     now = utcnow()
     conn.execute(
@@ -165,12 +170,16 @@ def insert_resource(
             expires_at=expires_at,
             upload_metadata=upload_metadata,
             concat=concat,
+            owner=owner,
         )
     )
 
 
-def load_resource(conn: Connection, resource_id: str, *, for_update: bool = False) -> ResourceRecord:
-    """:raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410) once expired."""
+def load_resource(
+    conn: Connection, resource_id: str, *, for_update: bool = False, expired_ok: bool = False
+) -> ResourceRecord:
+    """:raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410) once expired,
+    unless ``expired_ok`` (the expiry sweep, and a write that began before the expiry)."""
     query = select(resources).where(resources.c.id == resource_id)
     if for_update:
         query = query.with_for_update()
@@ -178,7 +187,7 @@ def load_resource(conn: Connection, resource_id: str, *, for_update: bool = Fals
     if row is None or row.terminated_at is not None:
         raise ResourceNotFoundError(extra={"resource": resource_id})
     record = _record(row)
-    if record.is_expired(utcnow()):
+    if not expired_ok and record.is_expired(utcnow()):
         raise ResourceGoneError("The incomplete resource expired.")
     return record
 
@@ -522,6 +531,20 @@ def delete_resource(conn: Connection, resource_id: str) -> bool:
     conn.execute(delete(extents).where(extents.c.resource_id == resource_id))
     result = conn.execute(delete(resources).where(resources.c.id == resource_id))
     return result.rowcount == 1
+
+
+def has_live_writers(conn: Connection, resource_id: str) -> bool:
+    """Whether a write request holds an unexpired reservation or write slot on the resource."""
+    now = now_ms()
+    for table in (reservations, write_slots):
+        found = conn.execute(
+            select(table.c.id)
+            .where(table.c.resource_id == resource_id, table.c.lease_expires_ms > now)
+            .limit(1)
+        ).first()
+        if found is not None:
+            return True
+    return False
 
 
 def expired_resource_ids(conn: Connection, *, now: dt.datetime, limit: int) -> list[str]:

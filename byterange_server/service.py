@@ -58,6 +58,9 @@ from .errors import ResourceTooLargeError
 from .errors import StorageError
 from .errors import TruncatedBodyError
 from .errors import WriteInProgressError
+from .events import EventBus
+from .events import EventKind
+from .events import ResourceEvent
 from .extents import Extent
 from .extents import prefix_end
 from .ledger import ResourceRecord
@@ -196,6 +199,23 @@ class UploadService:
         self.settings = settings
         self.db = db
         self.storage = storage
+        #: Lifecycle events (events.py): hooks and metrics subscribe here.
+        self.events = EventBus()
+
+    def _publish(
+        self, conn: Connection, kind: EventKind, record: ResourceRecord, **data: object
+    ) -> None:
+        self.events.publish(
+            conn,
+            ResourceEvent(
+                kind=kind,
+                resource_id=record.id,
+                at=ledger.utcnow(),
+                owner=record.owner,
+                length=record.length,
+                data=data,
+            ),
+        )
 
     # -- allocation and state --------------------------------------------------------------------
 
@@ -208,8 +228,13 @@ class UploadService:
         expected_digest: tuple[str, bytes] | None = None,
         upload_metadata: str | None = None,
         concat: str | None = None,
+        owner: str | None = None,
+        resource_id: str | None = None,
     ) -> ResourceState:
         """Create an empty resource with an unguessable id (128 random bits).
+
+        ``owner`` is the principal it will belong to; ``resource_id`` is given only by callers
+        that derive it themselves (a signed creation URL maps to exactly one resource).
 
         ``upload_metadata`` (tus ``Upload-Metadata``, validated, stored whole) and ``concat``
         (``"partial"``) are kept for tus and echoed on its HEAD.
@@ -239,7 +264,7 @@ class UploadService:
                     "The declared Repr-Digest does not match an empty representation.",
                     extra={"algorithm": algorithm, "expected": base64.b64encode(expected).decode()},
                 )
-        resource_id = secrets.token_urlsafe(16)
+        resource_id = resource_id or secrets.token_urlsafe(16)
         # Storage first: a crash leaves an unreferenced file, never a row without its file.
         self.storage.create(resource_id)
         expires_at = ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
@@ -254,7 +279,18 @@ class UploadService:
                 expires_at=expires_at,
                 upload_metadata=upload_metadata,
                 concat=concat,
+                owner=owner,
             )
+            if self.events.active:
+                self._publish(
+                    conn,
+                    "created",
+                    ledger.load_resource(conn, resource_id),
+                    content_type=content_type,
+                    filename=filename,
+                    upload_metadata=upload_metadata,
+                    concat=concat,
+                )
         if length == 0:  # nothing to upload: complete at once
             self._finalize(resource_id)
         return self.state(resource_id)
@@ -377,7 +413,7 @@ class UploadService:
     # -- tus concatenation -----------------------------------------------------------------------
 
     def create_final(
-        self, source_ids: list[str], *, upload_metadata: str | None = None
+        self, source_ids: list[str], *, upload_metadata: str | None = None, owner: str | None = None
     ) -> ResourceState:
         """A tus final upload: the partials in order, joined by reference, not by copying.
 
@@ -434,8 +470,18 @@ class UploadService:
                     expires_at=ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after),
                     upload_metadata=upload_metadata,
                     concat="final",
+                    owner=owner,
                 )
                 ledger.insert_pieces(conn, resource_id, pieces)
+                if self.events.active:
+                    self._publish(
+                        conn,
+                        "created",
+                        ledger.load_resource(conn, resource_id),
+                        upload_metadata=upload_metadata,
+                        concat="final",
+                        sources=list(source_ids),
+                    )
         except BaseException:
             self.storage.delete(resource_id)
             raise
@@ -475,9 +521,12 @@ class UploadService:
             ]
             if new:
                 ledger.add_extents(conn, final_id, new)
+                if self.events.active:
+                    self._publish(conn, "progress", record, ranges=[[e.start, e.stop] for e in new])
             if ledger.is_covered(conn, final_id, record.length):
                 # The digest is computed on first read (with_digest), not here.
-                ledger.mark_complete(conn, final_id, None, failed=False)
+                if ledger.mark_complete(conn, final_id, None, failed=False) and self.events.active:
+                    self._publish(conn, "completed", record, failed=False)
                 return True
             return bool(new)
 
@@ -487,8 +536,10 @@ class UploadService:
         """Remove rows, then bytes. Live writers find their reservation gone and stop."""
         validate_resource_id(resource_id)
         with self.db.write() as conn:
-            ledger.load_resource(conn, resource_id, for_update=True)
+            record = ledger.load_resource(conn, resource_id, for_update=True)
             gone = self._remove(conn, resource_id)
+            if self.events.active:
+                self._publish(conn, "deleted", record)
         for removed in gone:
             self.storage.delete(removed)
 
@@ -517,7 +568,18 @@ class UploadService:
             candidates = ledger.expired_resource_ids(conn, now=ledger.utcnow(), limit=limit)
         for resource_id in candidates:
             with self.db.write() as conn:
+                # Checked again under the row lock: a write that began before the expiry may
+                # still commit (see _commit), so a resource with a live writer waits for the
+                # next sweep; one that completed meanwhile is not expired any more.
+                try:
+                    record = ledger.load_resource(conn, resource_id, for_update=True, expired_ok=True)
+                except ResourceNotFoundError:
+                    continue  # deleted meanwhile
+                if not record.is_expired(ledger.utcnow()) or ledger.has_live_writers(conn, resource_id):
+                    continue
                 gone = self._remove(conn, resource_id)
+                if self.events.active:
+                    self._publish(conn, "expired", record)
             for stored_id in gone:
                 self.storage.delete(stored_id)
             removed += 1
@@ -550,7 +612,8 @@ class UploadService:
         :raises ReprDigestMismatchError: (409) when an expected digest was declared and differs.
         """
         with self.db.read() as conn:
-            record = ledger.load_resource(conn, resource_id)
+            # A write that began before the expiry and covered the last gap completes it.
+            record = ledger.load_resource(conn, resource_id, expired_ok=True)
         if record.is_complete:
             self.check_not_failed(record)
             return
@@ -567,8 +630,9 @@ class UploadService:
             actual = digest if expected_hash is None else expected_hash.digest()
             failed = not secrets.compare_digest(actual, record.expected_digest)
         with self.db.write() as conn:
-            ledger.mark_complete(conn, resource_id, digest, failed=failed)
-            record = ledger.load_resource(conn, resource_id)
+            if ledger.mark_complete(conn, resource_id, digest, failed=failed) and self.events.active:
+                self._publish(conn, "completed", record, failed=failed)
+            record = ledger.load_resource(conn, resource_id, expired_ok=True)
             finals = ledger.finals_reading(conn, resource_id) if record.concat == "partial" else []
         for final_id in finals:  # concatenation-unfinished: the finals waiting for this one
             self._assemble(final_id)
@@ -1105,7 +1169,9 @@ class _WriteSession:
             self.stored.sync()  # durable before any row claims these bytes
         ids = [part.reservation_id for part in self.parts]
         with self.db.write() as conn:
-            record = ledger.load_resource(conn, self.resource_id, for_update=True)
+            # A write that began before the resource expired may commit: its live reservations
+            # keep the expiry sweep away (see remove_expired).
+            record = ledger.load_resource(conn, self.resource_id, for_update=True, expired_ok=True)
             if not ledger.reservations_alive(conn, ids):
                 raise self._lease_lost()
             if self.declared_length is not None and not prefixes_only:
@@ -1127,6 +1193,14 @@ class _WriteSession:
             if self.declared_repr_digest is not None and record.expected_digest is None:
                 ledger.set_expected_digest(conn, self.resource_id, *self.declared_repr_digest)
             ledger.add_extents(conn, self.resource_id, new)
+            if new and self.service.events.active:
+                self.service._publish(
+                    conn,
+                    "progress",
+                    record,
+                    ranges=[[extent.start, extent.stop] for extent in new],
+                    offset=ledger.prefix_stop(conn, self.resource_id),
+                )
             ledger.release(conn, ids)
             ledger.touch(conn, self.resource_id)
             covered = record.length is not None and ledger.is_covered(

@@ -1,0 +1,94 @@
+"""Resource lifecycle events, published inside the transaction that makes them true.
+
+The service publishes one :class:`ResourceEvent` for each change a subscriber may care about:
+
+=============  ==================================================================================
+``created``    a resource was allocated (POST, tus creation, IETF creation, a tus final upload)
+``progress``   a write committed new ranges (``data["ranges"]``: ``[[start, stop), …]``)
+``completed``  the resource is complete (``data["failed"]``: its bytes miss a declared digest)
+``deleted``    a client deleted (or tus-terminated) it
+``expired``    the expiry sweep removed it, incomplete
+=============  ==================================================================================
+
+A sink gets every event twice over, at two moments:
+
+- :meth:`EventSink.in_transaction` runs inside the database transaction that made the change, on
+  its connection, so what it writes (an outbox row) commits or rolls back with the change itself;
+- :meth:`EventSink.after_commit` runs once that transaction has committed (never if it rolled
+  back), for effects outside the database (metrics, waking a delivery thread).
+
+Events published outside a write transaction (nothing does today) go to ``after_commit`` at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Literal
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+__all__ = ["AFTER_COMMIT_KEY", "EventBus", "EventKind", "EventSink", "ResourceEvent"]
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["created", "progress", "completed", "deleted", "expired"]
+#: ``Connection.info`` key under which ``Database.write`` collects the after-commit callbacks.
+AFTER_COMMIT_KEY = "byterange_after_commit"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceEvent:
+    kind: EventKind
+    resource_id: str
+    at: dt.datetime
+    #: The principal the resource belongs to (see auth.py), None when unauthenticated.
+    owner: str | None = None
+    #: Complete length, when known.
+    length: int | None = None
+    #: Kind-specific details; JSON-serialisable.
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class EventSink:
+    """Base class of subscribers; override either method (both do nothing here)."""
+
+    def in_transaction(self, conn: Connection, event: ResourceEvent) -> None:
+        """Called inside the change's transaction. An exception rolls the change back."""
+
+    def after_commit(self, event: ResourceEvent) -> None:
+        """Called after the commit. Exceptions are logged and swallowed: the change stands."""
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._sinks: list[EventSink] = []
+
+    @property
+    def active(self) -> bool:
+        """Whether anyone listens (so the service can skip computing event details)."""
+        return bool(self._sinks)
+
+    def subscribe(self, sink: EventSink) -> None:
+        self._sinks.append(sink)
+
+    def publish(self, conn: Connection, event: ResourceEvent) -> None:
+        for sink in self._sinks:
+            sink.in_transaction(conn, event)
+        pending = conn.info.get(AFTER_COMMIT_KEY)
+        if pending is None:
+            self._deliver(event)
+        else:
+            pending.append(lambda: self._deliver(event))
+
+    def _deliver(self, event: ResourceEvent) -> None:
+        for sink in self._sinks:
+            try:
+                sink.after_commit(event)
+            except Exception:  # the change is committed; a sink's failure must not undo the reply
+                log.exception("event sink %r failed on %s %s", sink, event.kind, event.resource_id)

@@ -1,0 +1,106 @@
+"""Lifecycle events: published inside the transaction that makes them true, delivered after it
+commits, never for a change that rolled back (real database, both kinds)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from byterange_server import ledger
+from byterange_server.errors import ContentMismatchError
+from byterange_server.events import EventSink
+
+from .test_service import put
+
+
+class Recorder(EventSink):
+    def __init__(self) -> None:
+        self.in_tx: list[tuple[str, str, dict]] = []
+        self.committed: list[tuple[str, str, dict]] = []
+        self.fail_in_tx = False
+
+    def in_transaction(self, conn, event) -> None:
+        # The change is visible on the connection the event arrives with.
+        if event.kind in ("created", "progress", "completed"):
+            ledger.load_resource(conn, event.resource_id, expired_ok=True)
+        self.in_tx.append((event.kind, event.resource_id, dict(event.data)))
+        if self.fail_in_tx:
+            raise RuntimeError("sink refuses")
+
+    def after_commit(self, event) -> None:
+        self.committed.append((event.kind, event.resource_id, dict(event.data)))
+
+
+@pytest.fixture
+def recorder(service) -> Recorder:
+    sink = Recorder()
+    service.events.subscribe(sink)
+    return sink
+
+
+def test_the_life_of_a_resource(service, recorder) -> None:
+    state = service.allocate(length=8, owner="token:alice")
+    put(service, state.id, 4, b"5678", length=8)
+    put(service, state.id, 0, b"1234", length=8)
+    service.delete(state.id)
+    kinds = [(kind, data.get("ranges"), data.get("offset")) for kind, _, data in recorder.committed]
+    assert kinds == [
+        ("created", None, None),
+        ("progress", [[4, 8]], 0),
+        ("progress", [[0, 4]], 8),
+        ("completed", None, None),
+        ("deleted", None, None),
+    ]
+    assert recorder.in_tx == recorder.committed
+    assert {resource_id for _, resource_id, _ in recorder.committed} == {state.id}
+
+
+def test_the_owner_travels_with_every_event(service) -> None:
+    owners: list[str | None] = []
+
+    class Owners(EventSink):
+        def after_commit(self, event) -> None:
+            owners.append(event.owner)
+
+    service.events.subscribe(Owners())
+    state = service.allocate(length=2, owner="token:alice")
+    put(service, state.id, 0, b"ab", length=2)
+    assert owners == ["token:alice"] * 3
+
+
+def test_no_event_for_a_refused_write(service, recorder) -> None:
+    state = service.allocate(length=4)
+    put(service, state.id, 0, b"ab", length=4)
+    with pytest.raises(ContentMismatchError):
+        put(service, state.id, 0, b"xy", length=4)
+    assert [kind for kind, _, _ in recorder.committed] == ["created", "progress"]
+
+
+def test_a_sink_failing_in_the_transaction_rolls_the_change_back(service, recorder) -> None:
+    recorder.fail_in_tx = True
+    with pytest.raises(RuntimeError):
+        service.allocate(length=4)
+    assert recorder.committed == []
+    with service.db.read() as conn:
+        assert ledger.expired_resource_ids(conn, now=ledger.utcnow() + dt.timedelta(days=9), limit=9) == []
+
+
+def test_a_sink_failing_after_commit_does_not_undo_the_change(service, caplog) -> None:
+    class Broken(EventSink):
+        def after_commit(self, event) -> None:
+            raise RuntimeError("down")
+
+    service.events.subscribe(Broken())
+    state = service.allocate(length=4)
+    assert service.state(state.id).id == state.id
+    assert "event sink" in caplog.text
+
+
+def test_the_sweep_publishes_expired(service, recorder, monkeypatch) -> None:
+    state = service.allocate(length=4)
+    later = ledger.utcnow() + dt.timedelta(seconds=service.settings.expire_after + 1)
+    monkeypatch.setattr(ledger, "utcnow", lambda: later)
+    assert service.remove_expired() == 1
+    assert [kind for kind, _, _ in recorder.committed] == ["created", "expired"]
+    assert recorder.committed[-1][1] == state.id
