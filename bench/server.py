@@ -68,7 +68,7 @@ def gunicorn_server(*, workers: int = 2, threads: int = 8, database_url: str = "
     migrate.upgrade(database_url)
     port = free_port()
     env = dict(os.environ, BYTERANGE_DATA_DIR=str(data_dir), BYTERANGE_DATABASE_URL=database_url,
-               BYTERANGE_ACCESS_LOG="", BYTERANGE_LOG_LEVEL="warning")
+               BYTERANGE_ACCESS_LOG="", BYTERANGE_AUTH="off", BYTERANGE_LOG_LEVEL="warning")
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "python:byterange_server.gunicorn_conf",
          "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),

@@ -14,9 +14,19 @@ from .forwarded import ForwardedMiddleware
 from .service import UploadService
 from .storage import load_backend
 
-__all__ = ["EXTENSION_KEY", "create_app"]
+__all__ = ["EXTENSION_KEY", "build_service", "create_app"]
 
 EXTENSION_KEY = "byterange"
+
+
+def build_service(settings: Settings) -> UploadService:
+    """The service without the HTTP layer (the command line's maintenance commands use it)."""
+    database = Database(settings.resolved_database_url)
+    options: dict[str, Any] = {}
+    if settings.storage == "local":
+        options = {"root": settings.resolved_storage_dir, "fsync": settings.fsync}
+    storage = load_backend(settings.storage, **options)
+    return UploadService(settings, database, storage)
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
@@ -32,12 +42,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    database = Database(settings.resolved_database_url)
-    options: dict[str, Any] = {}
-    if settings.storage == "local":
-        options = {"root": settings.resolved_storage_dir, "fsync": settings.fsync}
-    storage = load_backend(settings.storage, **options)
-    app.extensions[EXTENSION_KEY] = UploadService(settings, database, storage)
+    app.extensions[EXTENSION_KEY] = build_service(settings)
 
     from .api import init_app as init_api
 

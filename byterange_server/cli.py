@@ -5,12 +5,16 @@
     byterange-server serve [--bind 127.0.0.1:8080] [--workers N] [--threads N]
     byterange-server db upgrade | check | current
     byterange-server cleanup            # remove expired incomplete resources
+    byterange-server token NAME         # a new bearer token entry
+    byterange-server sign URL [--methods POST --expires-in 1h --max-size 1GiB]
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import sys
+import time
 
 import click
 
@@ -32,6 +36,7 @@ def serve(bind: str | None, workers: int | None, threads: int | None, no_migrate
     from . import migrate
 
     settings = Settings.from_env()
+    _check_auth(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not no_migrate:
         migrate.upgrade(settings.resolved_database_url)
@@ -44,6 +49,88 @@ def serve(bind: str | None, workers: int | None, threads: int | None, no_migrate
         argv += ["--threads", str(threads)]
     argv.append("byterange_server.wsgi:app")
     os.execvp(sys.executable, [sys.executable, "-m", *argv])
+
+
+def _check_auth(settings: Settings) -> None:
+    """Refuse to start a server that could authenticate nobody; say loudly when auth is off."""
+    if not settings.auth_required:
+        click.echo(
+            "byterange-server: authentication is OFF (BYTERANGE_AUTH=off): anyone who can reach "
+            "this server can write to it. Use this for local development only.",
+            err=True,
+        )
+        return
+    try:
+        empty = settings.credentials().empty
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if empty:
+        raise click.ClickException(
+            "authentication is required but no credentials are configured.\n"
+            "  Create a token:         byterange-server token NAME  (then BYTERANGE_TOKENS=NAME:SECRET)\n"
+            "  or sign URLs with keys: BYTERANGE_SIGNING_KEYS=KEY-ID:SECRET\n"
+            "  or, for local development only: BYTERANGE_AUTH=off"
+        )
+
+
+@main.command()
+@click.argument("name")
+def token(name: str) -> None:
+    """Print a new random bearer token entry NAME:SECRET (256 bits) for BYTERANGE_TOKENS."""
+    from .auth import parse_entries
+
+    entry = f"{name}:{secrets.token_urlsafe(32)}"
+    try:
+        parse_entries(entry, what="token")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    click.echo(entry)
+
+
+@main.command()
+@click.argument("url")
+@click.option("--methods", "-m", default="POST", show_default=True,
+              help="Comma-separated methods the URL allows (POST creates one resource).")
+@click.option("--expires-in", "-e", default="1h", show_default=True,
+              help="Lifetime: seconds, or a number with s, m, h or d.")
+@click.option("--max-size", default="1GiB", show_default=True, help="Largest resource, e.g. 100MiB.")
+@click.option("--key", "key_id", default=None, help="Signing key id (default: the first configured).")
+def sign(url: str, methods: str, expires_in: str, max_size: str, key_id: str | None) -> None:
+    """Print URL signed for METHODS (a signed upload URL for a browser or phone).
+
+    URL is the collection (``https://uploads.example/files``) to let the holder create and
+    fill exactly one resource, or a resource URL to grant access to it.
+    """
+    from .signing import signed_url
+    from .units import parse_size
+
+    try:
+        keys = Settings.from_env().credentials().signing_keys
+        if not keys:
+            raise click.ClickException("no signing keys configured (BYTERANGE_SIGNING_KEYS)")
+        key_id = key_id or next(iter(keys))
+        if key_id not in keys:
+            raise click.ClickException(f"no signing key {key_id!r} is configured")
+        click.echo(
+            signed_url(
+                url,
+                key_id=key_id,
+                secret=keys[key_id],
+                methods=[m.strip().upper() for m in methods.split(",") if m.strip()],
+                expires=int(time.time()) + _parse_duration(expires_in),
+                max_size=parse_size(max_size),
+            )
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _parse_duration(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    if not number.isdigit() or int(number) < 1:
+        raise ValueError(f"not a duration: {text!r} (e.g. 900, 15m, 1h, 7d)")
+    return int(number) * units[unit]
 
 
 @main.group()
@@ -82,10 +169,9 @@ def current() -> None:
 @main.command()
 def cleanup() -> None:
     """Remove expired incomplete resources (rows and bytes)."""
-    from . import create_app
+    from .app import build_service
 
-    app = create_app()
-    removed = app.extensions["byterange"].remove_expired()
+    removed = build_service(Settings.from_env()).remove_expired()
     click.echo(f"removed {removed} expired resource(s)")
 
 

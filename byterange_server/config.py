@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .auth import Credentials
+from .auth import read_entries
 from .cors import CorsPolicy
 from .units import parse_size
 
@@ -78,12 +80,45 @@ class Settings:
     #: ``X-Forwarded-*`` hop; 0 trusts none of those headers.
     trusted_proxies: int = 0
 
+    # -- authentication (docs/security.md) ------------------------------------------------------
+    #: ``required``: every upload request needs a bearer token or a signed URL, and the server
+    #: refuses to start without either configured. ``off``: anyone may do anything -- for local
+    #: development only, and only when set explicitly.
+    auth: str = "required"
+    #: Bearer tokens: ``name:secret`` entries (secrets of 16+ characters) separated by commas or
+    #: spaces. A resource belongs to the token that created it.
+    tokens: str = ""
+    #: A file of ``name:secret`` lines, merged with ``tokens`` (keeps secrets out of the env).
+    tokens_file: Path | None = None
+    #: Names of tokens that may read, write and delete every resource.
+    admin_tokens: str = ""
+    #: Keys for signed upload URLs: ``key-id:secret`` entries; several allow rotation.
+    signing_keys: str = ""
+    #: A file of ``key-id:secret`` lines, merged with ``signing_keys``.
+    signing_keys_file: Path | None = None
+
     @property
     def cors_policy(self) -> CorsPolicy:
         """:raises ValueError: an entry of ``cors_origins`` is not an origin."""
         return CorsPolicy.from_setting(
             self.cors_origins, allow_credentials=self.cors_allow_credentials, max_age=self.cors_max_age
         )
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required"
+
+    def credentials(self) -> Credentials:
+        """:raises ValueError: a malformed entry, or an unreadable file."""
+        return Credentials(
+            tokens=read_entries(self.tokens, self.tokens_file, what="token"),
+            signing_keys=read_entries(self.signing_keys, self.signing_keys_file, what="signing key"),
+            admin_tokens=[name for name in self.admin_tokens.replace(",", " ").split() if name],
+        )
+
+    def __post_init__(self) -> None:
+        if self.auth not in ("required", "off"):
+            raise ValueError(f"BYTERANGE_AUTH must be 'required' or 'off', not {self.auth!r}")
 
     @classmethod
     def from_env(
@@ -135,6 +170,8 @@ def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
         return _parse_bool(value)
     if kind in {"Path", "Path | None"}:
         return Path(value) if value not in (None, "") else None
+    if field.name == "auth":
+        value = str(value).strip().lower()
     if field.name == "mount":
         value = "/" + str(value).strip("/")
     return value

@@ -34,13 +34,17 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── OffsetMismatchError (409)     tus Upload-Offset is not the current offset
     │   ├── FinalUploadWriteError (403)   tus: a final concatenation takes no writes
     │   ├── ReprDigestMismatchError (409) expected digest of the whole representation
+    │   ├── ResourceExistsError (409)     a derived id (signed creation URL) already taken
     │   ├── ResourceTooLargeError (413)
     │   └── LimitExceededError (400)      a configured limit (parts, header block, ...)
     │       └── BytesPastMaxSizeError (400) bytes past the maximum size, length unknown
     ├── StorageError (500)                wraps OSError; 503 when transient
     └── AuthError                         who may do what (signed URLs, tokens)
-        ├── InvalidCredentialsError (401) missing, malformed, unknown key, wrong signature
-        └── SignatureScopeError (403)     a valid signature, but expired or another method
+        ├── InvalidCredentialsError (401) malformed, unknown token or key, wrong signature
+        │   └── MissingCredentialsError (401) none at all
+        ├── SignatureScopeError (403)     a valid signature, but expired or another method
+        ├── AmbiguousCredentialsError (400) a token and a signature in one request
+        └── NotOwnerError (403)           the resource belongs to another principal
 
 Each class has a stable kebab-case ``code``; the problem ``type`` URI is built from it, so a
 client may dispatch on it. ``extra`` carries the figures that explain the error (offsets,
@@ -243,6 +247,14 @@ class ReprDigestMismatchError(ResourceError):
     title = "Representation digest does not match"
 
 
+class ResourceExistsError(ResourceError):
+    """A resource with the id the caller derived already exists (a signed creation URL creates
+    exactly one resource)."""
+
+    code = "resource-exists"
+    title = "The resource already exists"
+
+
 class ResourceTooLargeError(ResourceError):
     status = 413
     code = "too-large"
@@ -287,3 +299,20 @@ class SignatureScopeError(AuthError):
     status = 403
     code = "signature-scope"
     title = "The signed URL does not allow this request"
+
+
+class MissingCredentialsError(InvalidCredentialsError):
+    code = "missing-credentials"
+    title = "Credentials required"
+
+
+class AmbiguousCredentialsError(AuthError):
+    status = 400
+    code = "ambiguous-credentials"
+    title = "More than one kind of credentials"
+
+
+class NotOwnerError(AuthError):
+    status = 403
+    code = "not-owner"
+    title = "The resource belongs to another principal"

@@ -19,7 +19,9 @@ from .errors import InconsistentLengthError
 from .protocol.headers import ContentOffset
 from .protocol.ietf import resolve_length
 from .protocol.raw import RawDecoder
+from .service import ANONYMOUS
 from .service import BodySource
+from .service import Creator
 from .service import ResourceState
 from .service import UploadService
 from .service import WriteOptions
@@ -40,6 +42,7 @@ class IetfUploads:
         content_type: str | None = None,
         filename: str | None = None,
         expected_digest: tuple[str, bytes] | None = None,
+        creator: Creator = ANONYMOUS,
     ) -> ResourceState:
         """The upload resource of a creation request, before its content is appended.
 
@@ -50,7 +53,11 @@ class IetfUploads:
             offset=0, complete=complete, content_length=content_length, upload_length=upload_length
         )
         return self.service.allocate(
-            length=length, content_type=content_type, filename=filename, expected_digest=expected_digest
+            length=length,
+            content_type=content_type,
+            filename=filename,
+            expected_digest=expected_digest,
+            creator=creator,
         )
 
     def append(
@@ -64,6 +71,7 @@ class IetfUploads:
         upload_length: int | None = None,
         content_digest: tuple[str, bytes] | None = None,
         on_stale: Callable[[], None] | None = None,
+        max_size: int | None = None,
     ) -> ResourceState:
         """Append the body at ``offset``; with ``complete`` the upload ends with it.
 
@@ -93,7 +101,11 @@ class IetfUploads:
             known_length=state.length,
         )
         options = WriteOptions(
-            content_digest=content_digest, expected_offset=offset, on_stale=on_stale, revocable=True
+            content_digest=content_digest,
+            expected_offset=offset,
+            on_stale=on_stale,
+            revocable=True,
+            max_size=max_size,
         )
         if content_length == 0:
             if length is None and not complete:

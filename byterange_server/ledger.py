@@ -192,6 +192,13 @@ def load_resource(
     return record
 
 
+def resource_owner(conn: Connection, resource_id: str) -> tuple[bool, str | None]:
+    row = conn.execute(
+        select(resources.c.owner).where(resources.c.id == resource_id, resources.c.terminated_at.is_(None))
+    ).first()
+    return (False, None) if row is None else (True, row.owner)
+
+
 def load_snapshot(conn: Connection, resource_id: str, *, limit: int) -> ResourceSnapshot:
     """The resource row and its first ``limit`` extents in one indexed query.
 

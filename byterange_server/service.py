@@ -49,9 +49,11 @@ from .errors import InvalidConcatError
 from .errors import LengthConflictError
 from .errors import LimitExceededError
 from .errors import MalformedBodyError
+from .errors import NotOwnerError
 from .errors import OffsetMismatchError
 from .errors import OverlappingPartsError
 from .errors import ReprDigestMismatchError
+from .errors import ResourceExistsError
 from .errors import ResourceGoneError
 from .errors import ResourceNotFoundError
 from .errors import ResourceTooLargeError
@@ -76,6 +78,7 @@ from .protocol.headers import parse_digest_field
 from .protocol.headers import pick_digest
 from .protocol.tus import CHECKSUM_ALGORITHMS
 from .storage.base import StorageBackend
+from .storage.base import StorageObjectExistsError
 from .storage.base import StoredObject
 from .storage.base import validate_resource_id
 
@@ -169,6 +172,8 @@ class WriteOptions:
     #: the lease keeper's thread) so the API layer can cut the body short.
     revocable: bool = False
     on_stale: Callable[[], None] | None = None
+    #: A lower maximum size for this request (a signed URL's ``max-size``).
+    max_size: int | None = None
 
     @property
     def atomic(self) -> bool:
@@ -192,6 +197,26 @@ class WriteOptions:
         """The transaction mode that applies (``Preference-Applied``): a Content-Digest makes
         a request all-or-nothing whatever it preferred."""
         return "atomic" if self.atomic else "persist"
+
+
+@dataclasses.dataclass(frozen=True)
+class Creator:
+    """Who creates a resource, as the HTTP layer authenticated them (auth.py)."""
+
+    #: The principal the resource will belong to; None without authentication.
+    owner: str | None = None
+    #: An id the caller derived (a signed creation URL creates exactly one resource); None for
+    #: a fresh random one.
+    resource_id: str | None = None
+    #: A maximum size below the configured one (a signed URL's ``max-size``).
+    max_size: int | None = None
+
+    def limit(self, configured: int) -> int:
+        return configured if self.max_size is None else min(configured, self.max_size)
+
+
+#: No authentication: nobody owns what is created.
+ANONYMOUS = Creator()
 
 
 class UploadService:
@@ -228,23 +253,23 @@ class UploadService:
         expected_digest: tuple[str, bytes] | None = None,
         upload_metadata: str | None = None,
         concat: str | None = None,
-        owner: str | None = None,
-        resource_id: str | None = None,
+        creator: Creator = ANONYMOUS,
     ) -> ResourceState:
         """Create an empty resource with an unguessable id (128 random bits).
 
-        ``owner`` is the principal it will belong to; ``resource_id`` is given only by callers
-        that derive it themselves (a signed creation URL maps to exactly one resource).
+        ``creator`` says who it belongs to, and for a signed creation URL its derived id and
+        lower maximum size.
 
         ``upload_metadata`` (tus ``Upload-Metadata``, validated, stored whole) and ``concat``
         (``"partial"``) are kept for tus and echoed on its HEAD.
 
         :raises ResourceTooLargeError: (413) when ``length`` exceeds the maximum size.
         """
-        if length is not None and length > self.settings.max_resource_size:
+        max_size = creator.limit(self.settings.max_resource_size)
+        if length is not None and length > max_size:
             raise ResourceTooLargeError(
                 "The declared length exceeds the maximum resource size.",
-                extra={"length": length, "max-size": self.settings.max_resource_size},
+                extra={"length": length, "max-size": max_size},
             )
         for name, value, limit in (
             ("content-type", content_type, MAX_CONTENT_TYPE_LENGTH),
@@ -264,9 +289,15 @@ class UploadService:
                     "The declared Repr-Digest does not match an empty representation.",
                     extra={"algorithm": algorithm, "expected": base64.b64encode(expected).decode()},
                 )
-        resource_id = resource_id or secrets.token_urlsafe(16)
+        derived = creator.resource_id is not None
+        resource_id = creator.resource_id or secrets.token_urlsafe(16)
         # Storage first: a crash leaves an unreferenced file, never a row without its file.
-        self.storage.create(resource_id)
+        try:
+            self.storage.create(resource_id)
+        except StorageObjectExistsError:
+            if not derived:
+                raise
+            raise ResourceExistsError(extra={"resource": resource_id}) from None
         expires_at = ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
         with self.db.write() as conn:
             ledger.insert_resource(
@@ -279,7 +310,7 @@ class UploadService:
                 expires_at=expires_at,
                 upload_metadata=upload_metadata,
                 concat=concat,
-                owner=owner,
+                owner=creator.owner,
             )
             if self.events.active:
                 self._publish(
@@ -294,6 +325,15 @@ class UploadService:
         if length == 0:  # nothing to upload: complete at once
             self._finalize(resource_id)
         return self.state(resource_id)
+
+    def owner_of(self, resource_id: str) -> tuple[bool, str | None]:
+        """(exists, owner) of a resource, expired or not; (False, None) for a malformed id."""
+        try:
+            validate_resource_id(resource_id)
+        except ByterangeError:
+            return False, None
+        with self.db.read() as conn:
+            return ledger.resource_owner(conn, resource_id)
 
     def state(self, resource_id: str) -> ResourceState:
         """The resource and its first committed extents (one indexed query).
@@ -413,7 +453,7 @@ class UploadService:
     # -- tus concatenation -----------------------------------------------------------------------
 
     def create_final(
-        self, source_ids: list[str], *, upload_metadata: str | None = None, owner: str | None = None
+        self, source_ids: list[str], *, upload_metadata: str | None = None, creator: Creator = ANONYMOUS
     ) -> ResourceState:
         """A tus final upload: the partials in order, joined by reference, not by copying.
 
@@ -443,6 +483,11 @@ class UploadService:
                             "Upload-Concat names an upload that does not exist (or expired).",
                             extra={"upload": source_id},
                         ) from None
+                    if creator.owner is not None and source.owner != creator.owner:
+                        raise NotOwnerError(
+                            "Upload-Concat names an upload of another principal.",
+                            extra={"upload": source_id},
+                        )
                     if source.concat != "partial":
                         raise InvalidConcatError(
                             "Upload-Concat names an upload that is not a partial upload.",
@@ -455,10 +500,11 @@ class UploadService:
                         )
                     pieces.append(Piece(position, source_id, start, source.length))
                     start += source.length
-                if start > self.settings.max_resource_size:
+                max_size = creator.limit(self.settings.max_resource_size)
+                if start > max_size:
                     raise ResourceTooLargeError(
                         "The concatenated length exceeds the maximum resource size.",
-                        extra={"length": start, "max-size": self.settings.max_resource_size},
+                        extra={"length": start, "max-size": max_size},
                     )
                 ledger.insert_resource(
                     conn,
@@ -470,7 +516,7 @@ class UploadService:
                     expires_at=ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after),
                     upload_metadata=upload_metadata,
                     concat="final",
-                    owner=owner,
+                    owner=creator.owner,
                 )
                 ledger.insert_pieces(conn, resource_id, pieces)
                 if self.events.active:
@@ -749,6 +795,9 @@ class _WriteSession:
         self.no_bytes_error: ByterangeError | None = None
         self.record: ResourceRecord | None = None
         self.stored: StoredObject | None = None
+        self.max_size = self.settings.max_resource_size
+        if options.max_size is not None:
+            self.max_size = min(self.max_size, options.max_size)
         lease = self.settings.lease_seconds
         self.renew_interval = min(lease / 3, 5.0)
         # Our own clock's view of when the leases run out, kept on the safe side by a margin:
@@ -848,7 +897,7 @@ class _WriteSession:
         header = PartHeader.from_fields(event.fields)
         self.no_bytes_error = None
         self._note_repr_digest(event)
-        max_size = self.settings.max_resource_size
+        max_size = self.max_size
         if header.length is not None:
             if header.length > max_size:
                 # The byte-range draft asks for 400, not 413, for an over-large allocation.
@@ -992,7 +1041,7 @@ class _WriteSession:
             )
         return BytesPastMaxSizeError(
             "Bytes were sent past the maximum resource size; nothing was applied.",
-            extra={"max-size": self.settings.max_resource_size, "first": position},
+            extra={"max-size": self.max_size, "first": position},
         )
 
     def _known_length(self) -> int | None:

@@ -19,7 +19,9 @@ from .errors import LengthConflictError
 from .errors import OffsetMismatchError
 from .protocol.headers import ContentOffset
 from .protocol.raw import RawDecoder
+from .service import ANONYMOUS
 from .service import BodySource
+from .service import Creator
 from .service import ResourceState
 from .service import UploadService
 from .service import WriteOptions
@@ -37,9 +39,12 @@ class TusUploads:
         length: int | None,
         upload_metadata: str | None,
         concat: str | None = None,
+        creator: Creator = ANONYMOUS,
     ) -> ResourceState:
         """POST (creation / creation-defer-length): ``length`` None means deferred."""
-        return self.service.allocate(length=length, upload_metadata=upload_metadata, concat=concat)
+        return self.service.allocate(
+            length=length, upload_metadata=upload_metadata, concat=concat, creator=creator
+        )
 
     def append(
         self,
@@ -51,6 +56,7 @@ class TusUploads:
         declared_length: int | None = None,
         checksum: tuple[str, bytes] | None = None,
         trailer_checksum: Callable[[], tuple[str, bytes]] | None = None,
+        max_size: int | None = None,
     ) -> ResourceState:
         """PATCH: write the body at ``offset``, which must be the current offset.
 
@@ -88,6 +94,6 @@ class TusUploads:
         if content_length is not None:
             fields += (("content-length", str(content_length)),)
         options = WriteOptions(
-            checksum=checksum, trailer_checksum=trailer_checksum, expected_offset=offset
+            checksum=checksum, trailer_checksum=trailer_checksum, expected_offset=offset, max_size=max_size
         )
         return self.service.write(resource_id, RawDecoder(fields), body, options)

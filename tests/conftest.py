@@ -78,6 +78,8 @@ def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
         "DATABASE_URL": database_url,
         "DATA_DIR": str(tmp_path / "data"),
         "LEASE_SECONDS": "5",
+        # Authentication has tests of its own (tests/api/test_auth.py); the rest test the protocols.
+        "AUTH": "off",
     }
 
 

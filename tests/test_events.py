@@ -10,6 +10,7 @@ import pytest
 from byterange_server import ledger
 from byterange_server.errors import ContentMismatchError
 from byterange_server.events import EventSink
+from byterange_server.service import Creator
 
 from .test_service import put
 
@@ -40,7 +41,7 @@ def recorder(service) -> Recorder:
 
 
 def test_the_life_of_a_resource(service, recorder) -> None:
-    state = service.allocate(length=8, owner="token:alice")
+    state = service.allocate(length=8, creator=Creator(owner="token:alice"))
     put(service, state.id, 4, b"5678", length=8)
     put(service, state.id, 0, b"1234", length=8)
     service.delete(state.id)
@@ -64,7 +65,7 @@ def test_the_owner_travels_with_every_event(service) -> None:
             owners.append(event.owner)
 
     service.events.subscribe(Owners())
-    state = service.allocate(length=2, owner="token:alice")
+    state = service.allocate(length=2, creator=Creator(owner="token:alice"))
     put(service, state.id, 0, b"ab", length=2)
     assert owners == ["token:alice"] * 3
 

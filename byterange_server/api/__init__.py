@@ -22,6 +22,7 @@ from ..errors import ByterangeError
 from ..errors import ResourceGoneError
 from ..errors import ResourceNotFoundError
 from ..errors import UnsupportedVersionError
+from .auth import init_auth
 from .health import health_bp
 from .ietf import error_headers as ietf_error_headers
 from .ietf import ietf_problem
@@ -46,6 +47,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(bp, url_prefix=settings.mount)
     app.register_blueprint(health_bp)
     _init_cors(app, settings.cors_policy)
+    init_auth(app, settings)  # after CORS: a preflight carries no credentials
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.after_request

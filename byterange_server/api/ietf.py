@@ -23,7 +23,6 @@ from typing import Any
 from flask import Response
 from flask import g
 from flask import request
-from flask import url_for
 
 from ..errors import ByterangeError
 from ..errors import BytesPastMaxSizeError
@@ -47,6 +46,7 @@ from ..protocol.ietf import parse_upload_number
 from ..protocol.ietf import parse_want_digest
 from ..protocol.media import parse_media_type
 from ..service import ResourceState
+from . import auth
 from . import interim
 from .responses import bodiless
 from .streams import CountingReader
@@ -219,6 +219,7 @@ def _append(resource_id: str, *, offset: int, complete: bool, upload_length: int
             upload_length=upload_length,
             content_digest=content_digest,
             on_stale=interim.body_cutter(request.environ, reader),
+            max_size=auth.max_size(),
         )
     finally:
         reader.drain(_DRAIN_LIMIT)
@@ -243,8 +244,9 @@ def create(**_: Any) -> Response | None:
         content_type=content_type if media_type not in (None, PARTIAL_UPLOAD) else None,
         filename=parse_content_disposition_filename(disposition) if disposition else None,
         expected_digest=pick_digest(parse_digest_field(expected, field="Repr-Digest")) if expected else None,
+        creator=auth.creator(),
     )
-    location = url_for("byterange.resource", resource_id=state.id, _external=True)
+    location = auth.resource_location(state.id)
     # 104 before the body is read, so an interrupted creation can still be resumed.
     if _service().settings.send_104:
         interim.send_104(request.environ, location, interop_version(), upload_limit(state))

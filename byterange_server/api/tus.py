@@ -43,6 +43,7 @@ from ..protocol.tus import parse_upload_metadata
 from ..service import ResourceState
 from ..storage.base import validate_resource_id
 from ..tus import TusUploads
+from . import auth
 from .responses import bodiless
 from .streams import CountingReader
 
@@ -270,6 +271,7 @@ def _append(resource_id: str, offset: int, declared_length: int | None) -> Resou
             declared_length=declared_length,
             checksum=checksum,
             trailer_checksum=trailer_checksum,
+            max_size=auth.max_size(),
         )
     finally:
         reader.drain(_DRAIN_LIMIT)
@@ -296,8 +298,8 @@ def _create_final(concat: ConcatFinal, metadata: str | None) -> Response:
         raise MalformedHeaderError("A final upload's length is the sum of its partials: send none.")
     if _has_body():
         raise MalformedHeaderError("A final upload takes no body.")
-    state = _service().create_final(_source_ids(concat), upload_metadata=metadata)
-    location = url_for("byterange.resource", resource_id=state.id, _external=True)
+    state = _service().create_final(_source_ids(concat), upload_metadata=metadata, creator=auth.creator())
+    location = auth.resource_location(state.id)
     return _response(state, 201, {"Location": location})
 
 
@@ -331,9 +333,12 @@ def create() -> Response:
                 extra={"length": length, "content-length": request.content_length},
             )
     state = _uploads().create(
-        length=length, upload_metadata=metadata, concat="partial" if concat else None
+        length=length,
+        upload_metadata=metadata,
+        concat="partial" if concat else None,
+        creator=auth.creator(),
     )
-    location = url_for("byterange.resource", resource_id=state.id, _external=True)
+    location = auth.resource_location(state.id)
     if with_upload:
         try:
             state = _append(state.id, 0, None)

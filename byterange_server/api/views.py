@@ -12,6 +12,7 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from ..errors import ByterangeError
 from ..errors import MalformedHeaderError
+from ..errors import ResourceExistsError
 from ..protocol.headers import PartHeader
 from ..protocol.headers import parse_content_disposition_filename
 from ..protocol.headers import parse_digest_field
@@ -24,6 +25,7 @@ from ..protocol.raw import RawDecoder
 from ..service import ResourceState
 from ..service import UploadService
 from ..service import WriteOptions
+from . import auth
 from . import conditions
 from .ietf import dispatch as ietf_dispatch
 from .ietf import options_headers as ietf_options_headers
@@ -63,14 +65,25 @@ def allocate() -> Response:
     length_header = request.headers.get("Upload-Length")
     expected = request.headers.get("Repr-Digest")
     disposition = request.headers.get("Content-Disposition")
-    state = service().allocate(
-        length=parse_int(length_header) if length_header is not None else None,
-        content_type=request.headers.get("Content-Type") or None,
-        filename=parse_content_disposition_filename(disposition) if disposition else None,
-        expected_digest=pick_digest(parse_digest_field(expected)) if expected else None,
-    )
-    location = url_for("byterange.resource", resource_id=state.id, _external=True)
-    return _state_response(state, 201, {"Location": location})
+    length = parse_int(length_header) if length_header is not None else None
+    creator = auth.creator()
+    try:
+        state = service().allocate(
+            length=length,
+            content_type=request.headers.get("Content-Type") or None,
+            filename=parse_content_disposition_filename(disposition) if disposition else None,
+            expected_digest=pick_digest(parse_digest_field(expected)) if expected else None,
+            creator=creator,
+        )
+    except ResourceExistsError:
+        # A signed creation URL used again (a retry after a lost response): the same resource,
+        # unless this request contradicts it.
+        assert creator.resource_id is not None
+        state = service().state(creator.resource_id)
+        if length is not None and state.length is not None and length != state.length:
+            raise
+        return _state_response(state, 200, {"Location": auth.resource_location(state.id)})
+    return _state_response(state, 201, {"Location": auth.resource_location(state.id)})
 
 
 @bp.route("", methods=["PUT", "PATCH"], strict_slashes=False, endpoint="collection_write",
@@ -202,7 +215,9 @@ def _write_options() -> WriteOptions:
         prefer = {}  # RFC 7240: preferences are hints; a malformed one is ignored
     digest_header = request.headers.get("Content-Digest")
     content_digest = pick_digest(parse_digest_field(digest_header)) if digest_header else None
-    return WriteOptions(transaction=transaction_preference(prefer), content_digest=content_digest)
+    return WriteOptions(
+        transaction=transaction_preference(prefer), content_digest=content_digest, max_size=auth.max_size()
+    )
 
 
 @bp.delete("/<resource_id>", provide_automatic_options=False)

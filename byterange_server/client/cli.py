@@ -67,8 +67,8 @@ class _SizeType(click.ParamType):
         return size
 
 
-def _parse_headers(values: tuple[str, ...]) -> dict[str, str]:
-    headers = {}
+def _parse_headers(values: tuple[str, ...], token: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     for value in values:
         name, colon, rest = value.partition(":")
         if not colon or not name.strip() or name != name.strip():
@@ -81,7 +81,9 @@ def _network_options(func: Callable[..., T]) -> Callable[..., T]:
     for decorator in reversed(
         [
             click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-                         help="Extra request header, e.g. -H 'Authorization: Bearer …' (repeatable)."),
+                         help="Extra request header, e.g. -H 'X-Trace: 1' (repeatable)."),
+            click.option("--token", envvar="BYTERANGE_TOKEN", default=None, show_envvar=True,
+                         help="Bearer token for a server that requires one (a signed URL needs none)."),
             click.option("--timeout", type=click.FloatRange(min=0.1), default=Timeouts.read,
                          show_default=True, help="Seconds without a byte moving before a request fails."),
             click.option("--retries", type=click.IntRange(min=0), default=RetryPolicy.attempts,
@@ -174,7 +176,7 @@ def main() -> None:
 def upload_command(
     file: str, url: str, parallel: int, segment_size: int, quiet: bool, wire_format: str, existing: bool,
     no_digest: bool, no_verify: bool, no_resume: bool, state_dir: str | None, as_json: bool,
-    headers: tuple[str, ...], timeout: float, retries: int,
+    headers: tuple[str, ...], token: str | None, timeout: float, retries: int,
 ) -> None:
     """Upload FILE to the collection URL (or, with --existing, into the resource URL).
 
@@ -185,7 +187,7 @@ def upload_command(
         uploader = Uploader(
             file, url, existing=existing, segment_size=segment_size, parallel=parallel,
             wire_format=WireFormat[wire_format.upper()], content_digest=not no_digest, verify=not no_verify,
-            resume=not no_resume, state_dir=state_dir, headers=_parse_headers(headers),
+            resume=not no_resume, state_dir=state_dir, headers=_parse_headers(headers, token),
             timeouts=Timeouts(read=timeout), retry=RetryPolicy(attempts=retries), progress=progress,
         )
         result = _run(uploader.run, uploader.cancel)
@@ -214,13 +216,13 @@ def upload_command(
 @_network_options
 def download_command(
     url: str, file: str, parallel: int, segment_size: int, quiet: bool, no_verify: bool, on_change: str,
-    as_json: bool, headers: tuple[str, ...], timeout: float, retries: int,
+    as_json: bool, headers: tuple[str, ...], token: str | None, timeout: float, retries: int,
 ) -> None:
     """Download URL to FILE, resuming FILE.partial from an interrupted run of the same version."""
     with _progress_bar(quiet, "download") as progress:
         downloader = Downloader(
             url, file, segment_size=segment_size, parallel=parallel, verify=not no_verify,
-            restart_on_change=on_change == "restart", headers=_parse_headers(headers),
+            restart_on_change=on_change == "restart", headers=_parse_headers(headers, token),
             timeouts=Timeouts(read=timeout), retry=RetryPolicy(attempts=retries), progress=progress,
         )
         result = _run(downloader.run, downloader.cancel)
@@ -239,10 +241,12 @@ def download_command(
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 @_network_options
-def status_command(url: str, as_json: bool, headers: tuple[str, ...], timeout: float, retries: int) -> None:
+def status_command(
+    url: str, as_json: bool, headers: tuple[str, ...], token: str | None, timeout: float, retries: int
+) -> None:
     """Show what the server has committed of URL, and what is missing."""
     state = _run(
-        lambda: fetch_status(url, headers=_parse_headers(headers), timeouts=Timeouts(read=timeout),
+        lambda: fetch_status(url, headers=_parse_headers(headers, token), timeouts=Timeouts(read=timeout),
                              retry=RetryPolicy(attempts=retries)),
         lambda: None,
     )

@@ -260,7 +260,8 @@ class Uploader:
         try:
             check_response("POST", self.url, response)
             location = response.headers.get("Location")
-            if response.status != 201 or not location:
+            # 200: a signed creation URL used again finds the resource it created before.
+            if response.status not in (200, 201) or not location:
                 raise ProtocolError(f"POST {self.url}: expected 201 with a Location, got {response.status}")
             url = urljoin(self.url, location)
             return url, RemoteState.from_headers(url, response.status, response.headers)

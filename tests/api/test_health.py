@@ -43,7 +43,9 @@ def test_failing_storage_is_503_and_named(settings_overrides):
 def test_unreachable_database_is_503_without_internals(tmp_path):
     unusable = tmp_path / "a-directory-not-a-database"
     unusable.mkdir()
-    app = create_app({"DATABASE_URL": f"sqlite:///{unusable}", "DATA_DIR": str(tmp_path / "data")})
+    app = create_app(
+        {"DATABASE_URL": f"sqlite:///{unusable}", "DATA_DIR": str(tmp_path / "data"), "AUTH": "off"}
+    )
     try:
         response = app.test_client().get("/healthz")
         assert response.status_code == 503

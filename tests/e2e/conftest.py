@@ -212,6 +212,7 @@ class GunicornServer:
             {
                 "BYTERANGE_DATABASE_URL": self.database_url,
                 "BYTERANGE_DATA_DIR": str(self.data_dir),
+                "BYTERANGE_AUTH": "off",
                 "BYTERANGE_LEASE_SECONDS": str(self.lease_seconds),
                 "BYTERANGE_ACCESS_LOG": str(self.access_log),
                 "BYTERANGE_LOG_LEVEL": "info",

@@ -1,0 +1,147 @@
+"""Authentication and ownership for every request to the upload endpoints.
+
+Runs before routing reaches any protocol (byte-range, tus, IETF), so a refused request reads no
+body and changes nothing. Unauthenticated: ``OPTIONS`` (discovery and CORS preflights carry no
+credentials), the health and metrics endpoints (their own blueprints), and unknown paths (404).
+
+The views ask this module three things: who creates (:func:`creator`), the size cap of a write
+(:func:`max_size`), and the ``Location`` to hand out (:func:`resource_location`: signed for the
+new resource when the request was signed, so a browser never needs a secret).
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask
+from flask import current_app
+from flask import g
+from flask import request
+from flask import url_for
+
+from ..auth import Credentials
+from ..auth import Principal
+from ..config import Settings
+from ..errors import AuthError
+from ..errors import InvalidCredentialsError
+from ..errors import MissingCredentialsError
+from ..errors import NotOwnerError
+from ..service import Creator
+from ..signing import PARAMS
+from ..signing import signed_url
+
+__all__ = ["creator", "init_auth", "max_size", "principal", "resource_location"]
+
+_CREDENTIALS_KEY = "byterange_credentials"
+#: What the holder of a signed creation URL may do with the resource it created.
+RESOURCE_METHODS = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE"})
+_READS = frozenset({"GET", "HEAD"})
+
+
+def init_auth(app: Flask, settings: Settings) -> None:
+    """:raises ValueError: authentication is required but no credential is configured (a server
+    that can authenticate nobody is a misconfiguration, not a locked door)."""
+    if not settings.auth_required:
+        return
+    credentials = settings.credentials()
+    if credentials.empty:
+        raise ValueError(
+            "authentication is required but no credentials are configured: set BYTERANGE_TOKENS "
+            "or BYTERANGE_SIGNING_KEYS (or their _FILE forms), or BYTERANGE_AUTH=off for local "
+            "development"
+        )
+    app.extensions[_CREDENTIALS_KEY] = credentials
+    app.before_request(_authenticate)
+
+
+def _credentials() -> Credentials:
+    return current_app.extensions[_CREDENTIALS_KEY]  # type: ignore[no-any-return]
+
+
+def _authenticate() -> None:
+    if request.blueprint != "byterange" or request.method == "OPTIONS" or g.get("cors_preflight"):
+        return
+    args = request.args
+    for name in PARAMS:
+        if len(args.getlist(name)) > 1:
+            raise InvalidCredentialsError(f"The signed URL repeats {name}.")
+    try:
+        found = _credentials().authenticate(
+            authorization=request.headers.get("Authorization"),
+            query=args.to_dict(flat=True),
+            method=request.method,
+            path=_signed_path(),
+            now=time.time(),
+        )
+    except AuthError as error:
+        _challenge(error)
+        raise
+    g.principal = found
+    resource_id = (request.view_args or {}).get("resource_id")
+    if resource_id is None or found.grant is not None:
+        # The collection (creation), or a signed URL: its signature covers exactly this path.
+        return
+    exists, owner = current_app.extensions["byterange"].owner_of(resource_id)
+    if exists and not found.may_access(owner):
+        # 403, not 404: ids are unguessable, so existence is no secret worth a second answer.
+        raise NotOwnerError(extra={"resource": resource_id})
+
+
+def _challenge(error: AuthError) -> None:
+    """RFC 6750 §3: a 401 says how to authenticate; a bad token says it was the token."""
+    if error.status != 401:
+        return
+    challenge = 'Bearer realm="byterange-server"'
+    if not isinstance(error, MissingCredentialsError) and "Authorization" in request.headers:
+        challenge += ', error="invalid_token"'
+    error.headers.setdefault("WWW-Authenticate", challenge)
+
+
+def _signed_path() -> str:
+    """The path a signature must cover: the resource's own for its committed-ranges document
+    (a signed resource URL covers its sub-resources for reading)."""
+    if request.endpoint == "byterange.committed_ranges" and request.method in _READS:
+        return url_for("byterange.resource", resource_id=request.view_args["resource_id"])  # type: ignore[index]
+    return request.script_root + request.path
+
+
+def principal() -> Principal | None:
+    """The authenticated principal; None when authentication is off."""
+    return g.get("principal")
+
+
+def max_size() -> int | None:
+    """A signed URL's size cap for this request, if any."""
+    found = principal()
+    return found.grant.max_size if found is not None and found.grant is not None else None
+
+
+def creator() -> Creator:
+    found = principal()
+    if found is None:
+        return Creator()
+    if found.grant is None:
+        return Creator(owner=found.id)
+    return Creator(
+        owner=found.id,
+        resource_id=_credentials().resource_id_for(found),
+        max_size=found.grant.max_size,
+    )
+
+
+def resource_location(resource_id: str) -> str:
+    """The absolute URL of a resource; signed for it alone when this request was signed."""
+    url = url_for("byterange.resource", resource_id=resource_id, _external=True)
+    found = principal()
+    if found is None or found.grant is None:
+        return url
+    grant = found.grant
+    return signed_url(
+        url,
+        key_id=grant.key_id,
+        secret=_credentials().signing_keys[grant.key_id],
+        methods=RESOURCE_METHODS,
+        expires=grant.expires,
+        max_size=grant.max_size,
+    )
+
