@@ -148,8 +148,18 @@ def _assert_503_shutting_down(status: int, fields: dict[str, str], body: bytes) 
     return problem  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("target", ["master", "worker"])
-def test_sigterm_during_a_large_patch_commits_the_received_prefix(server: GunicornServer, target: str):
+@pytest.mark.parametrize(
+    ("target", "sig"),
+    [
+        ("master", signal.SIGTERM),  # stop
+        ("worker", signal.SIGTERM),  # one worker replaced (as on reload)
+        ("master", signal.SIGINT),  # fast stop: the master sends SIGQUIT to its workers
+    ],
+    ids=["master-TERM", "worker-TERM", "master-INT"],
+)
+def test_signal_during_a_large_patch_commits_the_received_prefix(
+    server: GunicornServer, target: str, sig: signal.Signals
+):
     data = random.Random(7).randbytes(8 * MiB)  # ~5 s at the trickle: still streaming at the cut
     url = server.allocate(len(data))
     worker = server.worker_pids()[0]
@@ -158,13 +168,13 @@ def test_sigterm_during_a_large_patch_commits_the_received_prefix(server: Gunico
         slow.wait_sent(1 * MiB)
         time.sleep(0.2)  # the server has read what was sent (it keeps up with the trickle)
         before = slow.sent - slow.prefix
-        server.send_signal(signal.SIGTERM, None if target == "master" else worker)
+        server.send_signal(sig, None if target == "master" else worker)
         status, fields, body = slow.response()
     finally:
         slow.close()
     _assert_503_shutting_down(status, fields, body)
     offset = int(fields["upload-offset"])
-    # Everything that arrived before the signal, and the body went on during the grace.
+    # Everything that arrived before the signal (and, after SIGTERM, during the grace).
     assert before <= offset < len(data), (before, offset)
     assert fields["committed-ranges"] == f"bytes=0-{offset - 1}", fields
     if target == "master":
