@@ -2,7 +2,8 @@
 
 - While the process drains, every new request (one that reaches a stopping worker on a kept-alive
   connection) is refused with ``503 shutting-down``, ``Retry-After`` and ``Connection: close``
-  (gunicorn closes the connection of a stopping worker itself; the field says so elsewhere).
+  (gunicorn drops that field, but closes a stopping worker's connections after the response
+  anyway; other servers pass it on).
   ``/healthz`` is not refused: it answers 503 in its own format (``api/health.py``).
 - :func:`cuttable` registers a write so the shutdown can cut its body; the interruption it then
   causes is answered as ``503 shutting-down`` instead of ``400 truncated-body``, after the write
