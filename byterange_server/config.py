@@ -97,6 +97,13 @@ class Settings:
     #: A file of ``key-id:secret`` lines, merged with ``signing_keys``.
     signing_keys_file: Path | None = None
 
+    # Graceful shutdown (shutdown.py, docs/deployment.md#graceful-shutdown-and-deploys) ---------
+    #: Seconds a stopping worker lets in-flight writes run on before cutting them (each then
+    #: commits what it received and answers 503); at most half of gunicorn's graceful_timeout.
+    shutdown_grace: float = 5.0
+    #: ``Retry-After`` seconds of the 503 answers of a stopping worker.
+    shutdown_retry_after: int = 2
+
     @property
     def cors_policy(self) -> CorsPolicy:
         """:raises ValueError: an entry of ``cors_origins`` is not an origin."""

@@ -39,6 +39,7 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   └── LimitExceededError (400)      a configured limit (parts, header block, ...)
     │       └── BytesPastMaxSizeError (400) bytes past the maximum size, length unknown
     ├── StorageError (500)                wraps OSError; 503 when transient
+    ├── ServerShuttingDownError (503)     a draining worker; has Retry-After, reports state
     └── AuthError                         who may do what (signed URLs, tokens)
         ├── InvalidCredentialsError (401) malformed, unknown token or key, wrong signature
         │   └── MissingCredentialsError (401) none at all
@@ -85,6 +86,13 @@ class ByterangeError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.detail!r}, status={self.status})"
+
+    @property
+    def reports_state(self) -> bool:
+        """Whether the response carries the state of the resource (offset, committed ranges) so
+        the client can resume at once: client errors do; server errors do not, unless they
+        say otherwise."""
+        return self.status < 500
 
 
 # -- protocol (sans-IO) --------------------------------------------------------------------------
@@ -278,6 +286,19 @@ class StorageError(ByterangeError):
     status = 500
     code = "storage-error"
     title = "Storage failure"
+
+
+class ServerShuttingDownError(ByterangeError):
+    """The worker is draining (see ``shutdown.py``): a new request is refused, or an in-flight
+    write was cut short after committing what it could. Retrying elsewhere succeeds."""
+
+    status = 503
+    code = "shutting-down"
+    title = "Server is shutting down"
+
+    @property
+    def reports_state(self) -> bool:
+        return True
 
 
 # -- authentication ------------------------------------------------------------------------------

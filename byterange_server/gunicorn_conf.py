@@ -31,3 +31,18 @@ loglevel = os.environ.get("BYTERANGE_LOG_LEVEL", "info")
 # gunicorn 27 opens one control socket per user by default, so two servers of one user would
 # take over each other's; enable it explicitly (--control-socket PATH) where gunicornc is used.
 control_socket_disable = True
+
+
+# Graceful shutdown (byterange_server/shutdown.py): SIGTERM drains the worker, cutting in-flight
+# writes after BYTERANGE_SHUTDOWN_GRACE so they commit what arrived and answer 503; SIGINT and
+# SIGQUIT cut them at once.
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    from byterange_server.shutdown import on_worker_init
+
+    on_worker_init(worker)
+
+
+def worker_int(worker):  # type: ignore[no-untyped-def]
+    from byterange_server.shutdown import on_worker_int
+
+    on_worker_int(worker)

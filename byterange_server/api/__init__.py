@@ -21,8 +21,10 @@ from ..cors import merge_vary
 from ..errors import ByterangeError
 from ..errors import ResourceGoneError
 from ..errors import ResourceNotFoundError
+from ..errors import ServerShuttingDownError
 from ..errors import UnsupportedVersionError
 from .auth import init_auth
+from .draining import init_app as init_draining
 from .health import health_bp
 from .ietf import error_headers as ietf_error_headers
 from .ietf import ietf_problem
@@ -47,6 +49,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(bp, url_prefix=settings.mount)
     app.register_blueprint(health_bp)
     _init_cors(app, settings.cors_policy)
+    init_draining(app, settings)
     init_auth(app, settings)  # after CORS: a preflight carries no credentials
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
 
@@ -62,7 +65,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     @app.errorhandler(ByterangeError)
     def _byterange_error(error: ByterangeError) -> Response:
-        if error.status >= 500:
+        if error.status >= 500 and not isinstance(error, ServerShuttingDownError):
             log.error("%s: %s", type(error).__name__, error.detail, exc_info=error)
         if is_tus_request():
             status, line = tus_error_status(error)
@@ -123,7 +126,7 @@ def _init_cors(app: Flask, policy: CorsPolicy) -> None:
 def _add_state_headers(response: Response, error: ByterangeError) -> None:
     """Errors about an existing resource carry its state, so a client can resume at once."""
     resource_id = (request.view_args or {}).get("resource_id")
-    if resource_id is None or error.status >= 500:
+    if resource_id is None or not error.reports_state:
         return
     if isinstance(error, (ResourceNotFoundError, ResourceGoneError, UnsupportedVersionError)):
         return  # no such resource, or (tus 412) a request that must not be processed at all

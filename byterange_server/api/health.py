@@ -3,6 +3,9 @@
 The body follows the health-check response format draft (``application/health+json``):
 ``status`` is ``pass`` or ``fail``, and each component lists its probe time. It is served at the
 application root, outside the upload mount, and never cached.
+
+A process that is shutting down (``shutdown.py``) answers 503 with ``"output": "draining"``
+whatever its checks say, so a load balancer stops sending it requests.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from flask import Blueprint
 from flask import Response
 
 from ..health import run_checks
+from ..shutdown import DRAIN
 from .views import service
 
 health_bp = Blueprint("health", __name__)
@@ -23,9 +27,11 @@ HEALTH_JSON = "application/health+json"
 @health_bp.route("/healthz", methods=["GET", "HEAD"], provide_automatic_options=False)
 def healthz() -> Response:
     checks = run_checks(service())
-    healthy = all(check.ok for check in checks)
+    draining = DRAIN.draining
+    healthy = all(check.ok for check in checks) and not draining
     body = {
         "status": "pass" if healthy else "fail",
+        **({"output": "draining"} if draining else {}),
         "checks": {
             check.name: [
                 {

@@ -48,6 +48,7 @@ from ..protocol.media import parse_media_type
 from ..service import ResourceState
 from . import auth
 from . import interim
+from .draining import cuttable
 from .responses import bodiless
 from .streams import CountingReader
 
@@ -210,17 +211,18 @@ def _append(resource_id: str, *, offset: int, complete: bool, upload_length: int
         digest_algorithm=content_digest[0] if content_digest else None,
     )
     try:
-        return _uploads().append(
-            resource_id,
-            reader,
-            offset=offset,
-            complete=complete,
-            content_length=_content_length(),
-            upload_length=upload_length,
-            content_digest=content_digest,
-            on_stale=interim.body_cutter(request.environ, reader),
-            max_size=auth.max_size(),
-        )
+        with cuttable(reader, atomic=content_digest is not None):
+            return _uploads().append(
+                resource_id,
+                reader,
+                offset=offset,
+                complete=complete,
+                content_length=_content_length(),
+                upload_length=upload_length,
+                content_digest=content_digest,
+                on_stale=interim.body_cutter(request.environ, reader),
+                max_size=auth.max_size(),
+            )
     finally:
         reader.drain(_DRAIN_LIMIT)
 
@@ -256,7 +258,7 @@ def create(**_: Any) -> Response | None:
         except ByterangeError as error:
             # The upload exists: say where and how far it got, so the client can resume it.
             error.headers.setdefault("Location", location)
-            if error.status < 500:
+            if error.reports_state:
                 for name, value in ietf_state_headers(_service().state(state.id)).items():
                     error.headers.setdefault(name, value)
             raise

@@ -58,13 +58,13 @@ class CountingReader:
         want_next = min(self.chunk_size, FIRST_READ)
         while True:
             want, want_next = want_next, self.chunk_size
-            if self._cut:
-                self.error = ConnectionAbortedError("the body was cut short by the server")
-                break
             if self.content_length is not None:
                 want = min(want, self.content_length - self.received)
                 if want <= 0:
-                    break
+                    break  # all of it arrived: a cut now changes nothing
+            if self._cut:
+                self.error = ConnectionAbortedError("the body was cut short by the server")
+                break
             try:
                 chunk = self._stream.read(want)
             except (OSError, ClientDisconnected, ValueError) as exc:

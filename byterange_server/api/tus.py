@@ -44,6 +44,7 @@ from ..service import ResourceState
 from ..storage.base import validate_resource_id
 from ..tus import TusUploads
 from . import auth
+from .draining import cuttable
 from .responses import bodiless
 from .streams import CountingReader
 
@@ -263,16 +264,17 @@ def _append(resource_id: str, offset: int, declared_length: int | None) -> Resou
         digest_algorithm=checksum[0] if checksum else None,
     )
     try:
-        return _uploads().append(
-            resource_id,
-            reader,
-            offset=offset,
-            content_length=request.content_length,
-            declared_length=declared_length,
-            checksum=checksum,
-            trailer_checksum=trailer_checksum,
-            max_size=auth.max_size(),
-        )
+        with cuttable(reader, atomic=checksum is not None or trailer_checksum is not None):
+            return _uploads().append(
+                resource_id,
+                reader,
+                offset=offset,
+                content_length=request.content_length,
+                declared_length=declared_length,
+                checksum=checksum,
+                trailer_checksum=trailer_checksum,
+                max_size=auth.max_size(),
+            )
     finally:
         reader.drain(_DRAIN_LIMIT)
 
@@ -345,7 +347,7 @@ def create() -> Response:
         except ByterangeError as error:
             # The upload exists: say where and how far it got, so the client can resume it.
             error.headers.setdefault("Location", location)
-            if error.status < 500:
+            if error.reports_state:
                 for name, value in tus_state_headers(_service().state(state.id)).items():
                     error.headers.setdefault(name, value)
             raise

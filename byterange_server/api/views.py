@@ -27,6 +27,7 @@ from ..service import UploadService
 from ..service import WriteOptions
 from . import auth
 from . import conditions
+from .draining import cuttable
 from .ietf import dispatch as ietf_dispatch
 from .ietf import options_headers as ietf_options_headers
 from .reads import serve_get
@@ -197,7 +198,8 @@ def _write(resource_id: str, decoder: object) -> Response:
     )
     applied = f"transaction={options.applied}"
     try:
-        state = svc.write(resource_id, decoder, reader, options)  # type: ignore[arg-type]
+        with cuttable(reader, atomic=options.atomic):
+            state = svc.write(resource_id, decoder, reader, options)  # type: ignore[arg-type]
     except ByterangeError as error:
         error.headers.setdefault("Preference-Applied", applied)
         raise

@@ -9,6 +9,8 @@ The fixture yields a :class:`GunicornServer`:
 
 - ``.url`` (``http://127.0.0.1:PORT/files``), ``.pid`` (the master), ``.worker_pids()``;
 - ``.kill_workers_hard()`` — ``kill -9`` of master and workers (the whole process group);
+- ``.send_signal(sig, pid=None)`` — a signal to the master (or one worker); ``.wait_exit()``
+  waits for the master to end by itself (after SIGTERM, SIGQUIT, ...);
 - ``.restart()`` — start again on the same data directory and database (same port);
 - HTTP helpers: ``allocate``, ``head`` (state with Committed-Ranges parsed), ``patch_segment``,
   ``put_segment``, ``get``/``get_range``, ``sha256_of``.
@@ -315,6 +317,18 @@ class GunicornServer:
         assert not still, f"processes survived SIGKILL: {still}"
         self._close_log(f"==== killed with SIGKILL: {victims}")
         return victims
+
+    def send_signal(self, sig: int, pid: int | None = None) -> None:
+        """Send ``sig`` to the master, or to ``pid`` (one of its workers)."""
+        assert pid is None or pid in self.worker_pids(), f"{pid} is not a worker of {self.pid}"
+        os.kill(self.pid if pid is None else pid, sig)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """Wait for the master to exit by itself; returns its exit status."""
+        assert self.process is not None
+        status = self.process.wait(timeout=timeout)
+        self._close_log(f"==== exited by itself with status {status}")
+        return status
 
     def stop(self, timeout: float = 8.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left."""
