@@ -14,9 +14,11 @@ from .forwarded import ForwardedMiddleware
 from .service import UploadService
 from .storage import load_backend
 
-__all__ = ["EXTENSION_KEY", "create_app"]
+__all__ = ["EXTENSION_KEY", "HOOKS_KEY", "create_app"]
 
 EXTENSION_KEY = "byterange"
+#: ``app.extensions[HOOKS_KEY]``: the installed :class:`~byterange_server.hooks.Hooks`, or None.
+HOOKS_KEY = "byterange_hooks"
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
@@ -37,9 +39,15 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     if settings.storage == "local":
         options = {"root": settings.resolved_storage_dir, "fsync": settings.fsync}
     storage = load_backend(settings.storage, **options)
-    app.extensions[EXTENSION_KEY] = UploadService(settings, database, storage)
+    service = UploadService(settings, database, storage)
+    app.extensions[EXTENSION_KEY] = service
 
+    from . import hooks
     from .api import init_app as init_api
+    from .api.origin import creation_origin
+
+    # None unless a hook is configured; the delivery thread (one per worker process) stops at exit.
+    app.extensions[HOOKS_KEY] = hooks.setup(service, settings, origin=creation_origin)
 
     init_api(app, settings)
     if settings.trusted_proxies:
