@@ -131,6 +131,7 @@ def setup(
 
     :raises ValueError: a setting that cannot be honoured (bad URL, unknown event, import error).
     """
+    # Everything is parsed and imported before anything is installed or started.
     targets: dict[str, Callable[[Any], None]] = {}
     if settings.hook_url:
         targets["http"] = HttpTarget(
@@ -138,11 +139,20 @@ def setup(
         )
     if settings.hook_python:
         targets["python"] = PythonTarget(load_callable(settings.hook_python))
+    kinds = parse_kinds(settings.hook_events)
+    pre_create: str | Callable[[CreationRequest], Any] | None = None
+    spec = settings.hook_pre_create.strip()
+    if spec.startswith(("http://", "https://")):
+        pre_create = spec
+    elif spec:
+        pre_create = load_callable(spec)
+    if not targets and pre_create is None:
+        return None
     hooks = Hooks()
     if targets:
         hooks.worker = DeliveryWorker(service.db, settings, targets)
         hooks.sink = OutboxSink(
-            kinds=parse_kinds(settings.hook_events),
+            kinds=kinds,
             targets=tuple(targets),
             progress_interval=settings.hook_progress_interval,
             wake=hooks.worker.wake,
@@ -150,21 +160,13 @@ def setup(
         service.events.subscribe(hooks.sink)
         if start:
             hooks.worker.start()
-    if settings.hook_pre_create:
-        spec = settings.hook_pre_create.strip()
-        hook: str | Callable[[CreationRequest], Any]
-        if spec.startswith(("http://", "https://")):
-            hook = spec
-        else:
-            hook = load_callable(spec)
+    if pre_create is not None:
         hooks.gate = PreCreateGate(
-            hook,
+            pre_create,
             secret=settings.hook_secret,
             timeout=settings.hook_pre_create_timeout,
             fail_open=settings.hook_pre_create_fail_open,
             origin=origin,
         )
         service.pre_create = hooks.gate
-    if hooks.worker is None and hooks.gate is None:
-        return None
     return hooks

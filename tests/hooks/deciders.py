@@ -1,0 +1,22 @@
+"""Python pre-create hooks for the tests (``tests.hooks.deciders:decide``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from byterange_server.hooks import CreationRejected
+
+#: What ``decide`` does next: "allow", "refuse", "false", "crash".
+verdict = "allow"
+seen: list[Any] = []
+
+
+def decide(request: Any) -> Any:
+    seen.append(request)
+    if verdict == "refuse":
+        raise CreationRejected(f"no uploads of {request.length} bytes")
+    if verdict == "false":
+        return False
+    if verdict == "crash":
+        raise RuntimeError("the hook has a bug")
+    return None
