@@ -238,6 +238,9 @@ class DeliveryWorker:
     def run_once(self) -> int:
         """One pass: attempt every due head once (and what follows it on success) until nothing
         is due; returns the number of attempts made."""
+        with self.db.read() as conn:
+            if not outbox.has_due(conn, now=utcnow()):
+                return 0
         attempts = 0
         failed: set[int] = set()  # retried at the next pass, not in a tight loop within this one
         while not self._stopping.is_set():

@@ -37,7 +37,6 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy import delete
 from sqlalchemy import exists
-from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -57,7 +56,7 @@ __all__ = [
     "event_payload",
     "fail",
     "merge_ranges",
-    "next_due",
+    "has_due",
     "prune",
     "record",
     "release",
@@ -313,12 +312,14 @@ def release(conn: Connection, row: OutboxRow, *, holder: str) -> None:
     )
 
 
-def next_due(conn: Connection) -> dt.datetime | None:
-    """When the earliest pending row becomes due (a lower bound for the next claim)."""
-    value = conn.execute(
-        select(func.min(hook_events.c.next_attempt_at)).where(hook_events.c.status == HOOK_PENDING)
-    ).scalar()
-    return _aware(value)
+def has_due(conn: Connection, *, now: dt.datetime) -> bool:
+    """Whether any pending row is due: a read, so idle workers do not take SQLite's write lock."""
+    row = conn.execute(
+        select(hook_events.c.id)
+        .where(hook_events.c.status == HOOK_PENDING, hook_events.c.next_attempt_at <= now)
+        .limit(1)
+    ).first()
+    return row is not None
 
 
 def prune(conn: Connection, *, before: dt.datetime, limit: int = 1000) -> int:

@@ -27,7 +27,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     started: float
-    finished: float = 0.0
+    #: When the reply (or the dropped connection) left: the sender cannot have moved on before.
+    answered: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -49,21 +50,22 @@ class Receiver:
                 request = Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body, started)
                 with receiver.lock:
                     reply = receiver.answer(request)
+                answered = time.monotonic()
                 if reply == DROP:
+                    receiver._record(request, answered)
                     self.close_connection = True
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
-                    receiver._record(request)
                     return
                 status, text = reply if isinstance(reply, tuple) else (reply, "")
                 data = text.encode() if isinstance(text, str) else json.dumps(text).encode()
+                receiver._record(request, answered)
                 self.send_response(status)
                 media = "text/plain" if isinstance(text, str) else "application/json"
                 self.send_header("Content-Type", media)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                receiver._record(request)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
@@ -72,9 +74,9 @@ class Receiver:
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def _record(self, request: Request) -> None:
+    def _record(self, request: Request, answered: float) -> None:
         with self.lock:
-            self.requests.append(dataclasses.replace(request, finished=time.monotonic()))
+            self.requests.append(dataclasses.replace(request, answered=answered))
 
     @property
     def url(self) -> str:
