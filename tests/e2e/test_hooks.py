@@ -87,6 +87,8 @@ def test_hooks_arrive_once_each_in_order_per_resource_across_workers(database_ur
                 time.sleep(0.1)
             time.sleep(1.0)  # room for a duplicate to show up, if the lease protocol let one through
             requests_seen = list(receiver.requests)
+        # The delivery threads stopped with their workers, quietly.
+        assert "Traceback" not in server.log_path.read_text(), server.log_tail()
 
     per_key: dict[str, list] = defaultdict(list)
     per_resource: dict[str, list] = defaultdict(list)

@@ -1,4 +1,5 @@
-"""Python pre-create hooks for the tests (``tests.hooks.deciders:decide``)."""
+"""Python hooks for the tests: ``tests.hooks.deciders:decide`` (pre-create) and
+``tests.hooks.deciders:on_event`` (events)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,13 @@ def decide(request: Any) -> Any:
     if verdict == "crash":
         raise RuntimeError("the hook has a bug")
     return None
+
+
+#: Events ``on_event`` accepted; it refuses the first attempt of each.
+events: list[Any] = []
+
+
+def on_event(event: Any) -> None:
+    if event.attempt == 1:
+        raise ConnectionError("first attempts fail")
+    events.append(event)

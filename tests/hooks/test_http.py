@@ -95,6 +95,36 @@ def test_a_hook_failing_twice_then_succeeding_receives_each_event_once_in_order(
         assert attempts[0].headers["byterange-event"] == attempts[0].json()["type"]
 
 
+def test_the_python_form_gets_the_same_events_in_order(settings_overrides) -> None:
+    from . import deciders
+
+    deciders.events.clear()
+    app = create_app(
+        {
+            **settings_overrides,
+            "HOOK_PYTHON": "tests.hooks.deciders:on_event",
+            "HOOK_EVENTS": "created,completed,deleted",
+            "HOOK_RETRY_BASE": "0.05",
+            "HOOK_POLL_SECONDS": "0.1",
+        }
+    )
+    hooks = app.extensions[HOOKS_KEY]
+    try:
+        client = app.test_client()
+        location = client.post(MOUNT, headers={"Upload-Length": "2"}).headers["Location"]
+        assert client.put(location, data=b"ab", headers={"Content-Range": "bytes 0-1/2"}).status_code < 300
+        assert client.delete(location).status_code == 204
+        wait_for(lambda: len(deciders.events) == 3)
+    finally:
+        hooks.close()
+        app.extensions["byterange"].db.dispose()
+    assert [event.type for event in deciders.events] == ["created", "completed", "deleted"]
+    assert all(event.attempt == 2 for event in deciders.events)
+    assert deciders.events[0].resource_id == location.rsplit("/", 1)[1]
+    assert deciders.events[1].data == {"failed": False} and deciders.events[1].length == 2
+    assert deciders.events[2].payload["id"] == deciders.events[2].id
+
+
 def test_no_hook_configured_installs_nothing(app, service) -> None:
     assert app.extensions[HOOKS_KEY] is None
     assert not service.events.active

@@ -281,3 +281,12 @@ def test_the_backoff_doubles_within_jitter_and_is_capped() -> None:
 def test_merge_ranges_unites_and_joins_touching() -> None:
     assert sql.merge_ranges([[4, 6], [0, 2]], [[2, 3], [8, 9]], [[5, 8]]) == [[0, 3], [4, 9]]
     assert sql.merge_ranges([]) == []
+
+
+def test_the_expiry_sweep_records_expired(outbox, monkeypatch) -> None:
+    state = outbox.service.allocate(length=4)
+    later = ledger.utcnow() + dt.timedelta(seconds=outbox.service.settings.expire_after + 1)
+    monkeypatch.setattr(ledger, "utcnow", lambda: later)
+    assert outbox.service.remove_expired() == 1
+    rows = [(row.kind, row.resource_id) for row in outbox.rows()]
+    assert rows == [("created", state.id), ("expired", state.id)]
