@@ -5,11 +5,14 @@ through retries, give-up, progress coalescing, pruning."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import threading
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from byterange_server import ledger
 from byterange_server.errors import ContentMismatchError
@@ -290,3 +293,16 @@ def test_the_expiry_sweep_records_expired(outbox, monkeypatch) -> None:
     assert outbox.service.remove_expired() == 1
     rows = [(row.kind, row.resource_id) for row in outbox.rows()]
     assert rows == [("created", state.id), ("expired", state.id)]
+
+
+RANGE = st.tuples(st.integers(0, 200), st.integers(1, 40)).map(lambda t: [t[0], t[0] + t[1]])
+
+
+@given(st.lists(RANGE, max_size=12))
+def test_merge_ranges_is_the_exact_union_as_disjoint_sorted_ranges(ranges) -> None:
+    half = len(ranges) // 2
+    merged = sql.merge_ranges(ranges[:half], ranges[half:])
+    covered = {byte for start, stop in ranges for byte in range(start, stop)}
+    assert {byte for start, stop in merged for byte in range(start, stop)} == covered
+    assert all(start < stop for start, stop in merged)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(merged))  # sorted, apart, not touching
