@@ -274,6 +274,11 @@ class DeliveryWorker:
             failed.add(row.id)
             self._failed(row, str(exc))
             return None
+        except Exception as exc:  # a bug of ours: count the attempt rather than sit on the lease
+            log.exception("hook event %s could not be sent", row.event_id)
+            failed.add(row.id)
+            self._failed(row, f"{type(exc).__name__}: {exc}")
+            return None
         now = utcnow()
         with self.db.write() as conn:
             if not outbox.succeed(conn, row, holder=self.holder, now=now):
