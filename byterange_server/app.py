@@ -14,9 +14,11 @@ from .forwarded import ForwardedMiddleware
 from .service import UploadService
 from .storage import load_backend
 
-__all__ = ["EXTENSION_KEY", "build_service", "create_app"]
+__all__ = ["EXTENSION_KEY", "HOOKS_KEY", "build_service", "create_app"]
 
 EXTENSION_KEY = "byterange"
+#: ``app.extensions[HOOKS_KEY]``: the installed :class:`~byterange_server.hooks.Hooks`, or None.
+HOOKS_KEY = "byterange_hooks"
 
 
 def build_service(settings: Settings) -> UploadService:
@@ -42,9 +44,15 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    app.extensions[EXTENSION_KEY] = build_service(settings)
+    service = build_service(settings)
+    app.extensions[EXTENSION_KEY] = service
 
+    from . import hooks
     from .api import init_app as init_api
+    from .api.origin import creation_origin
+
+    # None unless a hook is configured; the delivery thread (one per worker process) stops at exit.
+    app.extensions[HOOKS_KEY] = hooks.setup(service, settings, origin=creation_origin)
 
     init_api(app, settings)
     if settings.trusted_proxies:

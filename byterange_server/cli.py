@@ -169,9 +169,14 @@ def current() -> None:
 @main.command()
 def cleanup() -> None:
     """Remove expired incomplete resources (rows and bytes)."""
+    from . import hooks
     from .app import build_service
 
-    removed = build_service(Settings.from_env()).remove_expired()
+    settings = Settings.from_env()
+    service = build_service(settings)
+    # The outbox sink records "expired" events; the server's workers deliver them.
+    hooks.setup(service, settings, start=False)
+    removed = service.remove_expired()
     click.echo(f"removed {removed} expired resource(s)")
 
 

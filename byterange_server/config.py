@@ -104,6 +104,36 @@ class Settings:
     #: ``Retry-After`` seconds of the 503 answers of a stopping worker.
     shutdown_retry_after: int = 2
 
+    # -- event hooks (hooks/, docs/hooks.md) ---------------------------------------------------
+    #: URL that receives lifecycle events (JSON POST, retried, in order per resource). Empty: none.
+    hook_url: str = ""
+    #: ``module:callable`` that receives the same events in-process, with the same guarantees.
+    hook_python: str = ""
+    #: Event kinds delivered, comma-separated.
+    hook_events: str = "created,progress,completed,deleted,expired"
+    #: Key of the HMAC-SHA256 ``Byterange-Signature`` of every hook body. Empty: unsigned.
+    hook_secret: str = ""
+    #: Seconds an event delivery may take before it counts as failed.
+    hook_timeout: float = 10.0
+    #: Attempts after which an event is given up (``abandoned``) and the next one is delivered.
+    hook_max_attempts: int = 25
+    #: Seconds after which an undelivered event is given up, whatever its attempts.
+    hook_max_age: float = 24 * 3600.0
+    #: First retry delay in seconds; doubles per attempt (with jitter) up to ``hook_retry_max_delay``.
+    hook_retry_base: float = 1.0
+    hook_retry_max_delay: float = 300.0
+    #: Progress events of one resource are held this long and coalesced (latest offset, all ranges).
+    hook_progress_interval: float = 2.0
+    #: Seconds between looks for due events written by other processes.
+    hook_poll_seconds: float = 2.0
+    #: Seconds delivered and abandoned events stay in ``hook_events``.
+    hook_retention: float = 7 * 24 * 3600.0
+    #: Synchronous creation check: an http(s) URL or ``module:callable``. Empty: none.
+    hook_pre_create: str = ""
+    hook_pre_create_timeout: float = 5.0
+    #: Allow creations when the pre-create hook cannot be asked (default: refuse with 503).
+    hook_pre_create_fail_open: bool = False
+
     @property
     def cors_policy(self) -> CorsPolicy:
         """:raises ValueError: an entry of ``cors_origins`` is not an origin."""

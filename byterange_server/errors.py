@@ -46,6 +46,8 @@ an RFC 9457 ``application/problem+json`` document in one place.
         ├── SignatureScopeError (403)     a valid signature, but expired or another method
         ├── AmbiguousCredentialsError (400) a token and a signature in one request
         └── NotOwnerError (403)           the resource belongs to another principal
+    CreationRejectedError (403)           the pre-create hook said no (hooks/precreate.py)
+    CreationHookUnavailableError (503)    the pre-create hook did not answer (fail-closed)
 
 Each class has a stable kebab-case ``code``; the problem ``type`` URI is built from it, so a
 client may dispatch on it. ``extra`` carries the figures that explain the error (offsets,
@@ -337,3 +339,22 @@ class NotOwnerError(AuthError):
     status = 403
     code = "not-owner"
     title = "The resource belongs to another principal"
+
+
+# -- hooks ---------------------------------------------------------------------------------------
+
+
+class CreationRejectedError(ByterangeError):
+    """The pre-create hook refused the creation; ``extra["reason"]`` is its reason, if it gave one."""
+
+    status = 403
+    code = "creation-rejected"
+    title = "The creation hook rejected this upload"
+
+
+class CreationHookUnavailableError(ByterangeError):
+    """The pre-create hook could not be asked and the server fails closed; has Retry-After."""
+
+    status = 503
+    code = "creation-hook-unavailable"
+    title = "The creation hook is unavailable"

@@ -172,3 +172,52 @@ reservations = Reservation.__table__
 concat_sources = ConcatSource.__table__
 write_slots = WriteSlot.__table__
 job_leases = JobLease.__table__
+
+
+HOOK_PENDING = "pending"
+HOOK_DELIVERED = "delivered"
+#: Given up after ``hook_max_attempts`` / ``hook_max_age``; the row says why (``last_error``).
+HOOK_ABANDONED = "abandoned"
+
+
+class HookEvent(Base):
+    """The hook outbox (hooks/outbox.py): one row per lifecycle event and delivery target,
+    written in the transaction of the change it reports. Rows of one ``(target, resource_id)``
+    are delivered strictly in ``id`` order; the delivering worker holds a lease on the oldest
+    pending row of that resource. No foreign key: the events of a deleted resource outlive it."""
+
+    __tablename__ = "hook_events"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'delivered', 'abandoned')",
+            name="status_known",
+        ),
+        # The oldest pending event of a resource, and the tail to coalesce progress into.
+        Index("ix_hook_events_target_resource_id", "target", "resource_id", "status", "id"),
+        # Due work, and pruning of finished rows.
+        Index("ix_hook_events_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    #: Stable per event (the same for every target and retry): the ``Idempotency-Key``.
+    event_id: Mapped[str] = mapped_column(String(40))
+    #: ``http`` or ``python``.
+    target: Mapped[str] = mapped_column(String(16))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The event as JSON (hooks/outbox.py builds and coalesces it).
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=HOOK_PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: The worker delivering this row right now, until ``lease_expires_ms``.
+    lease_holder: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+hook_events = HookEvent.__table__

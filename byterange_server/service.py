@@ -65,6 +65,7 @@ from .events import EventKind
 from .events import ResourceEvent
 from .extents import Extent
 from .extents import prefix_end
+from .hooks.precreate import CreationRequest
 from .ledger import ResourceRecord
 from .models import STATUS_COMPLETE
 from .protocol.events import NEED_DATA
@@ -226,6 +227,8 @@ class UploadService:
         self.storage = storage
         #: Lifecycle events (events.py): hooks and metrics subscribe here.
         self.events = EventBus()
+        #: Asked before any resource is created; raises to refuse (hooks/precreate.py).
+        self.pre_create: Callable[[CreationRequest], None] | None = None
 
     def _publish(
         self, conn: Connection, kind: EventKind, record: ResourceRecord, **data: object
@@ -289,6 +292,18 @@ class UploadService:
                     "The declared Repr-Digest does not match an empty representation.",
                     extra={"algorithm": algorithm, "expected": base64.b64encode(expected).decode()},
                 )
+        if self.pre_create is not None:
+            self.pre_create(
+                CreationRequest(
+                    protocol=None,
+                    length=length,
+                    content_type=content_type,
+                    filename=filename,
+                    upload_metadata=upload_metadata,
+                    concat=concat,
+                    owner=creator.owner,
+                )
+            )
         derived = creator.resource_id is not None
         resource_id = creator.resource_id or secrets.token_urlsafe(16)
         # Storage first: a crash leaves an unreferenced file, never a row without its file.
@@ -466,6 +481,19 @@ class UploadService:
         """
         for source_id in source_ids:
             validate_resource_id(source_id)
+        if self.pre_create is not None:
+            # Its length is only known once the partials are read; the hook sees None.
+            self.pre_create(
+                CreationRequest(
+                    protocol=None,
+                    length=None,
+                    content_type=None,
+                    filename=None,
+                    upload_metadata=upload_metadata,
+                    concat="final",
+                    owner=creator.owner,
+                )
+            )
         resource_id = secrets.token_urlsafe(16)
         # Storage first, as in allocate(): the final keeps an (empty) object of its own, so
         # every resource has one.

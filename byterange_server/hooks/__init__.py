@@ -1,0 +1,172 @@
+"""Event hooks: lifecycle events delivered to an HTTP endpoint and/or a Python callable, in
+order per resource, at least once, with a stable ``Idempotency-Key``; and a synchronous
+pre-create hook that may refuse a creation. docs/hooks.md is the user's guide.
+
+- outbox.py — the ``hook_events`` table: written in the change's transaction, claimed by lease;
+- delivery.py — the per-process delivery thread, the HTTP and Python targets, backoff;
+- precreate.py — the pre-create gate the service calls before creating anything;
+- signature.py — HMAC-SHA256 signing, and :func:`verify_signature` for receivers.
+
+:func:`setup` wires them to a service from the settings; with no hook configured it does
+nothing at all (no sink, no thread, no query).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from typing import Any
+
+from ..config import Settings
+from ..events import EventSink
+from ..events import ResourceEvent
+from . import outbox
+from .delivery import DeliveryWorker
+from .delivery import HookEvent
+from .delivery import HttpTarget
+from .delivery import PythonTarget
+from .precreate import CreationRejected
+from .precreate import CreationRequest
+from .precreate import PreCreateGate
+from .signature import verify_signature
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from ..service import UploadService
+
+__all__ = [
+    "CreationRejected",
+    "CreationRequest",
+    "HookEvent",
+    "Hooks",
+    "OutboxSink",
+    "load_callable",
+    "setup",
+    "verify_signature",
+]
+
+EVENT_KINDS = ("created", "progress", "completed", "deleted", "expired")
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """``package.module:attribute`` (dotted attributes allowed) → the object.
+
+    :raises ValueError: malformed, missing or not callable.
+    """
+    module_name, sep, attribute = spec.strip().partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"expected module:callable, got {spec!r}")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(f"{spec!r}: {module_name} has no {attribute}") from None
+    if not callable(target):
+        raise ValueError(f"{spec!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def parse_kinds(value: str) -> frozenset[str]:
+    kinds = frozenset(item.strip() for item in value.replace(" ", ",").split(",") if item.strip())
+    unknown = kinds - set(EVENT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown hook events {sorted(unknown)}; known: {', '.join(EVENT_KINDS)}")
+    return kinds
+
+
+class OutboxSink(EventSink):
+    """Writes the chosen events to the outbox in the change's transaction; wakes the worker."""
+
+    def __init__(
+        self,
+        *,
+        kinds: frozenset[str],
+        targets: tuple[str, ...],
+        progress_interval: float,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.kinds = kinds
+        self.targets = targets
+        self.progress_interval = progress_interval
+        self.wake = wake
+
+    def in_transaction(self, conn: Connection, event: ResourceEvent) -> None:
+        if event.kind in self.kinds:
+            outbox.record(conn, event, targets=self.targets, progress_interval=self.progress_interval)
+
+    def after_commit(self, event: ResourceEvent) -> None:
+        # A held progress event waits for the poll; anything else goes out now.
+        if self.wake is not None and event.kind in self.kinds and event.kind != "progress":
+            self.wake()
+
+
+@dataclasses.dataclass
+class Hooks:
+    """What :func:`setup` installed on a service."""
+
+    sink: OutboxSink | None = None
+    worker: DeliveryWorker | None = None
+    gate: PreCreateGate | None = None
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+
+def setup(
+    service: UploadService,
+    settings: Settings,
+    *,
+    origin: Callable[[], Mapping[str, Any]] | None = None,
+    start: bool = True,
+) -> Hooks | None:
+    """Install the configured hooks on ``service``; None when no hook is configured.
+
+    ``start=False`` leaves the delivery thread unstarted (tests drive ``worker.run_once()``).
+
+    :raises ValueError: a setting that cannot be honoured (bad URL, unknown event, import error).
+    """
+    # Everything is parsed and imported before anything is installed or started.
+    targets: dict[str, Callable[[Any], None]] = {}
+    if settings.hook_url:
+        targets["http"] = HttpTarget(
+            settings.hook_url, secret=settings.hook_secret, timeout=settings.hook_timeout
+        )
+    if settings.hook_python:
+        targets["python"] = PythonTarget(load_callable(settings.hook_python))
+    kinds = parse_kinds(settings.hook_events)
+    pre_create: str | Callable[[CreationRequest], Any] | None = None
+    spec = settings.hook_pre_create.strip()
+    if spec.startswith(("http://", "https://")):
+        pre_create = spec
+    elif spec:
+        pre_create = load_callable(spec)
+    if not targets and pre_create is None:
+        return None
+    hooks = Hooks()
+    if targets:
+        hooks.worker = DeliveryWorker(service.db, settings, targets)
+        hooks.sink = OutboxSink(
+            kinds=kinds,
+            targets=tuple(targets),
+            progress_interval=settings.hook_progress_interval,
+            wake=hooks.worker.wake,
+        )
+        service.events.subscribe(hooks.sink)
+        if start:
+            hooks.worker.start()
+    if pre_create is not None:
+        hooks.gate = PreCreateGate(
+            pre_create,
+            secret=settings.hook_secret,
+            timeout=settings.hook_pre_create_timeout,
+            fail_open=settings.hook_pre_create_fail_open,
+            origin=origin,
+        )
+        service.pre_create = hooks.gate
+    return hooks
