@@ -80,6 +80,26 @@ class Settings:
     #: ``X-Forwarded-*`` hop; 0 trusts none of those headers.
     trusted_proxies: int = 0
 
+    # -- limits (docs/security.md#limits); 0 turns a limit off ---------------------------------
+    #: Largest body of one write request, in bytes: a larger Content-Length is refused before a
+    #: byte is read (413); a chunked body stops there (its bytes up to the limit are kept).
+    max_request_bytes: int = 0
+    #: Most committed extents (separate ranges) one resource may have.
+    max_extents: int = 100_000
+    #: Most write requests in flight at once on one resource (across all workers and hosts).
+    max_writes_per_resource: int = 32
+    #: Most write requests in flight at once for one principal (token or signed URL).
+    max_writes_per_principal: int = 64
+    #: Most header fields in one request, and their total size in bytes (431 beyond). gunicorn's
+    #: own caps (gunicorn_conf.py) sit above these, so the app answers with a problem document.
+    max_header_fields: int = 100
+    max_header_bytes: int = 16384
+    #: Slowest body accepted: a write whose body arrives slower than this many bytes per second,
+    #: measured over ``min_body_rate_window`` seconds of waiting for it, is ended (408; what
+    #: arrived is kept). Frees the thread a slowloris client would hold.
+    min_body_rate: int = 1024
+    min_body_rate_window: float = 60.0
+
     # -- authentication (docs/security.md) ------------------------------------------------------
     #: ``required``: every upload request needs a bearer token or a signed URL, and the server
     #: refuses to start without either configured. ``off``: anyone may do anything -- for local
@@ -196,7 +216,9 @@ class Settings:
 
 
 def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
-    if field.name in {"max_resource_size", "chunk_size", "max_part_header_bytes"}:
+    if field.name in {
+        "max_resource_size", "chunk_size", "max_part_header_bytes", "max_request_bytes", "max_header_bytes"
+    }:
         return parse_size(value)
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
     if kind in {"int"}:

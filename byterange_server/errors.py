@@ -19,7 +19,8 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── UnsupportedVersionError (412)   tus: Tus-Resumable other than 1.0.0
     │   ├── UnsupportedChecksumError (400)  tus: Upload-Checksum algorithm we do not have
     │   ├── InvalidConcatError (400)        tus: Upload-Concat that cannot be honoured
-    │   └── InconsistentLengthError (400)   IETF: length indicators that disagree
+    │   ├── InconsistentLengthError (400)   IETF: length indicators that disagree
+    │   └── HeaderFieldsTooLargeError (431) more header fields or bytes than allowed
     ├── ResourceError                     state conflicts of one resource
     │   ├── ResourceNotFoundError (404)
     │   ├── ResourceGoneError (410)
@@ -37,7 +38,11 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── ResourceExistsError (409)     a derived id (signed creation URL) already taken
     │   ├── ResourceTooLargeError (413)
     │   └── LimitExceededError (400)      a configured limit (parts, header block, ...)
-    │       └── BytesPastMaxSizeError (400) bytes past the maximum size, length unknown
+    │       ├── BytesPastMaxSizeError (400) bytes past the maximum size, length unknown
+    │       ├── TooManyExtentsError (409)  more separate committed ranges than allowed
+    │       ├── TooManyWritesError (429)   concurrent writes per resource or principal
+    │       ├── RequestTooLargeError (413) a body above max_request_bytes
+    │       └── BodyTooSlowError (408)     a body slower than min_body_rate
     ├── StorageError (500)                wraps OSError; 503 when transient
     ├── ServerShuttingDownError (503)     a draining worker; has Retry-After, reports state
     └── AuthError                         who may do what (signed URLs, tokens)
@@ -279,6 +284,43 @@ class LimitExceededError(ResourceError):
 
 class BytesPastMaxSizeError(LimitExceededError):
     """Bytes past the maximum size while the length is unknown (tus answers 413)."""
+
+
+class TooManyExtentsError(LimitExceededError):
+    """The write would leave the resource with more separate committed ranges than allowed;
+    nothing of it was committed. Filling gaps (or writing adjacent ranges) still works."""
+
+    status = 409
+    code = "too-many-extents"
+    title = "Too many separate committed ranges"
+
+
+class TooManyWritesError(LimitExceededError):
+    """Too many writes in flight on the resource or for the principal; has Retry-After."""
+
+    status = 429
+    code = "too-many-writes"
+    title = "Too many concurrent writes"
+
+
+class RequestTooLargeError(LimitExceededError):
+    status = 413
+    code = "request-too-large"
+    title = "The request body is larger than allowed"
+
+
+class BodyTooSlowError(LimitExceededError):
+    """The body arrived slower than the minimum rate; what arrived was kept (unless atomic)."""
+
+    status = 408
+    code = "body-too-slow"
+    title = "The request body arrived too slowly"
+
+
+class HeaderFieldsTooLargeError(ProtocolError):
+    status = 431
+    code = "header-fields-too-large"
+    title = "Request header fields too large"
 
 
 # -- infrastructure ------------------------------------------------------------------------------

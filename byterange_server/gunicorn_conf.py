@@ -20,9 +20,11 @@ graceful_timeout = 60
 keepalive = 75
 # Each worker builds its own app, engine and connection pool after fork.
 preload_app = False
-# Header blocks stay small; bodies are streamed by the app.
+# Header blocks stay small; bodies are streamed by the app. These are backstops: the app's own
+# caps (BYTERANGE_MAX_HEADER_FIELDS / _BYTES, 100 fields and 16 KiB by default) are lower and
+# answer with a problem document; gunicorn answers beyond these in plain text.
 limit_request_line = 8190
-limit_request_fields = 100
+limit_request_fields = 200
 limit_request_field_size = 8190
 # Empty turns the access log off.
 accesslog = os.environ.get("BYTERANGE_ACCESS_LOG", "-") or None

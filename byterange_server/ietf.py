@@ -72,6 +72,7 @@ class IetfUploads:
         content_digest: tuple[str, bytes] | None = None,
         on_stale: Callable[[], None] | None = None,
         max_size: int | None = None,
+        principal: str | None = None,
     ) -> ResourceState:
         """Append the body at ``offset``; with ``complete`` the upload ends with it.
 
@@ -106,6 +107,7 @@ class IetfUploads:
             on_stale=on_stale,
             revocable=True,
             max_size=max_size,
+            principal=principal,
         )
         if content_length == 0:
             if length is None and not complete:

@@ -30,14 +30,17 @@ from collections.abc import Sequence
 from sqlalchemy import Connection
 from sqlalchemy import and_
 from sqlalchemy import delete
+from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import update
 
 from .concat import Piece
 from .errors import LengthConflictError
 from .errors import ResourceGoneError
 from .errors import ResourceNotFoundError
+from .errors import TooManyWritesError
 from .errors import WriteInProgressError
 from .extents import Extent
 from .extents import normalize
@@ -407,6 +410,88 @@ def renew(conn: Connection, reservation_ids: Sequence[str], *, lease_seconds: fl
         .values(lease_expires_ms=now_ms() + int(lease_seconds * 1000))
     )
     return result.rowcount == len(reservation_ids)
+
+
+# -- write slots (concurrency limits) ------------------------------------------------------------
+
+
+def take_write_slot(
+    conn: Connection,
+    resource_id: str,
+    principal: str | None,
+    *,
+    lease_seconds: float,
+    max_per_resource: int,
+    max_per_principal: int,
+) -> str:
+    """Count the live writes and take a slot; the caller holds the resource row lock (which
+    serialises the per-resource count; the per-principal one takes a lock of its own).
+
+    :raises TooManyWritesError: (429, Retry-After) a limit is reached.
+    """
+    now = now_ms()
+    dead = and_(write_slots.c.resource_id == resource_id, write_slots.c.lease_expires_ms <= now)
+    conn.execute(delete(write_slots).where(dead))
+    if max_per_resource:
+        live = _count_live(conn, write_slots.c.resource_id == resource_id, now)
+        if live >= max_per_resource:
+            raise TooManyWritesError(
+                "Too many writes to this resource are in flight; send this one again shortly.",
+                extra={"max-writes-per-resource": max_per_resource},
+                headers={"Retry-After": "1"},
+            )
+    if principal is not None and max_per_principal:
+        if conn.dialect.name == "postgresql":
+            # Writers of one principal on different resources hold different row locks.
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:principal))"), {"principal": principal})
+        live = _count_live(conn, write_slots.c.principal == principal, now)
+        if live >= max_per_principal:
+            raise TooManyWritesError(
+                "Too many of your writes are in flight; send this one again shortly.",
+                extra={"max-writes-per-principal": max_per_principal},
+                headers={"Retry-After": "1"},
+            )
+    slot_id = secrets.token_hex(16)
+    conn.execute(
+        insert(write_slots).values(
+            id=slot_id,
+            resource_id=resource_id,
+            principal=principal,
+            lease_expires_ms=now + int(lease_seconds * 1000),
+        )
+    )
+    return slot_id
+
+
+def _count_live(conn: Connection, condition: object, now: int) -> int:
+    return conn.execute(
+        select(func.count()).select_from(write_slots).where(condition, write_slots.c.lease_expires_ms > now)
+    ).scalar_one()
+
+
+def renew_write_slot(conn: Connection, slot_id: str | None, *, lease_seconds: float) -> None:
+    if slot_id is not None:
+        conn.execute(
+            update(write_slots)
+            .where(write_slots.c.id == slot_id)
+            .values(lease_expires_ms=now_ms() + int(lease_seconds * 1000))
+        )
+
+
+def release_write_slot(conn: Connection, slot_id: str | None) -> None:
+    if slot_id is not None:
+        conn.execute(delete(write_slots).where(write_slots.c.id == slot_id))
+
+
+def delete_dead_write_slots(conn: Connection) -> None:
+    """Slots whose writer died (the sweep tidies them; counts ignore them anyway)."""
+    conn.execute(delete(write_slots).where(write_slots.c.lease_expires_ms <= now_ms()))
+
+
+def extent_count(conn: Connection, resource_id: str) -> int:
+    return conn.execute(
+        select(func.count()).select_from(extents).where(extents.c.resource_id == resource_id)
+    ).scalar_one()
 
 
 def reservations_alive(conn: Connection, reservation_ids: Sequence[str]) -> bool:

@@ -58,6 +58,7 @@ from .errors import ResourceGoneError
 from .errors import ResourceNotFoundError
 from .errors import ResourceTooLargeError
 from .errors import StorageError
+from .errors import TooManyExtentsError
 from .errors import TruncatedBodyError
 from .errors import WriteInProgressError
 from .events import EventBus
@@ -175,6 +176,8 @@ class WriteOptions:
     on_stale: Callable[[], None] | None = None
     #: A lower maximum size for this request (a signed URL's ``max-size``).
     max_size: int | None = None
+    #: Who writes (auth.py), for the concurrent-writes-per-principal limit.
+    principal: str | None = None
 
     @property
     def atomic(self) -> bool:
@@ -823,6 +826,8 @@ class _WriteSession:
         self.no_bytes_error: ByterangeError | None = None
         self.record: ResourceRecord | None = None
         self.stored: StoredObject | None = None
+        #: The write slot (concurrency limits) held from the first reservation to the commit.
+        self.slot_id: str | None = None
         self.max_size = self.settings.max_resource_size
         if options.max_size is not None:
             self.max_size = min(self.max_size, options.max_size)
@@ -1171,6 +1176,16 @@ class _WriteSession:
                 )
             if not self.parts:
                 self._check_offset(ledger.prefix_stop(conn, self.resource_id))
+                if self.settings.max_writes_per_resource or self.settings.max_writes_per_principal:
+                    # Taken with the first reservation, in its transaction: no extra round trip.
+                    self.slot_id = ledger.take_write_slot(
+                        conn,
+                        self.resource_id,
+                        self.options.principal,
+                        lease_seconds=self.settings.lease_seconds,
+                        max_per_resource=self.settings.max_writes_per_resource,
+                        max_per_principal=self.settings.max_writes_per_principal,
+                    )
             reservation_id = ledger.reserve(
                 conn,
                 self.resource_id,
@@ -1205,6 +1220,7 @@ class _WriteSession:
             with self.db.write() as conn:
                 ledger.load_resource(conn, self.resource_id)  # 404 once deleted
                 alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
+                ledger.renew_write_slot(conn, self.slot_id, lease_seconds=self.settings.lease_seconds)
                 if not alive and self.options.revocable and ledger.any_revoked(conn, ids):
                     self.revoked = True
                     return
@@ -1270,6 +1286,14 @@ class _WriteSession:
             if self.declared_repr_digest is not None and record.expected_digest is None:
                 ledger.set_expected_digest(conn, self.resource_id, *self.declared_repr_digest)
             ledger.add_extents(conn, self.resource_id, new)
+            limit = self.settings.max_extents
+            if new and limit and ledger.extent_count(conn, self.resource_id) > limit:
+                # Rolled back with the rest of this transaction: nothing of the request commits.
+                raise TooManyExtentsError(
+                    "This write would leave too many separate committed ranges; fill the gaps "
+                    "between them (or write adjacent ranges) instead.",
+                    extra={"max-extents": limit},
+                )
             if new and self.service.events.active:
                 self.service._publish(
                     conn,
@@ -1279,6 +1303,8 @@ class _WriteSession:
                     offset=ledger.prefix_stop(conn, self.resource_id),
                 )
             ledger.release(conn, ids)
+            ledger.release_write_slot(conn, self.slot_id)
+            self.slot_id = None
             ledger.touch(conn, self.resource_id)
             covered = record.length is not None and ledger.is_covered(
                 conn, self.resource_id, record.length
@@ -1290,11 +1316,14 @@ class _WriteSession:
             self.service.check_not_failed(record)
 
     def _release_leftovers(self) -> None:
-        if self.parts_released or not self.parts:
+        if (self.parts_released or not self.parts) and self.slot_id is None:
             return
         try:
             with self.db.write() as conn:
-                ledger.release(conn, [part.reservation_id for part in self.parts])
+                if not self.parts_released:
+                    ledger.release(conn, [part.reservation_id for part in self.parts])
+                ledger.release_write_slot(conn, self.slot_id)
+                self.slot_id = None
         except ByterangeError:
             # The lease will expire on its own; the original error is what the client needs.
             log.warning("could not release reservations of %s", self.resource_id, exc_info=True)

@@ -57,6 +57,7 @@ class TusUploads:
         checksum: tuple[str, bytes] | None = None,
         trailer_checksum: Callable[[], tuple[str, bytes]] | None = None,
         max_size: int | None = None,
+        principal: str | None = None,
     ) -> ResourceState:
         """PATCH: write the body at ``offset``, which must be the current offset.
 
@@ -94,6 +95,10 @@ class TusUploads:
         if content_length is not None:
             fields += (("content-length", str(content_length)),)
         options = WriteOptions(
-            checksum=checksum, trailer_checksum=trailer_checksum, expected_offset=offset, max_size=max_size
+            checksum=checksum,
+            trailer_checksum=trailer_checksum,
+            expected_offset=offset,
+            max_size=max_size,
+            principal=principal,
         )
         return self.service.write(resource_id, RawDecoder(fields), body, options)

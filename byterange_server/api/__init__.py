@@ -31,6 +31,7 @@ from .ietf import ietf_problem
 from .ietf import ietf_state_headers
 from .ietf import interop_version
 from .ietf import is_ietf_request
+from .limits import init_limits
 from .responses import problem
 from .responses import render_error
 from .responses import render_http_exception
@@ -50,6 +51,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(health_bp)
     _init_cors(app, settings.cors_policy)
     init_draining(app, settings)
+    init_limits(app, settings)
     init_auth(app, settings)  # after CORS: a preflight carries no credentials
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
 

@@ -12,6 +12,7 @@ new resource when the request was signed, so a browser never needs a secret).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flask import Flask
 from flask import current_app
@@ -30,7 +31,7 @@ from ..service import Creator
 from ..signing import PARAMS
 from ..signing import signed_url
 
-__all__ = ["creator", "init_auth", "max_size", "principal", "resource_location"]
+__all__ = ["creator", "init_auth", "principal", "resource_location", "write_scope"]
 
 _CREDENTIALS_KEY = "byterange_credentials"
 #: What the holder of a signed creation URL may do with the resource it created.
@@ -110,10 +111,13 @@ def principal() -> Principal | None:
     return g.get("principal")
 
 
-def max_size() -> int | None:
-    """A signed URL's size cap for this request, if any."""
+def write_scope() -> dict[str, Any]:
+    """What a write needs to know of its writer: the principal (concurrency limits) and a signed
+    URL's size cap -- keyword arguments of ``WriteOptions`` and the protocols' ``append``."""
     found = principal()
-    return found.grant.max_size if found is not None and found.grant is not None else None
+    if found is None:
+        return {"principal": None, "max_size": None}
+    return {"principal": found.id, "max_size": found.grant.max_size if found.grant is not None else None}
 
 
 def creator() -> Creator:

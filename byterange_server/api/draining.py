@@ -26,10 +26,14 @@ from flask import current_app
 from flask import request
 
 from ..config import Settings
+from ..errors import BodyTooSlowError
+from ..errors import RequestTooLargeError
 from ..errors import ServerShuttingDownError
 from ..errors import TruncatedBodyError
 from ..shutdown import DRAIN
 from . import interim
+from .limits import GUARD_KEY
+from .limits import ThroughputGuard
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -52,18 +56,31 @@ def cuttable(reader: Any, *, atomic: bool) -> Iterator[None]:
 
     :param atomic: whether the write keeps nothing when interrupted (only for the message).
     """
-    with DRAIN.tracking(interim.body_cutter(request.environ, reader)) as write:
+    cutter = interim.body_cutter(request.environ, reader)
+    guard: ThroughputGuard = current_app.extensions[GUARD_KEY]
+    with DRAIN.tracking(cutter) as write, guard.watching(reader, cutter):
         try:
             yield
         except TruncatedBodyError as error:
-            if not write.cut_by_shutdown:
-                raise
             kept = (
                 "as an all-or-nothing request, nothing of it was applied"
                 if atomic
                 else "the bytes it received are committed"
             )
             settings: Settings = current_app.extensions["byterange"].settings
+            if not write.cut_by_shutdown:
+                if reader.stop_reason == "too-slow":
+                    raise BodyTooSlowError(
+                        f"The body arrived slower than {settings.min_body_rate} bytes/s; {kept}.",
+                        extra={"min-body-rate": settings.min_body_rate},
+                    ) from error
+                if reader.stop_reason == "too-large":
+                    raise RequestTooLargeError(
+                        f"The body is larger than {settings.max_request_bytes} bytes; {kept}. "
+                        "Send the rest in another request.",
+                        extra={"max-request-bytes": settings.max_request_bytes},
+                    ) from error
+                raise
             raise ServerShuttingDownError(
                 f"The server is shutting down and ended this write early; {kept}. "
                 "Send the rest again.",

@@ -49,8 +49,8 @@ from ..service import ResourceState
 from . import auth
 from . import interim
 from .draining import cuttable
+from .limits import body_reader
 from .responses import bodiless
-from .streams import CountingReader
 
 #: Leftover body read after an early error so a keep-alive connection can carry on.
 _DRAIN_LIMIT = 1024 * 1024
@@ -88,7 +88,12 @@ def upload_limit(state: ResourceState | None) -> UploadLimit:
         from ..ledger import utcnow
 
         max_age = max(0, int((state.record.expires_at - utcnow()).total_seconds()))
-    return UploadLimit(max_size=settings.max_resource_size, min_size=0, max_age=max_age)
+    return UploadLimit(
+        max_size=settings.max_resource_size,
+        min_size=0,
+        max_append_size=settings.max_request_bytes or None,
+        max_age=max_age,
+    )
 
 
 def options_headers() -> dict[str, str]:
@@ -204,12 +209,7 @@ def _content_digest() -> tuple[str, bytes] | None:
 
 def _append(resource_id: str, *, offset: int, complete: bool, upload_length: int | None) -> ResourceState:
     content_digest = _content_digest()
-    reader = CountingReader(
-        request.stream,
-        content_length=request.content_length,
-        chunk_size=_service().settings.chunk_size,
-        digest_algorithm=content_digest[0] if content_digest else None,
-    )
+    reader = body_reader(_service().settings, content_digest[0] if content_digest else None)
     try:
         with cuttable(reader, atomic=content_digest is not None):
             return _uploads().append(
@@ -221,7 +221,7 @@ def _append(resource_id: str, *, offset: int, complete: bool, upload_length: int
                 upload_length=upload_length,
                 content_digest=content_digest,
                 on_stale=interim.body_cutter(request.environ, reader),
-                max_size=auth.max_size(),
+                **auth.write_scope(),
             )
     finally:
         reader.drain(_DRAIN_LIMIT)

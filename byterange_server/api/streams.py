@@ -8,6 +8,7 @@ what :class:`CountingReader` does (the tusd ``bodyReader`` idea).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -37,8 +38,19 @@ class CountingReader:
         content_length: int | None,
         chunk_size: int,
         digest_algorithm: str | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self._stream = stream
+        #: Most bytes taken from a body of unknown length (chunked); more ends it as too large.
+        self.max_bytes = max_bytes
+        #: Why the server ended the body early: ``"cut"`` (shutdown, revocation), ``"too-slow"``
+        #: (the throughput guard) or ``"too-large"``; None when it did not.
+        self.stop_reason: str | None = None
+        #: Seconds spent blocked in reads of the body (waiting for the client), and the start of
+        #: the read in progress; the throughput guard divides bytes by this, not by wall time,
+        #: so a server that is itself slow to consume (a busy disk) never blames the client.
+        self._waited = 0.0
+        self._read_started: float | None = None
         self.content_length = content_length
         self.chunk_size = chunk_size
         self.received = 0
@@ -48,9 +60,18 @@ class CountingReader:
         self._exhausted = False
         self._cut = False
 
-    def cut(self) -> None:
+    def cut(self, reason: str = "cut") -> None:
         """Stop at the next chunk boundary, as if the client had gone (thread-safe: a flag)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
         self._cut = True
+
+    def waited(self, now: float | None = None) -> float:
+        """Seconds spent waiting for body bytes so far (including a read in progress)."""
+        started = self._read_started
+        if started is None:
+            return self._waited
+        return self._waited + max(0.0, (time.monotonic() if now is None else now) - started)
 
     def __iter__(self) -> Iterator[bytes]:
         # The first read is small: a part's fields arrive at once, so its range is reserved
@@ -62,16 +83,27 @@ class CountingReader:
                 want = min(want, self.content_length - self.received)
                 if want <= 0:
                     break  # all of it arrived: a cut now changes nothing
+            elif self.max_bytes is not None:
+                want = min(want, self.max_bytes + 1 - self.received)  # one byte more tells
             if self._cut:
                 self.error = ConnectionAbortedError("the body was cut short by the server")
                 break
+            self._read_started = time.monotonic()
             try:
                 chunk = self._stream.read(want)
             except (OSError, ClientDisconnected, ValueError) as exc:
                 # OSError covers gunicorn's NoMoreData/ChunkMissingTerminator and socket errors.
                 self.error = exc
                 break
+            finally:
+                self._waited += time.monotonic() - self._read_started
+                self._read_started = None
             if not chunk:
+                break
+            if self.max_bytes is not None and self.received + len(chunk) > self.max_bytes:
+                # Too large: keep what came before this chunk, refuse the rest.
+                self.stop_reason = self.stop_reason or "too-large"
+                self.error = ConnectionAbortedError("the body exceeded the request size limit")
                 break
             self.received += len(chunk)
             if self._hash is not None:

@@ -45,8 +45,8 @@ from ..storage.base import validate_resource_id
 from ..tus import TusUploads
 from . import auth
 from .draining import cuttable
+from .limits import body_reader
 from .responses import bodiless
-from .streams import CountingReader
 
 #: What ``Tus-Extension`` advertises: only what is implemented and tested.
 TUS_EXTENSIONS = (
@@ -257,12 +257,7 @@ def _append(resource_id: str, offset: int, declared_length: int | None) -> Resou
     checksum = _checksum()
     trailer_checksum = _trailer_checksum()
     settings = _service().settings
-    reader = CountingReader(
-        request.stream,
-        content_length=request.content_length,
-        chunk_size=settings.chunk_size,
-        digest_algorithm=checksum[0] if checksum else None,
-    )
+    reader = body_reader(settings, checksum[0] if checksum else None)
     try:
         with cuttable(reader, atomic=checksum is not None or trailer_checksum is not None):
             return _uploads().append(
@@ -273,7 +268,7 @@ def _append(resource_id: str, offset: int, declared_length: int | None) -> Resou
                 declared_length=declared_length,
                 checksum=checksum,
                 trailer_checksum=trailer_checksum,
-                max_size=auth.max_size(),
+                **auth.write_scope(),
             )
     finally:
         reader.drain(_DRAIN_LIMIT)

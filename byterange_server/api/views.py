@@ -30,12 +30,12 @@ from . import conditions
 from .draining import cuttable
 from .ietf import dispatch as ietf_dispatch
 from .ietf import options_headers as ietf_options_headers
+from .limits import body_reader
 from .reads import serve_get
 from .responses import ACCEPT_PATCH
 from .responses import bodiless
 from .responses import representation_headers
 from .responses import state_headers
-from .streams import CountingReader
 from .tus import discovery_headers as tus_discovery_headers
 from .tus import dispatch as tus_dispatch
 
@@ -111,9 +111,18 @@ def _options_response(allow: str) -> Response:
     response.headers["Allow"] = allow
     response.headers["Accept-Patch"] = ACCEPT_PATCH
     response.headers["Accept-Ranges"] = "bytes"
-    response.headers["Byterange-Limits"] = (
-        f"max-size={settings.max_resource_size}, max-parts={settings.max_parts}, "
-        f"max-part-header-bytes={settings.max_part_header_bytes}"
+    limits = {
+        "max-size": settings.max_resource_size,
+        "max-parts": settings.max_parts,
+        "max-part-header-bytes": settings.max_part_header_bytes,
+        # The limits below are announced only when they apply (0 turns one off).
+        "max-request-bytes": settings.max_request_bytes,
+        "max-extents": settings.max_extents,
+        "max-writes-per-resource": settings.max_writes_per_resource,
+        "min-body-rate": settings.min_body_rate,
+    }
+    response.headers["Byterange-Limits"] = ", ".join(
+        f"{name}={value}" for name, value in limits.items() if value
     )
     response.headers.update(tus_discovery_headers())
     response.headers.update(ietf_options_headers())
@@ -190,12 +199,7 @@ def _write(resource_id: str, decoder: object) -> Response:
     svc = service()
     conditions.check_write_preconditions(svc, resource_id)
     options = _write_options()
-    reader = CountingReader(
-        request.stream,
-        content_length=request.content_length,
-        chunk_size=svc.settings.chunk_size,
-        digest_algorithm=options.digest_algorithm,
-    )
+    reader = body_reader(svc.settings, options.digest_algorithm)
     applied = f"transaction={options.applied}"
     try:
         with cuttable(reader, atomic=options.atomic):
@@ -218,7 +222,7 @@ def _write_options() -> WriteOptions:
     digest_header = request.headers.get("Content-Digest")
     content_digest = pick_digest(parse_digest_field(digest_header)) if digest_header else None
     return WriteOptions(
-        transaction=transaction_preference(prefer), content_digest=content_digest, max_size=auth.max_size()
+        transaction=transaction_preference(prefer), content_digest=content_digest, **auth.write_scope()
     )
 
 
