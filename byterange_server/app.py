@@ -11,6 +11,10 @@ from flask import Flask
 from .config import Settings
 from .db import Database
 from .forwarded import ForwardedMiddleware
+from .metrics import Metrics
+from .metrics import MetricsSink
+from .observe import RequestObserver
+from .requestlog import configure_logging
 from .service import UploadService
 from .storage import load_backend
 
@@ -26,6 +30,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         (``{"DATABASE_URL": ..., "DATA_DIR": ...}``, case-insensitive, prefix optional).
     """
     settings = config if isinstance(config, Settings) else Settings.from_env(overrides=config)
+    # Before anything logs: under gunicorn nobody else configures the package's loggers.
+    configure_logging(settings.log_format, settings.log_level)
     app = Flask(__name__)
     app.config["BYTERANGE_SETTINGS"] = settings
     # Bodies are streamed by the views; Werkzeug must not cap or buffer them.
@@ -37,11 +43,20 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     if settings.storage == "local":
         options = {"root": settings.resolved_storage_dir, "fsync": settings.fsync}
     storage = load_backend(settings.storage, **options)
-    app.extensions[EXTENSION_KEY] = UploadService(settings, database, storage)
+    service = UploadService(settings, database, storage)
+    app.extensions[EXTENSION_KEY] = service
+    metrics = Metrics()
+    service.events.subscribe(MetricsSink(metrics))
 
     from .api import init_app as init_api
+    from .api.observe import init_app as init_observe
 
     init_api(app, settings)
+    init_observe(app, settings, metrics)
+    # Outside the protocol middlewares (it sees each request whole), inside the proxy one.
+    app.wsgi_app = RequestObserver(  # type: ignore[method-assign]
+        app.wsgi_app, metrics, request_log=settings.request_log
+    )
     if settings.trusted_proxies:
         # Outermost: every layer below sees the client's scheme, host and address.
         app.wsgi_app = ForwardedMiddleware(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]

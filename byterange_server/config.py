@@ -78,6 +78,18 @@ class Settings:
     #: ``X-Forwarded-*`` hop; 0 trusts none of those headers.
     trusted_proxies: int = 0
 
+    # -- observability (metrics.py, requestlog.py, observe.py; docs/observability.md) ----------
+    #: Path of the Prometheus scrape endpoint, outside the mount; empty turns it off.
+    metrics_path: str = "/metrics"
+    #: When set, scraping needs ``Authorization: Bearer <token>``.
+    metrics_token: str = ""
+    #: Log line format of the ``byterange_server`` loggers: ``json`` or ``text``.
+    log_format: str = "json"
+    #: Level of the ``byterange_server`` loggers (gunicorn's own level has the same variable).
+    log_level: str = "info"
+    #: One access-log line per request (logger ``byterange_server.access``).
+    request_log: bool = True
+
     @property
     def cors_policy(self) -> CorsPolicy:
         """:raises ValueError: an entry of ``cors_origins`` is not an origin."""
