@@ -269,7 +269,7 @@ def test_the_shared_directory_is_emptied_at_start_and_the_private_one_removed(
     assert shared.is_dir()  # the operator's: emptied, never removed
 
     private_server = GunicornServer(database_url, tmp_path / "private", workers=2, threads=2,
-                                    extra_env={"BYTERANGE_AUTH": "off"})
+                                    extra_env={"BYTERANGE_AUTH": "off", "PROMETHEUS_MULTIPROC_DIR": ""})
     with running(private_server):
         assert requests.post(private_server.url, timeout=30).status_code == 201
         match = re.search(r"metrics of all workers in (\S+)", private_server.log_path.read_text())
