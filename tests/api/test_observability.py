@@ -219,6 +219,26 @@ def test_a_rolled_back_creation_is_not_counted(client, service, monkeypatch) -> 
     assert changes["byterange_request_duration_seconds_count{method=POST,status_class=5xx}"] == 1
 
 
+def test_a_tus_final_upload_is_created_and_completed_but_not_written(client) -> None:
+    """Its ranges are its partials' bytes, by reference: no write, no committed bytes."""
+    from .test_tus_concat import final
+    from .test_tus_concat import partial
+
+    before = scrape(client)
+    parts = [partial(client, b"abc"), partial(client, b"defg")]
+    final(client, parts).get_data()
+    assert moved(before, scrape(client)) == {
+        "byterange_resources_created_total": 3,
+        "byterange_resources_completed_total{outcome=ok}": 3,
+        "byterange_writes_committed_total": 2,
+        "byterange_committed_bytes_total": 7,
+        "byterange_received_bytes_total{protocol=tus}": 7,
+        "byterange_request_duration_seconds_count{method=POST,status_class=2xx}": 3,
+        "byterange_request_duration_seconds_count{method=PATCH,status_class=2xx}": 2,
+        "byterange_request_duration_seconds_count{method=GET,status_class=2xx}": 1,
+    }
+
+
 def test_in_flight_counts_the_scrape_itself_only(client) -> None:
     allocate(client)
     samples = scrape(client)
