@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from typing import Any
 
 bind = os.environ.get("BYTERANGE_BIND", "127.0.0.1:8080")
 # gthread: a slow upload occupies a thread, not a whole process, and the worker heartbeat keeps
@@ -40,7 +41,7 @@ control_socket_disable = True
 _metrics_private_dir = None
 
 
-def _metrics_on_starting(server) -> None:  # type: ignore[no-untyped-def]
+def _metrics_on_starting(server: Any) -> None:
     """Master, before any worker forks: an empty PROMETHEUS_MULTIPROC_DIR (a private one when the
     operator set none), so the workers' metrics add up and /metrics shows the total."""
     global _metrics_private_dir
@@ -51,26 +52,26 @@ def _metrics_on_starting(server) -> None:  # type: ignore[no-untyped-def]
     server.log.info("metrics of all workers in %s", path)
 
 
-def _metrics_child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
+def _metrics_child_exit(server: Any, worker: Any) -> None:
     from byterange_server import multiproc
 
     multiproc.mark_process_dead(worker.pid)
 
 
-def _metrics_on_exit(server) -> None:  # type: ignore[no-untyped-def]
+def _metrics_on_exit(server: Any) -> None:
     if _metrics_private_dir is not None:
         from byterange_server import multiproc
 
         multiproc.remove(_metrics_private_dir)
 
 
-def on_starting(server) -> None:  # type: ignore[no-untyped-def]
+def on_starting(server: Any) -> None:
     _metrics_on_starting(server)
 
 
-def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
+def child_exit(server: Any, worker: Any) -> None:
     _metrics_child_exit(server, worker)
 
 
-def on_exit(server) -> None:  # type: ignore[no-untyped-def]
+def on_exit(server: Any) -> None:
     _metrics_on_exit(server)

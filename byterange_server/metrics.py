@@ -12,7 +12,7 @@ Multiprocess mode is on when ``PROMETHEUS_MULTIPROC_DIR`` is set *before* ``prom
 is imported (it picks its value class at import time). ``gunicorn_conf.py`` sets it in the master
 (a private temporary directory unless the operator gave one), so every worker forked afterwards
 writes its values to its own memory-mapped files there, and any worker that serves ``/metrics``
-reads all of them (:func:`exposition`). Without the variable each process counts on its own, in a
+reads all of them (:meth:`Metrics.exposition`). Without the variable each process counts on its own, in a
 registry private to its app: right for one process and for tests.
 
 Labels are bounded by construction: protocols, methods and status classes are mapped onto fixed
@@ -41,7 +41,6 @@ __all__ = [
     "MULTIPROC_ENV",
     "Metrics",
     "MetricsSink",
-    "exposition",
     "method_label",
     "multiprocess_dir",
     "status_class",
@@ -158,10 +157,6 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry, path=self.shared_dir)
         encoder, content_type = choose_encoder(accept or "")
         return encoder(registry), content_type
-
-
-def exposition(metrics: Metrics, accept: str | None = None) -> tuple[bytes, str]:
-    return metrics.exposition(accept)
 
 
 class MetricsSink(EventSink):
