@@ -11,6 +11,10 @@ from flask import Flask
 from .config import Settings
 from .db import Database
 from .forwarded import ForwardedMiddleware
+from .metrics import Metrics
+from .metrics import MetricsSink
+from .observe import RequestObserver
+from .requestlog import configure_logging
 from .service import UploadService
 from .storage import load_backend
 
@@ -38,6 +42,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         (``{"DATABASE_URL": ..., "DATA_DIR": ...}``, case-insensitive, prefix optional).
     """
     settings = config if isinstance(config, Settings) else Settings.from_env(overrides=config)
+    # Before anything logs: under gunicorn nobody else configures the package's loggers.
+    configure_logging(settings.log_format, settings.log_level)
     app = Flask(__name__)
     app.config["BYTERANGE_SETTINGS"] = settings
     # Bodies are streamed by the views; Werkzeug must not cap or buffer them.
@@ -46,15 +52,22 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     service = build_service(settings)
     app.extensions[EXTENSION_KEY] = service
+    metrics = Metrics()
+    service.events.subscribe(MetricsSink(metrics))
 
     from . import hooks
     from .api import init_app as init_api
+    from .api.observe import init_app as init_observe
     from .api.origin import creation_origin
 
     # None unless a hook is configured; the delivery thread (one per worker process) stops at exit.
     app.extensions[HOOKS_KEY] = hooks.setup(service, settings, origin=creation_origin)
-
     init_api(app, settings)
+    init_observe(app, settings, metrics)
+    # Outside the protocol middlewares (it sees each request whole), inside the proxy one.
+    app.wsgi_app = RequestObserver(  # type: ignore[method-assign]
+        app.wsgi_app, metrics, request_log=settings.request_log
+    )
     if settings.trusted_proxies:
         # Outermost: every layer below sees the client's scheme, host and address.
         app.wsgi_app = ForwardedMiddleware(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]

@@ -154,6 +154,18 @@ class Settings:
     #: Allow creations when the pre-create hook cannot be asked (default: refuse with 503).
     hook_pre_create_fail_open: bool = False
 
+    # -- observability (metrics.py, requestlog.py, observe.py; docs/observability.md) ----------
+    #: Path of the Prometheus scrape endpoint, outside the mount; empty turns it off.
+    metrics_path: str = "/metrics"
+    #: When set, scraping needs ``Authorization: Bearer <token>``.
+    metrics_token: str = ""
+    #: Log line format of the ``byterange_server`` loggers: ``json`` or ``text``.
+    log_format: str = "json"
+    #: Level of the ``byterange_server`` loggers (gunicorn's own level has the same variable).
+    log_level: str = "info"
+    #: One access-log line per request (logger ``byterange_server.access``).
+    request_log: bool = True
+
     @property
     def cors_policy(self) -> CorsPolicy:
         """:raises ValueError: an entry of ``cors_origins`` is not an origin."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from typing import Any
 
 bind = os.environ.get("BYTERANGE_BIND", "127.0.0.1:8080")
 # gthread: a slow upload occupies a thread, not a whole process, and the worker heartbeat keeps
@@ -26,8 +27,9 @@ preload_app = False
 limit_request_line = 8190
 limit_request_fields = 200
 limit_request_field_size = 8190
-# Empty turns the access log off.
-accesslog = os.environ.get("BYTERANGE_ACCESS_LOG", "-") or None
+# gunicorn's own access log is off unless asked for: the app writes a structured line per
+# request, with its request id, protocol and problem code (docs/observability.md).
+accesslog = os.environ.get("BYTERANGE_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("BYTERANGE_LOG_LEVEL", "info")
 # gunicorn 27 opens one control socket per user by default, so two servers of one user would
@@ -48,3 +50,45 @@ def worker_int(worker):  # type: ignore[no-untyped-def]
     from byterange_server.shutdown import on_worker_int
 
     on_worker_int(worker)
+
+
+# -- metrics shared by the workers (byterange_server/multiproc.py) -------------------------------
+# Self-contained functions so that other hooks can be added beside them.
+
+_metrics_private_dir = None
+
+
+def _metrics_on_starting(server: Any) -> None:
+    """Master, before any worker forks: an empty PROMETHEUS_MULTIPROC_DIR (a private one when the
+    operator set none), so the workers' metrics add up and /metrics shows the total."""
+    global _metrics_private_dir
+    from byterange_server import multiproc
+
+    path, private = multiproc.prepare()
+    _metrics_private_dir = path if private else None
+    server.log.info("metrics of all workers in %s", path)
+
+
+def _metrics_child_exit(server: Any, worker: Any) -> None:
+    from byterange_server import multiproc
+
+    multiproc.mark_process_dead(worker.pid)
+
+
+def _metrics_on_exit(server: Any) -> None:
+    if _metrics_private_dir is not None:
+        from byterange_server import multiproc
+
+        multiproc.remove(_metrics_private_dir)
+
+
+def on_starting(server: Any) -> None:
+    _metrics_on_starting(server)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    _metrics_child_exit(server, worker)
+
+
+def on_exit(server: Any) -> None:
+    _metrics_on_exit(server)

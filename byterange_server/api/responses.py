@@ -20,6 +20,9 @@ from ..protocol.headers import format_http_date
 from ..protocol.headers import format_ranges
 from ..protocol.media import PATCH_MEDIA_TYPES
 from ..service import ResourceState
+from .observe import note_error
+from .observe import note_problem
+from .observe import request_id
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,10 @@ def problem(
         body["detail"] = detail
     if request:
         body["instance"] = request.path
+        if (rid := request_id()) is not None:
+            # The same id as the X-Request-Id header and the log lines of this request.
+            body["request-id"] = rid
+        note_problem(code)
     for key, value in (extra or {}).items():
         body.setdefault(key, value)
     response = Response(
@@ -100,6 +107,7 @@ def render_error(
 ) -> Response:
     """The problem document of ``error``; ``status`` and ``type_uri`` override its own (another
     protocol's dialect: tus status codes, the IETF draft's registered problem types)."""
+    note_error(error)
     return problem(
         status or error.status,
         error.code,

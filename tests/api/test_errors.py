@@ -190,7 +190,8 @@ def test_unexpected_exception_is_bare_500(client, service, monkeypatch, settings
     assert response.status_code == 500
     response = client.get(path)
     body = problem(response, 500)
-    assert set(body) <= {"type", "title", "status", "instance"}, body
+    # request-id: an opaque id to find the log lines by, nothing of the failure
+    assert set(body) <= {"type", "title", "status", "instance", "request-id"}, body
     assert_clean(response, settings_overrides)
 
 

@@ -217,6 +217,9 @@ class GunicornServer:
                 "BYTERANGE_AUTH": "off",
                 "BYTERANGE_LEASE_SECONDS": str(self.lease_seconds),
                 "BYTERANGE_ACCESS_LOG": str(self.access_log),
+                # The workers' metric files, in the test's directory (emptied at each start):
+                # not a shared one of the runner's, not a temporary one left by a kill -9.
+                "PROMETHEUS_MULTIPROC_DIR": str(self.root / "metrics"),
                 "BYTERANGE_LOG_LEVEL": "info",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
                 "PYTHONUNBUFFERED": "1",
