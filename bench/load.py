@@ -14,8 +14,6 @@ import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from byterange_server.protocol.multipart import MultipartEncoder
-
 BUFFER = 1024 * 1024
 
 
@@ -69,17 +67,6 @@ class Client:
         self.conn.send(head)
         for offset in range(0, length, len(block)):
             self.conn.send(block[: min(len(block), length - offset)])
-        self._finish((204,))
-
-    def patch_parts(self, path: str, parts: list[tuple[int, bytes]], length: int) -> None:
-        """One ``multipart/byteranges`` PATCH with many parts (to make many extents at once)."""
-        encoder = MultipartEncoder("bench-boundary")
-        pieces = []
-        for offset, data in parts:
-            fields = (("Content-Range", f"bytes {offset}-{offset + len(data) - 1}/{length}"),)
-            pieces += [encoder.part_head(fields), data]
-        body = b"".join(pieces) + encoder.closing()
-        self.conn.request("PATCH", path, body=body, headers={"Content-Type": encoder.content_type})
         self._finish((204,))
 
     def head(self, path: str) -> None:
