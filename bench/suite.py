@@ -412,6 +412,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         options = Options(size=parse_size(args.size or "1GiB"), runs=args.runs or 3)
     profile_dir = (args.json.parent if args.json else Path.cwd()) if args.profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
 
     # A TERM (a timeout, a kill) unwinds the context managers, so no server outlives the run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
