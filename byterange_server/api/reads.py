@@ -125,11 +125,11 @@ def _stream_response(
     content_length: int,
 ) -> Response:
     (start, stop), = ranges
-    stored = service.open_object(state.id)
+    stored = service.open_object(state.id, state.record)
     try:
         if stored.fileno() is None:
             stored.close()
-            body: object = _read_ranges(service, state.id, [(None, (start, stop))])
+            body: object = _read_ranges(service, state, [(None, (start, stop))])
             response = Response(body, status=status)
         else:
             body = wrap_file(request.environ, _RangeFile(stored, start, stop), _CHUNK)
@@ -163,7 +163,7 @@ def _multipart_response(
         pieces.append((head, (start, stop)))
     closing = encoder.closing()
     total = sum(len(head or b"") + stop - start for head, (start, stop) in pieces) + len(closing)
-    body = _read_ranges(service, state.id, pieces, trailer=closing)
+    body = _read_ranges(service, state, pieces, trailer=closing)
     response = Response(body, status=206)
     response.headers.update({k: v for k, v in headers.items() if k != "Content-Type"})
     response.headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
@@ -173,11 +173,11 @@ def _multipart_response(
 
 def _read_ranges(
     service: UploadService,
-    resource_id: str,
+    state: ResourceState,
     pieces: list[tuple[bytes | None, tuple[int, int]]],
     trailer: bytes = b"",
 ) -> Iterator[bytes]:
-    with service.open_object(resource_id) as stored:
+    with service.open_object(state.id, state.record) as stored:
         for head, (start, stop) in pieces:
             if head:
                 yield head
