@@ -265,9 +265,7 @@ class Suite:
 
     def ensure_complete(self, target: Target) -> None:
         if target.complete is None:
-            client = load.Client(target.url)
             target.complete = load.upload(target.url, self.block, self.options.size, self.options.segment)
-            client.close()
 
     def ratios(self) -> None:
         for (scenario, metric, name), row in self.rows.items():
