@@ -1,7 +1,15 @@
-"""A byterange-server under gunicorn on loopback, with its production settings, for benchmarks."""
+"""The servers a benchmark talks to: byterange-server under gunicorn, and the process table.
+
+:func:`gunicorn_server` starts ``python -m gunicorn --config python:byterange_server.gunicorn_conf``
+on loopback with the production settings (the worker and thread counts of gunicorn_conf unless
+given), ``BYTERANGE_AUTH=off``, a fresh data directory and either a fresh SQLite database or the
+PostgreSQL database it is given. :func:`postgres_database` starts a throwaway cluster with
+``tests/pgcluster.py`` (the tests' own, so both start PostgreSQL the same way).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -12,11 +20,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from byterange_server import migrate
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -25,12 +35,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def peak_rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
+
+
+def rss_kib(pid: int) -> int:
+    return _status_kib(pid, "VmRSS")
+
+
+def peak_rss_kib(pid: int) -> int:
+    return _status_kib(pid, "VmHWM")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (all its threads), from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def children(pid: int) -> list[int]:
@@ -39,6 +70,21 @@ def children(pid: int) -> list[int]:
             return [int(item) for item in handle.read().split()]
     except OSError:
         return []
+
+
+def wait_http(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("OPTIONS", "/")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @dataclass
@@ -52,44 +98,85 @@ class BenchServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/files"
 
+    def worker_pids(self) -> list[int]:
+        return children(self.pid)
+
     def peak_rss_mib(self) -> dict[str, float]:
         """Peak RSS (VmHWM) of the master and of each worker, in MiB."""
         out = {"master": peak_rss_kib(self.pid) / 1024}
-        for index, pid in enumerate(children(self.pid)):
+        for index, pid in enumerate(self.worker_pids()):
             out[f"worker {index}"] = peak_rss_kib(pid) / 1024
         return out
 
 
-@contextmanager
-def gunicorn_server(*, workers: int = 2, threads: int = 8, database_url: str = "") -> Iterator[BenchServer]:
+@contextlib.contextmanager
+def gunicorn_server(
+    *, workers: int | None = None, threads: int | None = None, database_url: str = ""
+) -> Iterator[BenchServer]:
     """Start gunicorn on a fresh data directory (and SQLite database unless one is given)."""
     data_dir = Path(tempfile.mkdtemp(prefix="byterange-bench-"))
     database_url = database_url or f"sqlite:///{data_dir / 'byterange.sqlite3'}"
     migrate.upgrade(database_url)
     port = free_port()
     env = dict(os.environ, BYTERANGE_DATA_DIR=str(data_dir), BYTERANGE_DATABASE_URL=database_url,
-               BYTERANGE_ACCESS_LOG="", BYTERANGE_AUTH="off", BYTERANGE_LOG_LEVEL="warning")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "python:byterange_server.gunicorn_conf",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-         "byterange_server.wsgi:app"],
-        env=env, start_new_session=True,
-    )
+               BYTERANGE_AUTH="off", BYTERANGE_ACCESS_LOG="", BYTERANGE_LOG_LEVEL="warning")
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:byterange_server.gunicorn_conf",
+            "--bind", f"127.0.0.1:{port}"]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    server = subprocess.Popen([*argv, "byterange_server.wsgi:app"], env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("OPTIONS", "/files")
-                conn.getresponse().read()
-                conn.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_http(port)
         yield BenchServer(port, server.pid, database_url, data_dir)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        server.wait(timeout=60)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A database in a throwaway PostgreSQL cluster (started as tests/pgcluster.py does)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.pgcluster import create_database
+    from tests.pgcluster import postgres_cluster
+
+    with postgres_cluster() as base_url:
+        yield create_database(base_url, "byterange_bench")
+
+
+@contextlib.contextmanager
+def py_spy(pids: list[int], prefix: Path) -> Iterator[list[Path]]:
+    """Sample each pid with ``py-spy record`` (collapsed stacks) while the block runs.
+
+    ``--idle`` keeps the samples of threads blocked in the kernel (``fdatasync``, socket reads),
+    so a profile shows where request time goes, not only CPU. Needs ptrace rights over the
+    workers (root, or kernel.yama.ptrace_scope = 0).
+    """
+    executable = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(executable).exists():
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    paths = [prefix.with_name(f"{prefix.name}-worker{index}.folded") for index in range(len(pids))]
+    log = open(prefix.with_name(f"{prefix.name}.log"), "wb")  # noqa: SIM115 - closed below
+    spies = [
+        subprocess.Popen(
+            [executable, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+             "--idle", "--nonblocking", "--output", str(path)],
+            stdout=log, stderr=log,
+        )
+        for pid, path in zip(pids, paths, strict=True)
+    ]
+    time.sleep(0.5)  # py-spy attaches
+    try:
+        yield paths
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        for spy in spies:
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        log.close()

@@ -138,6 +138,21 @@ class _ObservedBody:
             self._finish()
 
 
+def _observe_file(body: Any, record: RequestRecord, finish: Callable[[], None], length: int) -> Any:
+    close = getattr(body, "close", None)
+
+    def observed_close() -> None:
+        try:
+            if close is not None:
+                close()
+        finally:
+            record.bytes_out += length
+            finish()
+
+    body.close = observed_close
+    return body
+
+
 class RequestObserver:
     """See the module docstring. ``metrics`` None counts nothing; ``request_log`` False logs
     no access lines (the request id is still chosen, echoed and put in log records)."""
@@ -170,8 +185,13 @@ class RequestObserver:
         if environ.get("wsgi.input") is not None:
             environ["wsgi.input"] = CountingInput(environ["wsgi.input"], record, on_bytes)
 
+        declared: dict[str, int] = {}
+
         def observed_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             record.status = int(status.split(None, 1)[0])
+            for name, value in headers:
+                if name.lower() == "content-length" and value.isdigit():
+                    declared["length"] = int(value)
             headers = [(name, value) for name, value in headers if name.lower() != "x-request-id"]
             headers.append(("X-Request-Id", request_id))
             return start_response(status, headers, exc_info)
@@ -182,7 +202,13 @@ class RequestObserver:
             record.status = record.status or 500
             self._finish(record, environ)
             raise
-        return _ObservedBody(body, record, lambda: self._finish(record, environ))
+        finish = lambda: self._finish(record, environ)  # noqa: E731
+        wrapper_type = environ.get("wsgi.file_wrapper")
+        if isinstance(wrapper_type, type) and isinstance(body, wrapper_type):
+            # Handed back as it is, or the server could not send it with sendfile (api/reads.py):
+            # the observation ends when the server closes it, and counts the declared length.
+            return _observe_file(body, record, finish, declared.get("length", 0))
+        return _ObservedBody(body, record, finish)
 
     def _finish(self, record: RequestRecord, environ: dict[str, Any]) -> None:
         if record.finished:

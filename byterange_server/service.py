@@ -421,10 +421,16 @@ class UploadService:
         with self.db.read() as conn:
             return ledger.extents_within(conn, resource_id, start, stop)
 
-    def open_object(self, resource_id: str) -> StoredObject:
+    def open_object(self, resource_id: str, record: ResourceRecord | None = None) -> StoredObject:
         """The bytes of a resource: its own object, or for a final concatenation a read-only
-        view over its partials' objects (nothing was copied into it)."""
+        view over its partials' objects (nothing was copied into it).
+
+        ``record``, when the caller has loaded it, spares other resources the read transaction
+        that looks for concatenation pieces (a GET of a small range pays for every query).
+        """
         validate_resource_id(resource_id)
+        if record is not None and record.concat != "final":
+            return self.storage.open(resource_id)
         with self.db.read() as conn:
             pieces = ledger.load_pieces(conn, resource_id)
         if not pieces:

@@ -4,15 +4,23 @@ Complete resources behave like any static file: 200, 206 (one range, or
 ``multipart/byteranges`` for several), 304, 416. Incomplete resources serve only committed
 bytes: a Range inside the committed extents → 206, a range touching a hole → 416, and no
 Range → 409. Holes are never served.
+
+A whole body or one range of an object with a file descriptor (local storage) goes out through
+``wsgi.file_wrapper``: gunicorn sends it with ``sendfile`` from the descriptor, without the
+bytes passing through Python; other servers iterate the wrapper, which reads the same range in
+bounded chunks. Multipart bodies and objects without a descriptor (concatenations, memory) are
+streamed from Python.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 
 from flask import Response
 from flask import request
+from werkzeug.wsgi import wrap_file
 
 from ..errors import IncompleteResourceError
 from ..errors import RangeNotSatisfiableError
@@ -23,6 +31,7 @@ from ..protocol.headers import should_reject_ranges
 from ..protocol.multipart import MultipartEncoder
 from ..service import ResourceState
 from ..service import UploadService
+from ..storage import StoredObject
 from . import conditions
 from .responses import representation_headers
 from .responses import state_headers
@@ -115,7 +124,19 @@ def _stream_response(
     headers: dict[str, str],
     content_length: int,
 ) -> Response:
-    response = Response(_read_ranges(service, state.id, [(None, r) for r in ranges]), status=status)
+    (start, stop), = ranges
+    stored = service.open_object(state.id, state.record)
+    try:
+        if stored.fileno() is None:
+            stored.close()
+            body: object = _read_ranges(service, state, [(None, (start, stop))])
+            response = Response(body, status=status)
+        else:
+            body = wrap_file(request.environ, _RangeFile(stored, start, stop), _CHUNK)
+            response = Response(body, status=status, direct_passthrough=True)
+    except BaseException:
+        stored.close()
+        raise
     response.headers.update(headers)
     response.headers["Content-Length"] = str(content_length)
     return response
@@ -142,7 +163,7 @@ def _multipart_response(
         pieces.append((head, (start, stop)))
     closing = encoder.closing()
     total = sum(len(head or b"") + stop - start for head, (start, stop) in pieces) + len(closing)
-    body = _read_ranges(service, state.id, pieces, trailer=closing)
+    body = _read_ranges(service, state, pieces, trailer=closing)
     response = Response(body, status=206)
     response.headers.update({k: v for k, v in headers.items() if k != "Content-Type"})
     response.headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
@@ -152,11 +173,11 @@ def _multipart_response(
 
 def _read_ranges(
     service: UploadService,
-    resource_id: str,
+    state: ResourceState,
     pieces: list[tuple[bytes | None, tuple[int, int]]],
     trailer: bytes = b"",
 ) -> Iterator[bytes]:
-    with service.open_object(resource_id) as stored:
+    with service.open_object(state.id, state.record) as stored:
         for head, (start, stop) in pieces:
             if head:
                 yield head
@@ -169,3 +190,47 @@ def _read_ranges(
                 position += len(chunk)
         if trailer:
             yield trailer
+
+
+class _RangeFile:
+    """Bytes ``[start, stop)`` of a stored object with a descriptor, as a file for
+    ``wsgi.file_wrapper``.
+
+    gunicorn sends ``Content-Length`` bytes with ``sendfile`` from the descriptor's position,
+    which starts at ``start`` (each :meth:`~..storage.base.StorageBackend.open` makes a descriptor
+    of its own, so the position is this response's). Servers without ``sendfile`` call
+    :meth:`read`, which never goes past ``stop``. Closing it closes the stored object.
+    """
+
+    mode = "rb"  # socket.sendfile checks for a binary file
+
+    def __init__(self, stored: StoredObject, start: int, stop: int) -> None:
+        self._stored = stored
+        self._stop = stop
+        self._position = start
+        os.lseek(self.fileno(), start, os.SEEK_SET)
+
+    def fileno(self) -> int:
+        fd = self._stored.fileno()
+        assert fd is not None
+        return fd
+
+    def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET:
+            raise OSError("only absolute seeks")
+        self._position = os.lseek(self.fileno(), position, os.SEEK_SET)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._stop - self._position
+        if left <= 0:
+            return b""
+        chunk = self._stored.read_at(self._position, left if size < 0 else min(size, left))
+        self._position += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._stored.close()

@@ -1,0 +1,483 @@
+"""The benchmark suite: byterange-server under gunicorn against a raw baseline, in one run.
+
+    python -m bench [--db sqlite,postgresql] [--scenarios S1,S3] [--size 1GiB] [--runs 3]
+                    [--json PATH] [--profile] [--quick]
+
+Scenarios (MB = 10^6 bytes; every write is acknowledged only once durable):
+
+- S1 sequential: one client fills a resource of ``--size`` in 8 MiB ``message/byterange`` PATCHes;
+- S2 parallel: 8 clients fill disjoint 8 MiB segments of one resource, aggregate MB/s;
+- S3 small segments: one client, 64 KiB PATCHes, committed writes per second;
+- S4 HEAD latency p50/p99 on a resource with 1 extent and on one with 10,000 extents;
+- S5 peak RSS of each gunicorn worker (sampled from /proc) while ``--size`` streams in one PATCH;
+- S6 GET of a complete resource of ``--size``, and 1,000 random 64 KiB Range GETs.
+
+S1–S3 run on every ``--db``; S4–S6 on the first. The raw baseline (:mod:`bench.raw`: socket,
+``pwrite``, ``fdatasync`` per request; ``sendfile`` for GET) takes the same requests from the same
+load generator in the same invocation, runs interleaved with the server's, so ``ratio = ours /
+raw`` compares figures taken under the same load. Each figure is the median of ``--runs`` with
+min–max; ``client CPU`` is the load generator's own CPU time over wall time (100% = one core),
+``server CPU`` the gunicorn workers' (or the raw server's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import functools
+import json
+import os
+import platform
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+from byterange_server import ledger
+from byterange_server.db import Database
+from byterange_server.extents import Extent
+from byterange_server.units import parse_size
+
+from . import load
+from .raw import raw_server
+from .server import REPO_ROOT
+from .server import cpu_seconds
+from .server import gunicorn_server
+from .server import postgres_database
+from .server import py_spy
+from .server import rss_kib
+
+Values = dict[str, tuple[float, str]]  # {metric: (value, unit)}
+Runner = Callable[["Target"], Values]
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6")
+MiB = 1024 * 1024
+
+
+@dataclass
+class Options:
+    size: int
+    segment: int = 8 * MiB
+    small: int = 64 * 1024
+    clients: int = 8
+    writes: int = 1000
+    heads: int = 1000
+    extents: int = 10_000
+    range_gets: int = 1000
+    runs: int = 3
+
+
+@dataclass
+class Target:
+    """Where requests go: the raw baseline or one byterange-server (one database)."""
+
+    name: str
+    url: str
+    pids: Callable[[], list[int]]
+    database_url: str = ""
+    complete: str | None = None  # a complete resource of the full size, for S6
+
+    @property
+    def raw(self) -> bool:
+        return self.name == "raw"
+
+
+@dataclass
+class Row:
+    scenario: str
+    metric: str
+    target: str
+    unit: str
+    runs: list[float] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+    ratio: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario, "metric": self.metric, "target": self.target, "unit": self.unit,
+            "median": statistics.median(self.runs), "min": min(self.runs), "max": max(self.runs),
+            "runs": self.runs, "ratio": self.ratio,
+            "client_cpu_percent": statistics.median(self.client_cpu) if self.client_cpu else None,
+            "server_cpu_percent": statistics.median(self.server_cpu) if self.server_cpu else None,
+        }
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Suite:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.rows: dict[tuple[str, str, str], Row] = {}
+        self.block = memoryview(os.urandom(max(options.segment, options.small, 8 * MiB)))
+
+    def record(self, scenario: str, target: Target, values: Values,
+               client: float, server: float) -> None:
+        for metric, (value, unit) in values.items():
+            key = (scenario, metric, target.name)
+            row = self.rows.setdefault(key, Row(scenario, metric, target.name, unit))
+            row.runs.append(value)
+            row.client_cpu.append(client)
+            row.server_cpu.append(server)
+
+    def measure(self, scenario: str, target: Target, run: Runner) -> None:
+        pids = target.pids()
+        client, server, wall = _own_cpu(), sum(map(cpu_seconds, pids)), time.perf_counter()
+        values = run(target)
+        wall = time.perf_counter() - wall
+        client = (_own_cpu() - client) / wall * 100
+        server = (sum(map(cpu_seconds, pids)) - server) / wall * 100
+        self.record(scenario, target, values, client, server)
+
+    # -- the scenarios; each returns {metric: (value, unit)} for one run ------------------------
+
+    def s1(self, target: Target) -> Values:
+        return self._fill(target, self.options.segment, 1)
+
+    def s2(self, target: Target) -> Values:
+        return self._fill(target, self.options.segment, self.options.clients)
+
+    def _fill(self, target: Target, segment: int, clients: int) -> Values:
+        size = self.options.size
+        client = load.Client(target.url)
+        path = client.create(size)
+        started = time.perf_counter()
+        load.upload(target.url, self.block, size, segment, clients, path=path)
+        elapsed = time.perf_counter() - started
+        if target.complete is None:
+            target.complete = path  # kept for S6
+        else:
+            client.delete(path)
+        client.close()
+        return {"upload": (size / elapsed / 1e6, "MB/s")}
+
+    def s3(self, target: Target) -> Values:
+        small, writes = self.options.small, self.options.writes
+        client = load.Client(target.url)
+        path = client.create(small * writes)
+        block = self.block[:small]
+        started = time.perf_counter()
+        for offset in range(0, small * writes, small):
+            client.patch(path, offset, block, small * writes)
+        elapsed = time.perf_counter() - started
+        client.delete(path)
+        client.close()
+        return {"64 KiB writes": (writes / elapsed, "writes/s")}
+
+    def s4_setup(self, target: Target) -> tuple[str, str]:
+        client = load.Client(target.url)
+        one = client.create(2 * self.options.small)
+        client.patch(one, 0, self.block[: self.options.small], 2 * self.options.small)
+        count = self.options.extents
+        many = client.create(2 * count)
+        client.close()
+        # The extent rows go straight into the database, in one transaction: through HTTP that
+        # is 10,000 durable commits, minutes of setup for what is not being measured. One byte
+        # at every even offset: the holes keep the extents apart.
+        database = Database(target.database_url)
+        try:
+            with database.write() as conn:
+                ledger.add_extents(conn, many.rpartition("/")[2],
+                                   [Extent(2 * index, 2 * index + 1) for index in range(count)])
+        finally:
+            database.dispose()
+        return one, many
+
+    def s4(self, target: Target, paths: tuple[str, str]) -> Values:
+        client = load.Client(target.url)
+        out = {}
+        for label, path in zip(("1 extent", f"{self.options.extents:,} extents"), paths, strict=True):
+            client.head(path)  # warm the connection and the worker
+            times = sorted(load.latencies(lambda path=path: client.head(path), self.options.heads))
+            out[f"HEAD p50, {label}"] = (_percentile(times, 50) * 1000, "ms")
+            out[f"HEAD p99, {label}"] = (_percentile(times, 99) * 1000, "ms")
+        client.close()
+        return out
+
+    def s5(self, target: Target) -> Values:
+        size = self.options.size
+        pids = target.pids()
+        before = max(rss_kib(pid) for pid in pids) / 1024
+        peak = dict.fromkeys(pids, 0)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                for pid in pids:
+                    peak[pid] = max(peak[pid], rss_kib(pid))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        client = load.Client(target.url)
+        path = client.create(size)
+        sampler.start()
+        started = time.perf_counter()
+        try:
+            client.patch_stream(path, self.block[: 8 * MiB], size)
+        finally:
+            elapsed = time.perf_counter() - started
+            done.set()
+            sampler.join()
+        client.delete(path)
+        client.close()
+        return {
+            "peak RSS per worker (max)": (max(peak.values()) / 1024, "MiB"),
+            "RSS per worker before (max)": (before, "MiB"),
+            "one-PATCH upload": (size / elapsed / 1e6, "MB/s"),
+        }
+
+    def s6_whole(self, target: Target) -> Values:
+        assert target.complete is not None
+        client = load.Client(target.url)
+        started = time.perf_counter()
+        received = client.get(target.complete)
+        whole = time.perf_counter() - started
+        client.close()
+        assert received == self.options.size, (received, self.options.size)
+        return {"GET whole": (self.options.size / whole / 1e6, "MB/s")}
+
+    def s6_ranges(self, target: Target) -> Values:
+        assert target.complete is not None
+        client = load.Client(target.url)
+        ranges = load.random_ranges(self.options.size, self.options.small, self.options.range_gets)
+        started = time.perf_counter()
+        for byte_range in ranges:
+            client.get(target.complete, byte_range)
+        elapsed = time.perf_counter() - started
+        client.close()
+        return {
+            "64 KiB Range GETs": (len(ranges) / elapsed, "requests/s"),
+            "64 KiB Range GETs, bytes": (len(ranges) * self.options.small / elapsed / 1e6, "MB/s"),
+        }
+
+    def ensure_complete(self, target: Target) -> None:
+        if target.complete is None:
+            target.complete = load.upload(target.url, self.block, self.options.size, self.options.segment)
+
+    def ratios(self) -> None:
+        for (scenario, metric, name), row in self.rows.items():
+            raw = self.rows.get((scenario, metric, "raw"))
+            if raw is not None and name != "raw":
+                row.ratio = statistics.median(row.runs) / statistics.median(raw.runs)
+
+
+def _percentile(ordered: list[float], percent: float) -> float:
+    index = min(len(ordered) - 1, max(0, round(percent / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def summarize_profile(paths: list[Path], top: int = 15) -> dict[str, Any]:
+    """Where request time goes, from py-spy's collapsed stacks (idle samples included).
+
+    Only samples of threads inside a request (``Flask.wsgi_app`` on the stack) count, so idle
+    workers waiting for connections do not dilute the shares. ``self``: the innermost Python
+    function (a blocking call such as ``fdatasync`` shows as the function that made it);
+    ``inclusive``: every function on the stack. Both in % of request samples.
+    """
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if "wsgi_app (" not in stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = [_frame(frame) for frame in stack.split(";")]
+            total += count
+            own[frames[-1]] += count
+            for frame in set(frames):
+                inclusive[frame] += count
+    if not total:
+        return {"samples": 0, "self": [], "inclusive": []}
+    return {
+        "samples": total,
+        "self": [(name, round(count / total * 100, 1)) for name, count in own.most_common(top)],
+        "inclusive": [(name, round(count / total * 100, 1)) for name, count in inclusive.most_common()
+                      if not name.startswith(_PLUMBING)][:top],
+    }
+
+
+# Frames every request goes through: they tell nothing about where the time goes.
+_PLUMBING = ("Flask.", "MethodOverride.", "ForwardedMiddleware.", "_worker (", "_WorkItem.",
+             "Thread.", "ThreadWorker.", "Worker.", "Arbiter.", "run (", "<module>", "_bootstrap",
+             "_run_code", "_run_module", "WSGIApplication.", "BaseApplication.", "Application.",
+             "_DispatchingApp", "handle (", "handle_request")
+
+
+def _frame(frame: str) -> str:
+    """``pwrite (byterange_server/storage/local.py:107)`` → ``pwrite (storage/local.py)``."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rpartition(":")[0]
+    for marker in ("site-packages/", "byterange_server/", "lib/python3"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+            break
+    return f"{name} ({where})" if where else name
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    with contextlib.suppress(OSError), open("/proc/meminfo") as meminfo:
+        memory = int(meminfo.readline().split()[1]) // 1024
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=REPO_ROOT).stdout.strip()
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_mib": memory, "kernel": platform.release(),
+            "python": platform.python_version(), "commit": commit, "load_average": os.getloadavg()}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = ("scenario", "metric", "target", "median", "min–max", "unit", "ratio",
+              "client CPU", "server CPU")
+    lines = [header]
+    for row in rows:
+        lines.append((
+            row["scenario"], row["metric"], row["target"], _num(row["median"]),
+            f"{_num(row['min'])}–{_num(row['max'])}", row["unit"],
+            "" if row["ratio"] is None else f"{row['ratio']:.2f}",
+            _percent(row["client_cpu_percent"]), _percent(row["server_cpu_percent"]),
+        ))
+    widths = [max(len(line[index]) for line in lines) for index in range(len(header))]
+    for number, line in enumerate(lines):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def _num(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}%"
+
+
+@contextlib.contextmanager
+def servers(databases: list[str], raw: bool) -> Iterator[list[Target]]:
+    with contextlib.ExitStack() as stack:
+        targets = []
+        if raw:
+            server = stack.enter_context(raw_server())
+            targets.append(Target("raw", server.url, server.worker_pids))
+        for database in databases:
+            url = stack.enter_context(postgres_database()) if database == "postgresql" else ""
+            server = stack.enter_context(gunicorn_server(database_url=url))
+            targets.append(Target(database, server.url, server.worker_pids, server.database_url))
+        yield targets
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--size", default=None, help="resource size for S1, S2, S5, S6 (default 1GiB)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--note", default="", help="stored in the JSON, e.g. 'loaded machine'")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy record the workers per scenario; profiles go next to --json")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and one run: a smoke test")
+    args = parser.parse_args(argv)
+
+    databases = [item.strip() for item in args.db.split(",") if item.strip()]
+    scenarios = [item.strip().upper() for item in args.scenarios.split(",") if item.strip()]
+    for name in scenarios:
+        if name not in SCENARIOS:
+            parser.error(f"unknown scenario {name}")
+    for name in databases:
+        if name not in ("sqlite", "postgresql"):
+            parser.error(f"unknown database {name}")
+    if args.quick:
+        options = Options(size=parse_size(args.size or "16MiB"), segment=4 * MiB, writes=40, heads=50,
+                          extents=500, range_gets=50, runs=args.runs or 1)
+    else:
+        options = Options(size=parse_size(args.size or "1GiB"), runs=args.runs or 3)
+    profile_dir = (args.json.parent if args.json else Path.cwd()) if args.profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+
+    # A TERM (a timeout, a kill) unwinds the context managers, so no server outlives the run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    suite = Suite(options)
+    profiles: dict[str, Any] = {}
+    started = datetime.datetime.now(datetime.timezone.utc)
+    meta = {"started": started.isoformat(timespec="seconds"), "note": args.note, "machine": machine(),
+            "options": vars(options), "databases": databases, "scenarios": scenarios,
+            "argv": sys.argv[1:] if argv is None else argv}
+    need_raw = bool({"S1", "S2", "S3", "S6"} & set(scenarios))
+    with servers(databases, need_raw) as targets:
+        ours = [target for target in targets if not target.raw]
+        first = ours[0]
+        raw = [target for target in targets if target.raw]
+        plan: dict[str, list[Target]] = {
+            "S1": raw + ours, "S2": raw + ours, "S3": raw + ours, "S4": [first], "S5": [first],
+            "S6": raw + [first],
+        }
+        for scenario in scenarios:
+            print(f"{scenario} ...", file=sys.stderr, flush=True)
+            with contextlib.ExitStack() as stack:
+                spied: dict[str, list[Path]] = {}
+                if profile_dir is not None:
+                    for target in plan[scenario]:
+                        if not target.raw:
+                            prefix = profile_dir / f"profile-{scenario}-{target.name}"
+                            spied[target.name] = stack.enter_context(py_spy(target.pids(), prefix))
+                if scenario == "S4":
+                    runners: list[Runner] = [functools.partial(suite.s4, paths=suite.s4_setup(first))]
+                elif scenario == "S6":
+                    for target in plan[scenario]:
+                        suite.ensure_complete(target)
+                    runners = [suite.s6_whole, suite.s6_ranges]  # apart, so each has its CPU figures
+                else:
+                    runners = [getattr(suite, scenario.lower())]
+                for _ in range(options.runs):
+                    for target in plan[scenario]:
+                        for runner in runners:
+                            suite.measure(scenario, target, runner)
+            for name, paths in spied.items():
+                profiles[f"{scenario} {name}"] = {"files": [path.name for path in paths],
+                                                  **summarize_profile(paths)}
+            if args.json:  # after every scenario, so an interrupted run keeps what it measured
+                _write_json(args.json, suite, meta, scenarios, profiles)
+    result = _write_json(args.json, suite, meta, scenarios, profiles, finished=True)
+    print_table([row for rows in result["scenarios"].values() for row in rows])
+    for name, summary in profiles.items():
+        print(f"\nprofile {name} ({summary.get('samples', 0)} samples): inclusive "
+              + ", ".join(f"{frame} {share}%" for frame, share in summary["inclusive"][:10]))
+    if args.json:
+        print(f"\nwritten to {args.json}")
+
+
+def _write_json(path: Path | None, suite: Suite, meta: dict[str, Any], scenarios: list[str],
+                profiles: dict[str, Any], finished: bool = False) -> dict[str, Any]:
+    suite.ratios()
+    rows = [row.summary() for row in suite.rows.values()]
+    meta = dict(meta, load_average_end=os.getloadavg())
+    if finished:
+        meta["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    done = [name for name in scenarios if any(row["scenario"] == name for row in rows)]
+    result = {"meta": meta,
+              "scenarios": {name: [row for row in rows if row["scenario"] == name] for name in done}}
+    if profiles:
+        result["profiles"] = profiles
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
