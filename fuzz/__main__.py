@@ -30,6 +30,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         help="a target name (repeatable; default all); 'http' is the app over HTTP",
     )
+    parser.add_argument(
+        "--exclude", action="append", default=[], help="a target name to leave out (repeatable)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the run (default: random, printed)")
     parser.add_argument(
         "--http-share",
@@ -75,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(names))
         return 0
-    chosen = args.target or names
-    unknown = [name for name in chosen if name not in names]
+    chosen = [name for name in args.target or names if name not in args.exclude]
+    unknown = [name for name in [*chosen, *args.exclude] if name not in names]
     if unknown:
         print(f"unknown target(s): {', '.join(unknown)}; --list shows them", file=sys.stderr)
         return 2

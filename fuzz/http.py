@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import random
@@ -96,10 +97,14 @@ class Request:
     path: str
     headers: list[tuple[str, str]]
     body: bytes = b""
+    #: How the body is framed: ``length`` (Content-Length), ``chunked`` (no length, as gunicorn
+    #: hands over a chunked body), ``short`` (the client stops before Content-Length bytes).
+    framing: str = "length"
 
     def describe(self) -> str:
         lines = [f"{self.method} {self.path}"] + [f"{n}: {v}" for n, v in self.headers]
-        return "\n".join(lines) + f"\n\n{self.body[:200]!r}{'...' if len(self.body) > 200 else ''}"
+        body = f"{self.body[:200]!r}{'...' if len(self.body) > 200 else ''} ({self.framing})"
+        return "\n".join(lines) + "\n\n" + body
 
 
 class _Captured(logging.Handler):
@@ -143,11 +148,19 @@ class Harness:
         self.app.extensions["byterange"].db.dispose()
 
     def send(self, request: Request) -> Any:
+        if request.framing == "length":
+            return self.client.open(
+                request.path, method=request.method, headers=request.headers, data=request.body
+            )
+        overrides: dict[str, Any] = {"wsgi.input": io.BytesIO(request.body)}
+        if request.framing == "chunked":
+            overrides["wsgi.input_terminated"] = True  # what gunicorn says for a chunked body
+            headers = [*request.headers, ("Transfer-Encoding", "chunked")]
+        else:
+            overrides["CONTENT_LENGTH"] = str(len(request.body) + 1000)
+            headers = request.headers
         return self.client.open(
-            request.path,
-            method=request.method,
-            headers=request.headers,
-            data=request.body,
+            request.path, method=request.method, headers=headers, environ_overrides=overrides
         )
 
     def _location(self, response: Any) -> str:
@@ -448,7 +461,7 @@ def _sanitize(request: Request, harness: Harness) -> Request | None:
         if method.upper() == "DELETE":
             return None
         headers = [(n, v) for n, v in headers if n.lower() != "x-http-method-override"]
-    return Request(method, path, headers, request.body)
+    return Request(method, path, headers, request.body, request.framing)
 
 
 def _route(path: str) -> str:
@@ -507,6 +520,8 @@ def fuzz_http(seconds: float, seed: int, *, on_finding: Any = None) -> TargetRep
             request = valid_request(rnd, harness)
             if rnd.random() < 0.85:
                 request = mutate_request(rnd, request, harness)
+            if request.body and rnd.random() < 0.15:
+                request.framing = rnd.choice(("chunked", "short"))
             sane = _sanitize(request, harness)
             if sane is None:
                 continue

@@ -24,6 +24,8 @@ from byterange_server import cors
 from byterange_server import forwarded
 from byterange_server import signing
 from byterange_server import units
+from byterange_server.client import remote
+from byterange_server.client.errors import ProtocolError as ClientProtocolError
 from byterange_server.errors import ByterangeError
 from byterange_server.protocol import binary
 from byterange_server.protocol import headers
@@ -762,6 +764,51 @@ def fuzz_sizes(value: str) -> None:
     check(units.parse_size(value) >= 0, "negative size")
 
 
+# -- the client's reading of responses ----------------------------------------------------------
+
+_STATE_FIELDS = (
+    "Upload-Length",
+    "Upload-Offset",
+    "Upload-Complete",
+    "Committed-Ranges",
+    "Link",
+    "ETag",
+    "Repr-Digest",
+    "Content-Length",
+)
+
+
+@target(
+    "client: response state",
+    [
+        (
+            "10000",
+            "600",
+            "?0",
+            "bytes=0-599,4000-4999",
+            '</files/x/committed-ranges>; rel="committed-ranges"',
+            '"abc"',
+            DIGEST_SEEDS[0],
+            "0",
+            "max-size=1099511627776, max-parts=10000",
+        ),
+        ("", "", "?1", "none", "", 'W/"x"', "", "12", "max-parts=?1, a=(1 2)"),
+    ],
+    [
+        "byterange_server.client.remote:RemoteState.from_headers",
+        "byterange_server.client.remote:parse_limits",
+    ],
+    allowed=(ClientProtocolError,),
+)
+def fuzz_client_state(*values: str) -> None:
+    """What a (hostile) server's response does to the client: a ProtocolError at worst."""
+    fields = {name: value for name, value in zip(_STATE_FIELDS, values[:-1], strict=True) if value}
+    limits = remote.parse_limits(values[-1])
+    check(all(type(v) is int for v in limits.values()), "a limit that is not an int")
+    state = remote.RemoteState.from_headers("http://127.0.0.1/files/x", 200, fields, head=True)
+    check(state.committed is None or all(a < b for a, b in state.committed), "empty committed extent")
+
+
 # -- what is not a parser ----------------------------------------------------------------------
 
 #: Public callables of the scanned modules that parse nothing a client sends, and why.
@@ -784,6 +831,7 @@ PRINTER_PREFIXES = ("format", "encode", "ser")
 
 #: The modules scanned for parsers (every module of protocol/ is added by the test).
 SCANNED_MODULES = (
+    "byterange_server.client.remote",
     "byterange_server.cors",
     "byterange_server.forwarded",
     "byterange_server.signing",
