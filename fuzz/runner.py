@@ -1,12 +1,13 @@
 """The fuzz loop: feed a target seeds, mutants and random inputs for a time budget.
 
 Each example is one call of the target with a tuple of arguments. One in eight is built from
-nothing (random characters or bytes); the rest mutate a seed or an input that already passed
-(so mutations stack, as in AFL's queue). A finding is any exception the target does not
-document, a 5xx :class:`ByterangeError`, an :class:`~fuzz.targets.InvariantViolation`, a call
-that takes longer than ``hang_seconds`` (SIGALRM), or a ``MemoryError`` under the address-space
-cap set by ``__main__``. Findings are deduplicated by exception type and the innermost frame of
-the project, and shrunk to a small reproducer before they are reported.
+nothing (random characters or bytes); the rest mutate a seed or an earlier input (so mutations
+stack, as in AFL's queue), one the parsers accepted more often than one they rejected. A finding
+is any exception the target does not document, a 5xx :class:`ByterangeError`, an
+:class:`~fuzz.targets.InvariantViolation`, a call that takes longer than ``hang_seconds``
+(SIGALRM), or a ``MemoryError`` under the address-space cap set by ``__main__``. Findings are
+deduplicated by exception type and the innermost frame of the project, and shrunk to a small
+reproducer before they are reported.
 """
 
 from __future__ import annotations
@@ -190,7 +191,9 @@ def fuzz_target(
     """Fuzz one target for ``seconds``; every distinct finding is shrunk once and reported."""
     rnd = random.Random(f"{seed}:{target.name}")
     report = TargetReport(target.name)
-    queue: list[tuple[Any, ...]] = list(target.seeds)
+    # Inputs the parsers accepted are mutated more often than ones they rejected: a mutant of
+    # a valid value reaches the checks after the syntax (round trips, ranges, limits).
+    queues: dict[bool, list[tuple[Any, ...]]] = {True: list(target.seeds), False: []}
     found: dict[tuple[str, str], Finding] = {}
     started = time.monotonic()
     deadline = started + seconds
@@ -204,16 +207,18 @@ def fuzz_target(
         elif rnd.random() < 0.125:
             args = random_args(rnd, target.seeds[0])
         else:
+            queue = queues[not queues[False] or rnd.random() < 0.7]
             args = mutate_args(rnd, rnd.choice(queue), queue)
         result = classify(target, args, hang_seconds)
         report.examples += 1
         if result is REJECTED:
             report.rejected += 1
         if not isinstance(result, tuple):
+            queue = queues[result is None]
             if len(queue) < QUEUE_SIZE:
                 queue.append(args)
             elif rnd.random() < 0.05:
-                queue[rnd.randrange(len(target.seeds), QUEUE_SIZE)] = args
+                queue[rnd.randrange(len(target.seeds), QUEUE_SIZE)] = args  # seeds stay
             continue
         kind, where, message = result
         key = (kind, where)

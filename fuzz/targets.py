@@ -748,8 +748,14 @@ _SIGNED = signing.sign(
 def fuzz_signing(
     key: str, methods: str, expires: str, max_size: str, sig: str, method: str, path: str
 ) -> None:
+    # What Werkzeug hands the caller: request.path and request.args are valid Unicode (it
+    # decodes UTF-8 with "replace"), and request.path always starts with "/".
+    key, methods, expires, max_size, sig, method, path = (
+        value.encode("utf-8", "replace").decode("utf-8")
+        for value in (key, methods, expires, max_size, sig, method, path)
+    )
     query = dict(zip(signing.PARAMS, (key, methods, expires, max_size, sig), strict=True))
-    path = "/" + path.lstrip("/")  # the caller passes request.path, which always starts with "/"
+    path = "/" + path.lstrip("/")
     grant = signing.verify(query, method=method, path=path, keys={"k1": _SECRET}, now=1_900_000_000)
     check(signing.sign(grant, _SECRET) == query, "a query that is not canonical verified")
 
