@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import signal
 import time
 import traceback
@@ -145,6 +146,15 @@ def random_args(rnd: random.Random, template: tuple[Any, ...]) -> tuple[Any, ...
     return tuple(random_bytes(rnd) if isinstance(a, bytes) else random_text(rnd) for a in template)
 
 
+def finding_key(result: tuple[str, str, str]) -> tuple[str, str]:
+    """What makes two findings the same: exception type and innermost project frame; for broken
+    invariants (all raised by ``check``), the message without its figures."""
+    kind, where, message = result
+    if kind == "InvariantViolation":
+        where = re.sub(r"\d+|'[^']*'|\[[^]]*\]", "", message)[:60]
+    return kind, where
+
+
 def shrink(
     target: Target, args: tuple[Any, ...], key: tuple[str, str], hang_seconds: float, budget: float = 5.0
 ) -> tuple[Any, ...]:
@@ -157,7 +167,7 @@ def shrink(
 
     def same(candidate: tuple[Any, ...]) -> bool:
         result = classify(target, candidate, hang_seconds)
-        return isinstance(result, tuple) and (result[0], result[1]) == key
+        return isinstance(result, tuple) and finding_key(result) == key
 
     best = list(args)
     changed = True
@@ -221,7 +231,7 @@ def fuzz_target(
                 queue[rnd.randrange(len(target.seeds), QUEUE_SIZE)] = args  # seeds stay
             continue
         kind, where, message = result
-        key = (kind, where)
+        key = finding_key(result)
         if key in found:
             found[key].count += 1
             continue
