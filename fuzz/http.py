@@ -18,6 +18,7 @@ bodies are arbitrary bytes.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import io
@@ -240,15 +241,9 @@ class Harness:
 # -- valid requests ------------------------------------------------------------------------------
 
 
-def _digest(data: bytes, algorithm: str = "sha-256") -> str:
-    import base64
-
-    raw = (
-        hashlib.new(algorithm.replace("-", "")).digest()
-        if not data
-        else hashlib.new(algorithm.replace("-", ""), data).digest()
-    )
-    return f"{algorithm}=:{base64.b64encode(raw).decode()}:"
+def _digest(data: bytes) -> str:
+    """A ``Content-Digest`` / ``Repr-Digest`` value (sha-256) of ``data``."""
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:"
 
 
 def valid_request(rnd: random.Random, harness: Harness) -> Request:
@@ -500,14 +495,14 @@ def fuzz_http(seconds: float, seed: int, *, on_finding: Any = None) -> TargetRep
     app_logger.addHandler(captured)
     app_logger.propagate = False
     harness = Harness(directory)
-    seen: set[str] = set()
+    seen: dict[str, Finding] = {}
 
     def record(kind: str, where: str, message: str, request: Request) -> None:
         key = f"{kind}:{where}"
         if key in seen:
+            seen[key].count += 1
             return
-        seen.add(key)
-        finding = Finding("http", kind, where, message, (request.describe(),))
+        finding = seen[key] = Finding("http", kind, where, message, (request.describe(),))
         report.findings.append(finding)
         if on_finding is not None:
             on_finding(finding)

@@ -60,7 +60,6 @@ class RecordingProxy:
         #: one (client->server bytes, server->client bytes) pair per connection
         self.connections: list[tuple[bytearray, bytearray]] = []
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
 
@@ -74,12 +73,14 @@ class RecordingProxy:
             record = (bytearray(), bytearray())
             with self._lock:
                 self.connections.append(record)
+            done = threading.Barrier(2, action=lambda c=client, u=upstream: (c.close(), u.close()))
             for src, dst, buf in ((client, upstream, record[0]), (upstream, client, record[1])):
-                thread = threading.Thread(target=self._pipe, args=(src, dst, buf), daemon=True)
+                thread = threading.Thread(target=self._pipe, args=(src, dst, buf, done), daemon=True)
                 thread.start()
-                self._threads.append(thread)
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, buf: bytearray) -> None:
+    def _pipe(
+        self, src: socket.socket, dst: socket.socket, buf: bytearray, done: threading.Barrier
+    ) -> None:
         try:
             while chunk := src.recv(65536):
                 with self._lock:
@@ -90,6 +91,8 @@ class RecordingProxy:
         finally:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                done.wait(timeout=60)  # both directions over: the last one closes both sockets
 
     def close(self) -> None:
         self.listener.close()
@@ -417,7 +420,9 @@ def test_another_origin_is_blocked_by_the_browser(setup: Setup, chromium: str, t
     assert not [n for n, _ in preflight.response.headers if n.lower().startswith("access-control-")]
     (get,) = [e for e in exchanges if e.request.method == "GET"]
     assert get.request.get("Origin") == setup.other.origin  # sent, as a simple request is ...
-    assert get.response.status == 200 and get.response.body == setup.data
+    # The server answered it (the browser may drop the connection before the body's end once it
+    # has refused the headers, so only a prefix may have crossed the proxy).
+    assert get.response.status == 200 and setup.data.startswith(get.response.body)
     assert get.response.get("Access-Control-Allow-Origin") is None  # ... but not shared with the page
     assert "origin" in _names(get.response.get("Vary"))
 
