@@ -29,6 +29,9 @@ _QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e]|\\[\t \x21-\x7e])*"'
 _PAIR_RE = re.compile(rf"[ \t]*({_TOKEN})=({_TOKEN}|{_QUOTED})[ \t]*", re.ASCII)
 # uri-host [ ":" port ]: a reg-name or IPv4 (no userinfo, path or spaces), or a bracketed IPv6.
 _HOST_RE = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
+# X-Forwarded-Prefix: an absolute path of RFC 3986 pchars. Anything else (no leading "/", "?",
+# "#", non-ASCII) would turn the prefix into the host or query of every URL we build.
+_PREFIX_RE = re.compile(r"(?:/[A-Za-z0-9\-._~!$&'()*+,;=:@%]*)*", re.ASCII)
 
 
 def parse_forwarded(values: Iterable[str]) -> list[dict[str, str]]:
@@ -74,7 +77,9 @@ class ForwardedMiddleware:
             raise ValueError("ForwardedMiddleware needs at least one trusted proxy")
         self.app = app
         self.hops = hops
-        self._x_forwarded = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+        self._x_forwarded = ProxyFix(
+            self._checked, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         raw = environ.get("HTTP_FORWARDED")
@@ -86,6 +91,20 @@ class ForwardedMiddleware:
             elements = []  # a broken header from somewhere: trust nothing of it
         if len(elements) >= self.hops:
             self._apply(environ, elements[-self.hops])
+        return self.app(environ, start_response)
+
+    def _checked(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """After ProxyFix: the same rules as for ``Forwarded`` -- an unusable scheme, host or
+        prefix is ignored (the original value is put back), never reflected into a URL."""
+        original = environ.get("werkzeug.proxy_fix.orig", {})
+        if environ.get("wsgi.url_scheme") not in ("http", "https"):
+            environ["wsgi.url_scheme"] = original.get("wsgi.url_scheme", "http")
+        if not _HOST_RE.fullmatch(environ.get("HTTP_HOST") or "x"):
+            for key in ("HTTP_HOST", "SERVER_NAME", "SERVER_PORT"):
+                if original.get(key) is not None:
+                    environ[key] = original[key]
+        if not _PREFIX_RE.fullmatch(environ.get("SCRIPT_NAME", "")):
+            environ["SCRIPT_NAME"] = original.get("SCRIPT_NAME") or ""
         return self.app(environ, start_response)
 
     @staticmethod

@@ -138,3 +138,40 @@ def test_parser_never_fails_otherwise(raw):
     except MalformedHeaderError:
         return
     assert all(isinstance(k, str) and k == k.lower() for element in elements for k in element)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # Found by python -m fuzz: a prefix without "/" became the host of every Location, and
+        # Werkzeug's IDNA encoding of it raised outside every error handler (a bare 500).
+        ({"X-Forwarded-Prefix": "sh\xf7a?-25}6=:@AAA:"}, ("http", "backend:8080", "")),
+        ({"X-Forwarded-Prefix": "@evil.example"}, ("http", "backend:8080", "")),
+        ({"X-Forwarded-Prefix": "/up/\xe9"}, ("http", "backend:8080", "")),
+        ({"X-Forwarded-Proto": "javascript", "X-Forwarded-Host": "a b"}, ("http", "backend:8080", "")),
+        (
+            {"X-Forwarded-Prefix": "/uploads/v1", "X-Forwarded-Host": "up.example"},
+            ("http", "up.example", "/uploads/v1"),
+        ),
+    ],
+)
+def test_unusable_x_forwarded_values_are_ignored_not_reflected(headers, expected):
+    environ = seen_by_app(1, headers)
+    assert (environ["wsgi.url_scheme"], environ["HTTP_HOST"], environ["SCRIPT_NAME"]) == expected
+
+
+def test_a_bad_x_forwarded_prefix_is_not_a_500(tmp_path):
+    from byterange_server import create_app
+    from byterange_server import migrate
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    migrate.upgrade(url)
+    app = create_app({"DATABASE_URL": url, "DATA_DIR": str(tmp_path), "TRUSTED_PROXIES": "1", "AUTH": "off"})
+    try:
+        response = app.test_client().post(
+            "/files", headers={"Upload-Length": "1", "X-Forwarded-Prefix": "sh\xf7a?-25}6=:@AAA:"}
+        )
+        assert response.status_code == 201
+        assert response.headers["Location"].startswith("http://localhost/files/")
+    finally:
+        app.extensions["byterange"].db.dispose()

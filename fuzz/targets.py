@@ -1,0 +1,845 @@
+"""Fuzz targets: every sans-IO decoder and header parser, with valid seeds and invariants.
+
+A target takes a tuple of arguments (each ``str`` or ``bytes``), calls one or more parsers and
+checks what it got back. It may let through only the exceptions the parsers document (usually a
+4xx :class:`~byterange_server.errors.ByterangeError`); anything else escaping it is a finding,
+and so is a failed invariant (:class:`InvariantViolation`).
+
+``covers`` names the public entry points a target exercises (``module:name`` or
+``module:Class.method``); :data:`EXEMPT` names the public callables that are not parsers
+(printers, constants' helpers) and says why. ``tests/test_fuzz_script.py`` checks that every
+public function and method of the scanned modules is in one or the other, so a new parser cannot
+be added without a fuzz target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import zlib
+from collections.abc import Callable
+from collections.abc import Iterable
+
+from byterange_server import cors
+from byterange_server import forwarded
+from byterange_server import signing
+from byterange_server import units
+from byterange_server.client import remote
+from byterange_server.client.errors import ProtocolError as ClientProtocolError
+from byterange_server.errors import ByterangeError
+from byterange_server.protocol import binary
+from byterange_server.protocol import headers
+from byterange_server.protocol import ietf
+from byterange_server.protocol import media
+from byterange_server.protocol import message
+from byterange_server.protocol import multipart
+from byterange_server.protocol import raw
+from byterange_server.protocol import tus
+from byterange_server.protocol.events import NEED_DATA
+from byterange_server.protocol.events import EndOfPatch
+from byterange_server.protocol.events import PartData
+from byterange_server.protocol.events import PartEnd
+from byterange_server.protocol.events import PartStart
+
+Args = tuple  # of str / bytes
+
+
+class InvariantViolation(AssertionError):
+    """A parser returned without error but broke a promise (round trip, contract, split)."""
+
+
+def check(condition: object, message: str) -> None:
+    if not condition:
+        raise InvariantViolation(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    name: str
+    run: Callable[..., None]
+    seeds: tuple[Args, ...]
+    covers: tuple[str, ...]
+    #: Exceptions the parsers document; a ByterangeError must also be a 4xx.
+    allowed: tuple[type[BaseException], ...] = (ByterangeError,)
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def target(
+    name: str,
+    seeds: Iterable[Args | str | bytes],
+    covers: Iterable[str],
+    allowed: tuple[type[BaseException], ...] = (ByterangeError,),
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def register(func: Callable[..., None]) -> Callable[..., None]:
+        normalized = tuple(seed if isinstance(seed, tuple) else (seed,) for seed in seeds)
+        TARGETS[name] = Target(name, func, normalized, tuple(covers), allowed)
+        return func
+
+    return register
+
+
+H = "byterange_server.protocol.headers"
+T = "byterange_server.protocol.tus"
+I = "byterange_server.protocol.ietf"  # noqa: E741
+
+
+def _header_safe(value: str) -> bool:
+    """What may go into a response header: latin-1, no CR / LF / NUL."""
+    return all(c <= "\xff" and c not in "\r\n\x00" for c in value)
+
+
+# -- streaming decoders -----------------------------------------------------------------------
+
+
+def _decode(make: Callable[[], object], chunks: list[bytes]) -> tuple[object, ...]:
+    """Drive a decoder over ``chunks`` then end of input; check the event contract.
+
+    Returns what must not depend on the split: parts (fields, joined data), which ended, whether
+    EndOfPatch came, and the error type.
+    """
+    decoder = make()
+    parts: list[list[object]] = []
+    open_part = False
+    error: type[BaseException] | None = None
+    complete = False
+
+    def drain() -> bool:
+        nonlocal open_part, error, complete
+        while True:
+            try:
+                event = decoder.next_event()  # type: ignore[attr-defined]
+            except ByterangeError as exc:
+                check(400 <= exc.status < 500, f"decoder raised a {exc.status}: {exc!r}")
+                error = type(exc)
+                try:
+                    decoder.next_event()  # type: ignore[attr-defined]
+                except ByterangeError as again:
+                    check(type(again) is type(exc), "decoder changed its error")
+                else:
+                    raise InvariantViolation("decoder left its error state") from None
+                return True
+            if event is NEED_DATA:
+                return False
+            kind = type(event)
+            if kind is PartStart:
+                check(not open_part, "PartStart inside a part")
+                for field_name, value in event.fields:
+                    check(field_name == field_name.lower(), "field name not lower-cased")
+                    check(value == value.strip(" \t"), "field value not OWS-stripped")
+                parts.append([event.fields, [], False])
+                open_part = True
+            elif kind is PartData:
+                check(open_part, "PartData outside a part")
+                check(type(event.data) is memoryview and len(event.data) > 0, "bad PartData")
+                parts[-1][1].append(bytes(event.data))  # type: ignore[union-attr]
+            elif kind is PartEnd:
+                check(open_part, "PartEnd outside a part")
+                parts[-1][2] = True
+                open_part = False
+            else:
+                check(kind is EndOfPatch, f"unknown event {event!r}")
+                check(not open_part and parts, "EndOfPatch inside a part or with no part")
+                check(type(decoder.next_event()) is EndOfPatch, "EndOfPatch not repeated")  # type: ignore[attr-defined]
+                complete = True
+                return True
+
+    done = False
+    for chunk in chunks:
+        if chunk:
+            decoder.receive_data(chunk)  # type: ignore[attr-defined]
+            if drain():
+                done = True
+                break
+    if not done:
+        decoder.receive_data(b"")  # type: ignore[attr-defined]
+        check(drain(), "decoder asked for data after the end of input")
+    frozen = tuple((fields, b"".join(data), ended) for fields, data, ended in parts)  # type: ignore[arg-type]
+    return frozen, complete, error
+
+
+def _three_ways(make: Callable[[], object], data: bytes) -> None:
+    """Whole, byte by byte and in random splits: one outcome (h11's t_body_reader idea)."""
+    expected = _decode(make, [data])
+    if len(data) <= 4096:
+        check(
+            _decode(make, [data[i : i + 1] for i in range(len(data))]) == expected,
+            "byte-by-byte decoding differs from whole",
+        )
+    rnd = random.Random(zlib.crc32(data))
+    for _ in range(2):
+        cuts = sorted({rnd.randint(1, max(1, len(data) - 1)) for _ in range(rnd.randint(1, 8))})
+        bounds = [0, *[c for c in cuts if 0 < c < len(data)], len(data)]
+        chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        check(_decode(make, chunks) == expected, f"decoding split at {cuts} differs from whole")
+
+
+def _limit(data: bytes) -> int:
+    """A per-input header cap (the default, or a tiny one to reach the limit paths)."""
+    return (8192, 64, 9)[zlib.crc32(data) % 3]
+
+
+MESSAGE_SEEDS = (
+    b"Content-Range: bytes 2-5/12\r\n\r\nwxyz",
+    b"Content-Offset: 600;complete-length=1000\r\nContent-Type: text/plain\r\n\r\nhello",
+    b"Content-Range: bytes */12\r\n\r\n",
+    b"\r\nabc",
+    b"A: 1\r\nB:\t2 \r\n\r\n\r\n--x\r\n",
+)
+
+
+@target(
+    "message/byterange",
+    MESSAGE_SEEDS,
+    [
+        "byterange_server.protocol.message:MessageDecoder",
+        "byterange_server.protocol.message:parse_field_line",
+    ],
+)
+def fuzz_message(data: bytes) -> None:
+    _three_ways(lambda: message.MessageDecoder(max_header_bytes=_limit(data)), data)
+
+
+MULTIPART_SEEDS = (
+    (
+        b"--SEP\r\nContent-Range: bytes 0-3/8\r\n\r\nabcd\r\n--SEP\r\nContent-Range: bytes 4-7/8\r\n\r\n"
+        b"efgh\r\n--SEP--\r\n",
+        "SEP",
+    ),
+    (b"preamble\r\n--a b\r\nContent-Offset: 3\r\n\r\n\r\n--a b--", "a b"),
+    (b"--q\r\n\r\n\r\n--q  \t\r\nX: y\r\n\r\n--q--epilogue", "q"),
+    (b"--" + b"7" * 70 + b"\r\nContent-Range: bytes 0-0/1\r\n\r\nZ\r\n--" + b"7" * 70 + b"--", "7" * 70),
+)
+
+
+@target(
+    "multipart/byteranges",
+    MULTIPART_SEEDS,
+    [
+        "byterange_server.protocol.multipart:MultipartDecoder",
+        "byterange_server.protocol.multipart:validate_boundary",
+    ],
+)
+def fuzz_multipart(data: bytes, boundary: str) -> None:
+    try:
+        multipart.validate_boundary(boundary)
+    except ByterangeError:
+        boundary = "SEP"
+    limit = _limit(data)
+    _three_ways(lambda: multipart.MultipartDecoder(boundary, max_header_bytes=limit, max_parts=5), data)
+
+
+BINARY_SEEDS = (
+    binary.encode_known_length({"Content-Range": "bytes 0-3/8"}, b"abcd")
+    + binary.encode_known_length({"Content-Range": "bytes 4-7/8"}, b"efgh"),
+    binary.encode_indeterminate_head({"Content-Offset": "4"})
+    + binary.encode_indeterminate_chunk(b"ab")
+    + binary.encode_indeterminate_chunk(b"cd")
+    + binary.encode_indeterminate_end(),
+    binary.encode_known_length({}, b""),
+    bytes([0x40, 0x08, 0x80, 0, 0, 0]) + b"\x00",  # non-minimal varints
+)
+
+
+@target(
+    "application/byteranges",
+    BINARY_SEEDS,
+    [
+        "byterange_server.protocol.binary:BinaryDecoder",
+        "byterange_server.protocol.binary:decode_varint",
+    ],
+)
+def fuzz_binary(data: bytes) -> None:
+    _three_ways(lambda: binary.BinaryDecoder(max_header_bytes=_limit(data), max_parts=5), data)
+    for pos in range(min(len(data), 16)):
+        decoded = binary.decode_varint(data, pos)
+        if decoded is not None:
+            value, end = decoded
+            check(0 <= value <= binary.MAX_VARINT and pos < end <= len(data), "bad varint decode")
+
+
+@target(
+    "raw PUT body",
+    [(b"0123", "bytes 0-3/4", "4"), (b"", "bytes */10", "0"), (b"xy", "bytes 5-6/*", "")],
+    [
+        "byterange_server.protocol.raw:RawDecoder",
+        f"{H}:PartHeader.from_request_headers",
+    ],
+)
+def fuzz_raw(data: bytes, content_range: str, content_length: str) -> None:
+    # Content-Length as the HTTP layer parsed it (Werkzeug: digits only, else no length).
+    length = _opt_int(content_length)
+    # What a WSGI server hands over: the field value without surrounding OWS.
+    header = headers.PartHeader.from_request_headers(content_range.strip(" \t"), length)
+    size = header.expected_size()
+    check(size is not None and size >= 0, "a partial PUT must have a known size")
+    _three_ways(lambda: raw.RawDecoder(header.fields), data)
+
+
+@target(
+    "Content-Type → decoder",
+    [
+        "message/byterange",
+        "multipart/byteranges; boundary=SEP",
+        'multipart/byteranges;boundary="a b"',
+        "application/byteranges",
+        "application/offset+octet-stream",
+        'text/plain; charset=utf-8; a="\\""',
+        "application/partial-upload",
+    ],
+    ["byterange_server.protocol.media:parse_media_type", "byterange_server.protocol.media:decoder_for"],
+)
+def fuzz_media(value: str) -> None:
+    media_type, params = media.parse_media_type(value)
+    check(media_type == media_type.lower() and "/" in media_type, "media type not normalized")
+    try:
+        decoder = media.decoder_for(value)
+    except ByterangeError as exc:
+        check(400 <= exc.status < 500, f"decoder_for raised a {exc.status}")
+        return
+    check(media_type in media.PATCH_MEDIA_TYPES, f"a decoder for {media_type}")
+    decoder.receive_data(b"")
+    try:
+        decoder.next_event()
+    except ByterangeError:
+        pass
+
+
+# -- headers.py -------------------------------------------------------------------------------
+
+
+@target(
+    "numbers",
+    ["0", "123456789012345", "00042", "?1", "42;a=b", "-5"],
+    [
+        f"{H}:parse_int",
+        f"{H}:parse_sf_integer",
+        f"{H}:parse_sf_boolean",
+    ],
+)
+def fuzz_numbers(value: str) -> None:
+    for parse in (headers.parse_int, headers.parse_sf_integer):
+        try:
+            n = parse(value)
+        except ByterangeError:
+            continue
+        check(type(n) is int and 0 <= n < 10**15, f"{parse.__name__} returned {n!r}")
+    try:
+        flag = headers.parse_sf_boolean(value)
+    except ByterangeError:
+        return
+    check(type(flag) is bool, "parse_sf_boolean returned a non-bool")
+
+
+@target(
+    "Content-Range",
+    ["bytes 2-5/12", "bytes 0-11/*", "bytes */1000", "BYTES 0-0/1", "items 1-2/3"],
+    [
+        f"{H}:ContentRange.parse",
+    ],
+)
+def fuzz_content_range(value: str) -> None:
+    parsed = headers.ContentRange.parse(value)
+    check(headers.ContentRange.parse(parsed.format()) == parsed, "Content-Range round trip")
+
+
+@target(
+    "Content-Offset",
+    ["600", "600;complete-length=1000", "0;unit=bytes", "5;unit=items", "7;x=?1"],
+    [
+        f"{H}:ContentOffset.parse",
+    ],
+)
+def fuzz_content_offset(value: str) -> None:
+    parsed = headers.ContentOffset.parse(value)
+    check(headers.ContentOffset.parse(parsed.format()) == parsed, "Content-Offset round trip")
+
+
+@target(
+    "part fields",
+    [
+        "Content-Range: bytes 2-5/12\nContent-Length: 4",
+        "Content-Offset: 600\nContent-Length: 5",
+        "Content-Offset: 600;complete-length=1000\nContent-Type: text/plain",
+        "Content-Range: bytes */12\nContent-Length: 0",
+    ],
+    [f"{H}:PartHeader.from_fields", f"{H}:PartHeader.get_all", f"{H}:PartHeader.expected_size"],
+)
+def fuzz_part_fields(block: str) -> None:
+    fields = []
+    for line in block.split("\n"):
+        name, _, value = line.partition(":")
+        fields.append((name.strip().lower(), value.strip(" \t")))
+    header = headers.PartHeader.from_fields(tuple(fields))
+    size = header.expected_size()
+    check(size is None or size >= 0, "negative expected size")
+    header.get_all("content-type")
+
+
+@target(
+    "Range",
+    [
+        "bytes=0-99,200-,-500",
+        "bytes=0-0",
+        "bytes=-0",
+        "Bytes=1-2,,3-4",
+        "items=1-2",
+        "bytes=" + ",".join(f"{i}-{i + 5}" for i in range(0, 600, 3)),
+    ],
+    [
+        f"{H}:parse_range",
+        f"{H}:resolve_ranges",
+        f"{H}:should_reject_ranges",
+    ],
+    allowed=(),
+)
+def fuzz_range(value: str) -> None:
+    specs = headers.parse_range(value)
+    if specs is None:
+        return
+    check(specs, "parse_range returned an empty list")
+    check(headers.parse_range(headers.format_range(specs)) == specs, "Range round trip")
+    for size in (0, 1, 10, 1000, 2**40):
+        resolved = headers.resolve_ranges(specs, size)
+        check(all(0 <= a < b <= size for a, b in resolved), f"resolved range outside 0..{size}")
+        headers.should_reject_ranges(resolved)
+
+
+@target(
+    "Committed-Ranges",
+    ["bytes=0-1048575,3145728-4194303", "none", "NONE", "bytes=5-5", "bits=1-2"],
+    [
+        f"{H}:parse_committed_ranges",
+    ],
+)
+def fuzz_committed_ranges(value: str) -> None:
+    extents = headers.parse_committed_ranges(value)
+    check(all(0 <= a < b for a, b in extents), "empty extent")
+    check(headers.parse_committed_ranges(headers.format_ranges(extents)) == extents, "round trip")
+
+
+@target(
+    "Link",
+    [
+        '</files/x/committed-ranges>; rel="committed-ranges"',
+        '<a>;rel=next, <b>; rel="x y";t="\\""',
+        "<>",
+        ", <a>",
+    ],
+    [f"{H}:parse_links", f"{H}:find_link"],
+)
+def fuzz_links(value: str) -> None:
+    links = headers.parse_links(value)
+    for link_target, params in links:
+        check(isinstance(link_target, str) and isinstance(params, dict), "bad link")
+    headers.find_link(value, "committed-ranges")
+    headers.find_link(value, "next")
+
+
+@target(
+    "entity tags",
+    ['"abc"', 'W/"x", "y"', "*", '"a,b", W/""', '"\x80\xff"'],
+    [
+        f"{H}:parse_etag_list",
+        f"{H}:ETag.parse",
+        f"{H}:strong_match",
+        f"{H}:weak_match",
+    ],
+)
+def fuzz_etags(value: str) -> None:
+    for field_name in ("If-Match", "If-None-Match"):
+        tags = headers.parse_etag_list(value, field=field_name)
+        if tags == "*":
+            continue
+        for tag in tags:
+            check(headers.ETag.parse(tag.format()) == tag, "ETag round trip")
+            check(headers.weak_match(tag, tag) and headers.strong_match(tag, tag) != tag.weak, "match")
+    try:
+        headers.ETag.parse(value)
+    except ByterangeError:
+        pass
+
+
+@target(
+    "If-Range",
+    [
+        '"abc"',
+        'W/"abc"',
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 1994",
+        "Mon, 31 Feb 2021 25:61:61 GMT",
+    ],
+    [f"{H}:parse_if_range"],
+    allowed=(),
+)
+def fuzz_if_range(value: str) -> None:
+    result = headers.parse_if_range(value)
+    check(
+        result is headers.IGNORE_RANGE or isinstance(result, headers.ETag) or result.tzinfo is not None,
+        "If-Range gave a naive date",
+    )
+    if not isinstance(result, (headers.ETag, headers.IfRange)):
+        check(headers.parse_if_range(headers.format_http_date(result)) == result, "HTTP-date round trip")
+
+
+@target(
+    "Prefer",
+    [
+        "transaction=atomic",
+        'respond-async, wait=10;a="b", return=minimal',
+        "Transaction=ATOMIC",
+        "a=",
+        'x=""',
+    ],
+    [f"{H}:parse_prefer", f"{H}:transaction_preference"],
+)
+def fuzz_prefer(value: str) -> None:
+    parsed = headers.parse_prefer(value)
+    check(all(name == name.lower() for name in parsed), "preference name not lower-cased")
+    check(headers.transaction_preference(parsed) in ("persist", "atomic"), "bad transaction")
+    headers.parse_prefer([value, value])
+
+
+DIGEST_SEEDS = (
+    "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:",
+    "sha-512=:z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==:, "
+    "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:;p=1",
+    "md5=:AAAA:, unixsum=:AA==:",
+)
+
+
+@target("digest fields", DIGEST_SEEDS, [f"{H}:parse_digest_field", f"{H}:pick_digest"])
+def fuzz_digest(value: str) -> None:
+    parsed = headers.parse_digest_field(value, field="Repr-Digest")
+    picked = headers.pick_digest(parsed)
+    if picked is not None:
+        again = headers.parse_digest_field(headers.format_digest(*picked))
+        check(again == {picked[0]: picked[1]}, "digest round trip")
+
+
+@target(
+    "Content-Disposition",
+    [
+        'attachment; filename="report.pdf"',
+        "inline; filename*=UTF-8''%E2%82%AC%20rates.txt; filename=x",
+        'attachment; filename="a\\"b"',
+        "attachment; filename*=iso-8859-1'en'%A3",
+        "form-data",
+        'attachment; filename="\xc3\xa9t\xc3\xa9.txt"',
+    ],
+    [f"{H}:parse_content_disposition_filename"],
+)
+def fuzz_content_disposition(value: str) -> None:
+    filename = headers.parse_content_disposition_filename(value)
+    if filename is None:
+        return
+    again = headers.parse_content_disposition_filename(headers.format_content_disposition(filename))
+    check(again == filename, f"Content-Disposition round trip: {filename!r} -> {again!r}")
+
+
+# -- tus ----------------------------------------------------------------------------------------
+
+
+@target(
+    "tus fields",
+    [("1.0.0", "1", "partial"), (" 1.0.0\t", "1", "final;/files/a /files/b"), ("0.2.2", "0", "final;")],
+    [
+        f"{T}:check_tus_resumable",
+        f"{T}:parse_defer_length",
+        f"{T}:parse_upload_concat",
+    ],
+)
+def fuzz_tus_fields(version: str, defer: str, concat: str) -> None:
+    for call in (lambda: tus.check_tus_resumable(version), lambda: tus.parse_defer_length(defer)):
+        try:
+            call()
+        except ByterangeError as exc:
+            check(400 <= exc.status < 500, f"a {exc.status}")
+    parsed = tus.parse_upload_concat(concat)
+    check(tus.parse_upload_concat(tus.format_upload_concat(parsed)) == parsed, "Upload-Concat round trip")
+
+
+@target(
+    "Upload-Metadata",
+    ["filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential", "k ", "", "a YQ==, b YmM=,c YmNk"],
+    [f"{T}:parse_upload_metadata"],
+)
+def fuzz_upload_metadata(value: str) -> None:
+    pairs = tus.parse_upload_metadata(value)
+    check(tus.parse_upload_metadata(tus.format_metadata(pairs)) == pairs, "Upload-Metadata round trip")
+
+
+@target(
+    "Upload-Checksum",
+    [
+        "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=",
+        "md5 1B2M2Y8AsgTpgAmY7PhCfg==",
+        "crc32 AAAAAA==",
+        "sha256 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+    ],
+    [f"{T}:parse_upload_checksum"],
+)
+def fuzz_upload_checksum(value: str) -> None:
+    algorithm, digest = tus.parse_upload_checksum(value)
+    check(algorithm in tus.CHECKSUM_ALGORITHMS and len(digest) >= 16, "bad checksum")
+
+
+# -- IETF resumable uploads -----------------------------------------------------------------------
+
+
+@target(
+    "IETF fields",
+    [("8", "?1", "42"), ("6", "?0", "0"), ("9;x", "?1;a=1", "123456789012345")],
+    [
+        f"{I}:parse_interop_version",
+        f"{I}:parse_upload_complete",
+        f"{I}:parse_upload_number",
+    ],
+)
+def fuzz_ietf_fields(version: str, complete: str, number: str) -> None:
+    check(ietf.parse_interop_version(version) in (None, *ietf.INTEROP_VERSIONS), "unknown version")
+    try:
+        ietf.parse_upload_complete(complete)
+    except ByterangeError as exc:
+        check(400 <= exc.status < 500, f"a {exc.status}")
+    n = ietf.parse_upload_number(number, field="Upload-Offset")
+    check(type(n) is int and n >= 0, "negative Upload-Offset")
+
+
+@target(
+    "Upload-Limit",
+    ["max-size=1000000, min-size=1, max-age=3600", "expires=5, foo=?1", "max-size=-1"],
+    [f"{I}:parse_upload_limit"],
+)
+def fuzz_upload_limit(value: str) -> None:
+    limit = ietf.parse_upload_limit(value)
+    formatted = limit.format(8)
+    if formatted:
+        check(ietf.parse_upload_limit(formatted) == limit, "Upload-Limit round trip")
+
+
+@target("Want-Digest", ["sha-256=10, sha-512=3", "md5=0", "sha-256=11"], [f"{I}:parse_want_digest"])
+def fuzz_want_digest(value: str) -> None:
+    weights = ietf.parse_want_digest(value, field="Want-Content-Digest")
+    check(all(0 <= w <= 10 for w in weights.values()), "weight out of range")
+
+
+def _opt_int(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+@target(
+    "IETF length resolution",
+    [("0", "1", "10", "10", ""), ("5", "0", "3", "", "100"), ("5", "1", "3", "7", "8")],
+    [f"{I}:resolve_length"],
+)
+def fuzz_resolve_length(
+    offset: str, complete: str, content_length: str, upload_length: str, known: str
+) -> None:
+    result = ietf.resolve_length(
+        offset=_opt_int(offset) or 0,
+        complete=complete == "1",
+        content_length=_opt_int(content_length),
+        upload_length=_opt_int(upload_length),
+        known_length=_opt_int(known),
+    )
+    check(result is None or result >= 0, "negative length")
+
+
+# -- CORS, Forwarded, signed URLs, sizes --------------------------------------------------------
+
+_POLICIES = (
+    cors.CorsPolicy(origins=("https://app.example", "http://localhost:5173")),
+    cors.CorsPolicy(origins=("*",)),
+    cors.CorsPolicy(origins=("https://app.example",), allow_credentials=True),
+)
+
+
+@target(
+    "CORS request headers",
+    [
+        ("https://app.example", "PATCH", "content-type,tus-resumable,upload-offset"),
+        ("http://localhost:5173", "POST", "Upload-Complete, Upload-Draft-Interop-Version"),
+        ("null", "PUT", ""),
+        ("https://evil.example", "DELETE", "x-custom"),
+    ],
+    [
+        "byterange_server.cors:CorsPolicy.preflight",
+        "byterange_server.cors:CorsPolicy.actual",
+        "byterange_server.cors:CorsPolicy.is_preflight",
+        "byterange_server.cors:merge_vary",
+    ],
+    allowed=(),
+)
+def fuzz_cors(origin: str, method: str, asked: str) -> None:
+    for policy in _POLICIES:
+        policy.is_preflight("OPTIONS", origin, method)
+        for granted in (policy.preflight(origin, method, asked), policy.actual(origin)):
+            for name, value in (granted or {}).items():
+                check(_header_safe(value), f"CORS would send an unsafe {name}: {value!r}")
+            allow_origin = (granted or {}).get("Access-Control-Allow-Origin")
+            if allow_origin is not None:
+                check(
+                    allow_origin == "*" or allow_origin in policy.origins, f"CORS allowed {allow_origin!r}"
+                )
+    vary = cors.merge_vary(asked, [origin, "Origin"])
+    check(vary.lower().count("origin") >= 1, "merge_vary lost Origin")
+
+
+@target(
+    "CORS origin setting",
+    ["https://app.example, http://localhost:5173", "*", "https://a.example b"],
+    ["byterange_server.cors:CorsPolicy.from_setting"],
+    allowed=(ValueError,),
+)
+def fuzz_cors_setting(value: str) -> None:
+    cors.CorsPolicy.from_setting(value)
+
+
+@target(
+    "Forwarded",
+    [
+        'for=192.0.2.60;proto=https;host="up.example", for=10.0.0.1',
+        'for="[2001:db8::1]:4711";proto=http',
+        "for=unknown, for=_hidden;host=a.example:8080",
+    ],
+    ["byterange_server.forwarded:parse_forwarded", "byterange_server.forwarded:ForwardedMiddleware"],
+)
+def fuzz_forwarded(value: str) -> None:
+    elements = forwarded.parse_forwarded([value, value])
+    check(all(element for element in elements), "empty Forwarded element")
+    seen: dict[str, object] = {}
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        seen.update(environ)
+        return []
+
+    for hops in (1, 2):
+        environ = {
+            "HTTP_FORWARDED": value,
+            "wsgi.url_scheme": "http",
+            "HTTP_HOST": "server",
+            "REMOTE_ADDR": "::1",
+        }
+        forwarded.ForwardedMiddleware(app, hops)(environ, None)
+        check(seen["wsgi.url_scheme"] in ("http", "https"), "Forwarded set a strange scheme")
+        check(
+            _header_safe(str(seen["HTTP_HOST"])) and " " not in str(seen["HTTP_HOST"]),
+            "Forwarded host unsafe",
+        )
+
+
+_SECRET = b"0123456789abcdef0123456789abcdef"
+_SIGNED = signing.sign(
+    signing.Grant("k1", frozenset({"PATCH", "HEAD"}), "/files/abc", 2_000_000_000, 10**9), _SECRET
+)
+
+
+@target(
+    "signed-URL query",
+    [
+        tuple(_SIGNED[name] for name in signing.PARAMS) + ("PATCH", "/files/abc"),
+        tuple(_SIGNED[name] for name in signing.PARAMS) + ("GET", "/files/other"),
+    ],
+    ["byterange_server.signing:verify"],
+)
+def fuzz_signing(
+    key: str, methods: str, expires: str, max_size: str, sig: str, method: str, path: str
+) -> None:
+    # What Werkzeug hands the caller: request.path and request.args are valid Unicode (it
+    # decodes UTF-8 with "replace"), and request.path always starts with "/".
+    key, methods, expires, max_size, sig, method, path = (
+        value.encode("utf-8", "replace").decode("utf-8")
+        for value in (key, methods, expires, max_size, sig, method, path)
+    )
+    query = dict(zip(signing.PARAMS, (key, methods, expires, max_size, sig), strict=True))
+    path = "/" + path.lstrip("/")
+    grant = signing.verify(query, method=method, path=path, keys={"k1": _SECRET}, now=1_900_000_000)
+    check(signing.sign(grant, _SECRET) == query, "a query that is not canonical verified")
+
+
+@target(
+    "sizes",
+    ["8MiB", "10GB", "1536 kib", "0", "12x"],
+    ["byterange_server.units:parse_size"],
+    allowed=(ValueError,),
+)
+def fuzz_sizes(value: str) -> None:
+    check(units.parse_size(value) >= 0, "negative size")
+
+
+# -- the client's reading of responses ----------------------------------------------------------
+
+_STATE_FIELDS = (
+    "Upload-Length",
+    "Upload-Offset",
+    "Upload-Complete",
+    "Committed-Ranges",
+    "Link",
+    "ETag",
+    "Repr-Digest",
+    "Content-Length",
+)
+
+
+@target(
+    "client: response state",
+    [
+        (
+            "10000",
+            "600",
+            "?0",
+            "bytes=0-599,4000-4999",
+            '</files/x/committed-ranges>; rel="committed-ranges"',
+            '"abc"',
+            DIGEST_SEEDS[0],
+            "0",
+            "max-size=1099511627776, max-parts=10000",
+        ),
+        ("", "", "?1", "none", "", 'W/"x"', "", "12", "max-parts=?1, a=(1 2)"),
+    ],
+    [
+        "byterange_server.client.remote:RemoteState.from_headers",
+        "byterange_server.client.remote:parse_limits",
+    ],
+    allowed=(ClientProtocolError,),
+)
+def fuzz_client_state(*values: str) -> None:
+    """What a (hostile) server's response does to the client: a ProtocolError at worst."""
+    fields = {name: value for name, value in zip(_STATE_FIELDS, values[:-1], strict=True) if value}
+    limits = remote.parse_limits(values[-1])
+    check(all(type(v) is int for v in limits.values()), "a limit that is not an int")
+    state = remote.RemoteState.from_headers("http://127.0.0.1/files/x", 200, fields, head=True)
+    check(state.committed is None or all(a < b for a, b in state.committed), "empty committed extent")
+
+
+# -- what is not a parser ----------------------------------------------------------------------
+
+#: Public callables of the scanned modules that parse nothing a client sends, and why.
+EXEMPT: dict[str, str] = {
+    "byterange_server.protocol.media:Decoder": "typing Protocol, no code",
+    "byterange_server.protocol.multipart:make_boundary": "random boundary for the encoder",
+    "byterange_server.protocol.multipart:MultipartEncoder": "encoder",
+    "byterange_server.protocol.events:PartStart.get_all": "accessor of decoded fields",
+    "byterange_server.protocol.headers:ContentRange.unsatisfied": "constructor of a printer",
+    "byterange_server.protocol.ietf:UploadLimit": "value object (printed, parsed by parse_upload_limit)",
+    "byterange_server.signing:Grant": "value object built by the backend or by verify",
+    "byterange_server.signing:Grant.allows": "membership test on a verified grant",
+    "byterange_server.signing:Grant.canonical": "printer of a verified grant",
+    "byterange_server.signing:sign": "printer (the backend's side)",
+    "byterange_server.signing:signed_url": "printer (the backend's side)",
+    "byterange_server.cors:CorsPolicy": "built from settings (see CorsPolicy.from_setting)",
+}
+#: Name prefixes of printers: they take our own typed values, not client input.
+PRINTER_PREFIXES = ("format", "encode", "ser")
+
+#: The modules scanned for parsers (every module of protocol/ is added by the test).
+SCANNED_MODULES = (
+    "byterange_server.client.remote",
+    "byterange_server.cors",
+    "byterange_server.forwarded",
+    "byterange_server.signing",
+    "byterange_server.units",
+)
