@@ -10,6 +10,7 @@ from flask import Flask
 
 from .config import Settings
 from .db import Database
+from .expiry import ExpirySweeper
 from .forwarded import ForwardedMiddleware
 from .metrics import Metrics
 from .metrics import MetricsSink
@@ -18,11 +19,13 @@ from .requestlog import configure_logging
 from .service import UploadService
 from .storage import load_backend
 
-__all__ = ["EXTENSION_KEY", "HOOKS_KEY", "build_service", "create_app"]
+__all__ = ["EXTENSION_KEY", "HOOKS_KEY", "SWEEPER_KEY", "build_service", "create_app"]
 
 EXTENSION_KEY = "byterange"
 #: ``app.extensions[HOOKS_KEY]``: the installed :class:`~byterange_server.hooks.Hooks`, or None.
 HOOKS_KEY = "byterange_hooks"
+#: ``app.extensions[SWEEPER_KEY]``: the periodic :class:`~byterange_server.expiry.ExpirySweeper`.
+SWEEPER_KEY = "byterange_expiry_sweeper"
 
 
 def build_service(settings: Settings) -> UploadService:
@@ -62,6 +65,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     # None unless a hook is configured; the delivery thread (one per worker process) stops at exit.
     app.extensions[HOOKS_KEY] = hooks.setup(service, settings, origin=creation_origin)
+    if settings.cleanup_interval > 0:
+        sweeper = ExpirySweeper(service, settings.cleanup_interval)
+        sweeper.start()
+        app.extensions[SWEEPER_KEY] = sweeper
     init_api(app, settings)
     init_observe(app, settings, metrics)
     # Outside the protocol middlewares (it sees each request whole), inside the proxy one.

@@ -61,6 +61,9 @@ class Settings:
     write_idle_seconds: float = 120.0
     #: Seconds after which an incomplete resource expires.
     expire_after: float = 24 * 3600.0
+    #: Seconds between expiry sweeps (one worker at a time sweeps, see expiry.py); 0: none (run
+    #: ``byterange-server cleanup`` from cron instead).
+    cleanup_interval: float = 300.0
     #: Size of the reads from the request body.
     chunk_size: int = 1024 * 1024
     #: Longest Committed-Ranges header before the list moves to a linked document.

@@ -80,6 +80,8 @@ def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
         "LEASE_SECONDS": "5",
         # Authentication has tests of its own (tests/api/test_auth.py); the rest test the protocols.
         "AUTH": "off",
+        # The periodic sweep would run in a thread of every test app; tests sweep by hand.
+        "CLEANUP_INTERVAL": "0",
     }
 
 

@@ -1,0 +1,97 @@
+"""The periodic expiry sweep: one worker at a time removes expired incomplete resources.
+
+Every worker process runs a :class:`ExpirySweeper` thread, but a sweep only runs in the process
+that holds the ``expiry`` row of ``job_leases``: taking it is one compare-and-set ``UPDATE``
+(free, expired, or already ours), so on SQLite and PostgreSQL alike exactly one holder wins, and
+a holder that dies frees it when its lease runs out (three intervals). The sweep itself
+(:meth:`UploadService.remove_expired`) is safe against writers racing it whoever runs it: under
+the resource's row lock it skips a resource that has a live writer or completed meanwhile, and
+removes rows before bytes. The lease only keeps several workers and hosts from doing the same
+work at once.
+
+``byterange-server cleanup`` runs one sweep by hand (from cron, say), without the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+
+from sqlalchemy import Connection
+from sqlalchemy import insert
+from sqlalchemy import or_
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from .ledger import now_ms
+from .models import job_leases
+from .service import UploadService
+
+__all__ = ["JOB_NAME", "ExpirySweeper", "take_lease"]
+
+log = logging.getLogger(__name__)
+
+JOB_NAME = "expiry"
+
+
+def take_lease(conn: Connection, name: str, holder: str, *, seconds: float) -> bool:
+    """Take or renew the lease of job ``name``; False while another holder's lease is live."""
+    now = now_ms()
+    expires = now + int(seconds * 1000)
+    free_or_ours = or_(job_leases.c.lease_expires_ms <= now, job_leases.c.holder == holder)
+    taken = conn.execute(
+        update(job_leases)
+        .where(job_leases.c.name == name, free_or_ours)
+        .values(holder=holder, lease_expires_ms=expires)
+    )
+    if taken.rowcount == 1:
+        return True
+    try:
+        with conn.begin_nested():  # the first sweep ever: the row does not exist yet
+            conn.execute(insert(job_leases).values(name=name, holder=holder, lease_expires_ms=expires))
+    except IntegrityError:
+        return False  # it exists, and another holder's lease is live
+    return True
+
+
+class ExpirySweeper:
+    """Sweeps every ``interval`` seconds while this process holds the job lease."""
+
+    def __init__(self, service: UploadService, interval: float, *, holder: str | None = None) -> None:
+        self.service = service
+        self.interval = interval
+        self.holder = holder or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int | None:
+        """One sweep if the lease is ours: the number removed, or None when another holds it."""
+        with self.service.db.write() as conn:
+            if not take_lease(conn, JOB_NAME, self.holder, seconds=self.interval * 3):
+                return None
+        removed = self.service.remove_expired()
+        if removed:
+            log.info("expiry sweep removed %d expired upload(s)", removed)
+        return removed
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="byterange-expiry", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        # The first sweep waits one interval: a worker that just started (or a test app) sweeps
+        # nothing on its way up.
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # a database hiccup must not end the thread; the next tick retries
+                log.exception("the expiry sweep failed")
