@@ -282,14 +282,24 @@ class Uploader:
     def _fill(self, url: str, state: RemoteState, committed: list[Extent]) -> RemoteState:
         """Send what is missing until the server reports the resource complete."""
         size = self.source.size
+        segment_size = self.segment_size
+        limits: dict[str, int] | None = None
         for _ in range(MAX_ROUNDS):
             if state.complete:
                 return state
-            segments = plan_segments(size, self.segment_size, committed)
+            if limits is None and not state.complete:
+                limits = self._server_limits(url)
+                segment_size = _fit_segment(self.segment_size, limits.get("max-request-bytes"))
+            segments = plan_segments(size, segment_size, committed)
             if segments:
-                max_parts = self._parts_limit(url) if self.wire_format.batches and len(segments) > 1 else 1
+                max_parts = 1
+                if self.wire_format.batches and len(segments) > 1:
+                    max_parts = max(1, min(self.max_parts, limits.get("max-parts", self.max_parts)))
+                    if limits.get("max-request-bytes"):  # every part's framing must fit too
+                        room = _framing_room(limits["max-request-bytes"])
+                        max_parts = max(1, min(max_parts, room // PART_FRAMING))
                 batches = batch_segments(
-                    self.wire_format, segments, max_bytes=self.segment_size, max_parts=max_parts
+                    self.wire_format, segments, max_bytes=segment_size, max_parts=max_parts
                 )
                 self.engine.run_tasks(batches, lambda index, batch: self._deliver(url, index, batch))
             elif state.length is None:
@@ -303,17 +313,16 @@ class Uploader:
             )
         return state
 
-    def _parts_limit(self, url: str) -> int:
-        """Parts per request: ours, or fewer if the server's ``OPTIONS`` says so."""
+    def _server_limits(self, url: str) -> dict[str, int]:
+        """The server's ``Byterange-Limits`` (``OPTIONS``): parts and bytes per request."""
         try:
             response = self.engine.request("OPTIONS", url)
         except Transient:
-            return self.max_parts  # advice only: a refused batch would say so itself
+            return {}  # advice only: a refused request would say so itself
         try:
-            limits = parse_limits(response.headers.get("Byterange-Limits"))
+            return parse_limits(response.headers.get("Byterange-Limits"))
         finally:
             response.release_conn()
-        return max(1, min(self.max_parts, limits.get("max-parts", self.max_parts)))
 
     def _deliver(self, url: str, task: int, batch: Sequence[Segment]) -> None:
         """Send one batch; after a transient failure, resend only what is still missing.
@@ -448,6 +457,23 @@ def upload(source: UploadSource, url: str, **options: object) -> UploadResult:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+#: Room left for the framing (field blocks, multipart delimiters) in a size-limited request.
+FRAMING_ROOM = 4096
+#: Framing bytes one part of a batch may take (its delimiter and field block).
+PART_FRAMING = 160
+
+
+def _framing_room(max_request_bytes: int) -> int:
+    return min(FRAMING_ROOM, max_request_bytes // 2)
+
+
+def _fit_segment(segment_size: int, max_request_bytes: int | None) -> int:
+    """Segments small enough that a request, framing included, stays under the server's limit."""
+    if not max_request_bytes:
+        return segment_size
+    return max(1, min(segment_size, max_request_bytes - _framing_room(max_request_bytes)))
 
 
 def _total(segments: Sequence[Segment]) -> int:

@@ -145,3 +145,14 @@ def test_the_periodic_sweep_runs_in_one_worker_and_spares_a_racing_writer(sweepi
         engine.dispose()
     assert len(holders) == 1
     assert int(holders[0].holder.split(":")[1]) in sweeping.worker_pids()
+
+
+def test_our_client_fits_its_segments_to_the_request_limit(limited, tmp_path):
+    from byterange_server.client import upload
+
+    path = tmp_path / "data.bin"
+    data = bytes(range(256)) * 1200  # 300 KiB against a 64 KiB request limit
+    path.write_bytes(data)
+    for wire_format in ("message", "multipart", "put"):
+        result = upload(path, limited.url, parallel=1, resume=False, wire_format=wire_format)
+        assert limited.get(result.url).content == data
