@@ -17,6 +17,9 @@ from typing import Any
 
 from .auth import Credentials
 from .auth import read_entries
+from .cors import DEFAULT_ALLOW_HEADERS
+from .cors import DEFAULT_EXPOSE_HEADERS
+from .cors import DEFAULT_METHODS
 from .cors import CorsPolicy
 from .units import parse_size
 
@@ -79,6 +82,12 @@ class Settings:
     cors_allow_credentials: bool = False
     #: Seconds a browser may cache the answer to a CORS preflight.
     cors_max_age: int = 600
+    #: Methods browsers may use; empty: all the protocols use (GET HEAD POST PUT PATCH DELETE).
+    cors_methods: str = ""
+    #: Request headers browsers may send, on top of the protocols' own (and Authorization).
+    cors_allow_headers: str = ""
+    #: Response headers scripts may read, on top of the protocols' own (Location, Upload-Offset, ...).
+    cors_expose_headers: str = ""
     #: Reverse proxies of ours in front of the server, each appending one ``Forwarded`` /
     #: ``X-Forwarded-*`` hop; 0 trusts none of those headers.
     trusted_proxies: int = 0
@@ -172,8 +181,16 @@ class Settings:
     @property
     def cors_policy(self) -> CorsPolicy:
         """:raises ValueError: an entry of ``cors_origins`` is not an origin."""
+        def listed(value: str) -> tuple[str, ...]:
+            return tuple(item for item in value.replace(",", " ").split() if item)
+
         return CorsPolicy.from_setting(
-            self.cors_origins, allow_credentials=self.cors_allow_credentials, max_age=self.cors_max_age
+            self.cors_origins,
+            allow_credentials=self.cors_allow_credentials,
+            max_age=self.cors_max_age,
+            methods=tuple(m.upper() for m in listed(self.cors_methods)) or DEFAULT_METHODS,
+            allow_headers=DEFAULT_ALLOW_HEADERS + listed(self.cors_allow_headers),
+            expose_headers=DEFAULT_EXPOSE_HEADERS + listed(self.cors_expose_headers),
         )
 
     @property

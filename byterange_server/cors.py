@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_ALLOW_HEADERS", "DEFAULT_EXPOSE_HEADERS", "CorsPolicy"]
+__all__ = ["DEFAULT_ALLOW_HEADERS", "DEFAULT_EXPOSE_HEADERS", "DEFAULT_METHODS", "CorsPolicy"]
 
 #: Methods the upload protocols use (OPTIONS itself is never preflighted).
 DEFAULT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -75,6 +75,9 @@ class CorsPolicy:
                 raise ValueError(f"not a serialized origin (scheme://host[:port]): {origin!r}")
         if self.max_age < 0:
             raise ValueError("max_age must not be negative")
+        for name in (*self.methods, *self.allow_headers, *self.expose_headers):
+            if not _TOKEN_RE.fullmatch(name):
+                raise ValueError(f"not a method or header name: {name!r}")
 
     @classmethod
     def from_setting(cls, value: str, **options: object) -> CorsPolicy:

@@ -98,3 +98,27 @@ def test_cors_is_off_unless_configured(settings_overrides):
 def test_a_malformed_origin_setting_stops_start_up(settings_overrides):
     with pytest.raises(ValueError, match="origin"):
         create_app({**settings_overrides, "CORS_ORIGINS": "app.example"})
+
+
+def test_methods_and_headers_are_configurable(settings_overrides):
+    app = create_app({
+        **settings_overrides,
+        "CORS_METHODS": "post, patch head",
+        "CORS_ALLOW_HEADERS": "X-Trace-Id",
+        "CORS_EXPOSE_HEADERS": "X-Request-Id",
+    })
+    client = app.test_client()
+    try:
+        assert preflight(client, MOUNT, "POST", "x-trace-id,upload-length").status_code == 204
+        granted = preflight(client, MOUNT, "POST", "x-trace-id")
+        assert granted.headers["Access-Control-Allow-Methods"] == "POST, PATCH, HEAD"
+        assert "X-Trace-Id" in granted.headers["Access-Control-Allow-Headers"]
+        refused = preflight(client, f"{MOUNT}/abcdefghijklmnop", "DELETE")
+        assert "Access-Control-Allow-Origin" not in refused.headers
+        actual = client.post(MOUNT, headers={"Origin": APP})
+        exposed = actual.headers["Access-Control-Expose-Headers"]
+        assert "X-Request-Id" in exposed and "Upload-Offset" in exposed and "Location" in exposed
+    finally:
+        app.extensions["byterange"].db.dispose()
+    with pytest.raises(ValueError, match="not a method or header name"):
+        create_app({**settings_overrides, "CORS_ALLOW_HEADERS": "bad header:"})
