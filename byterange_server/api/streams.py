@@ -22,6 +22,8 @@ _HASHES = {**SUPPORTED_DIGESTS, **CHECKSUM_ALGORITHMS}
 
 #: Size of the first read of a body.
 FIRST_READ = 16 * 1024
+#: Later reads aim to take about this long (see CountingReader._next_read_size).
+READ_SECONDS = 0.5
 
 
 class CountingReader:
@@ -66,6 +68,15 @@ class CountingReader:
             self.stop_reason = reason
         self._cut = True
 
+    def _next_read_size(self, got: int, elapsed: float) -> int:
+        """About :data:`READ_SECONDS` worth of body at the rate the last read arrived, within
+        [FIRST_READ, chunk_size]: a fast client gets whole chunks at once, while a slow client's
+        bytes become visible to the throughput guard every fraction of a second instead of once
+        per megabyte (a read only returns when it is full)."""
+        if elapsed <= 0:
+            return self.chunk_size
+        return max(min(self.chunk_size, FIRST_READ), min(self.chunk_size, int(got / elapsed * READ_SECONDS)))
+
     def waited(self, now: float | None = None) -> float:
         """Seconds spent waiting for body bytes so far (including a read in progress)."""
         started = self._read_started
@@ -78,7 +89,7 @@ class CountingReader:
         # (and a conflicting writer refused) before a whole chunk of body has to arrive.
         want_next = min(self.chunk_size, FIRST_READ)
         while True:
-            want, want_next = want_next, self.chunk_size
+            want = want_next
             if self.content_length is not None:
                 want = min(want, self.content_length - self.received)
                 if want <= 0:
@@ -88,7 +99,7 @@ class CountingReader:
             if self._cut:
                 self.error = ConnectionAbortedError("the body was cut short by the server")
                 break
-            self._read_started = time.monotonic()
+            started = self._read_started = time.monotonic()
             try:
                 chunk = self._stream.read(want)
             except (OSError, ClientDisconnected, ValueError) as exc:
@@ -96,8 +107,10 @@ class CountingReader:
                 self.error = exc
                 break
             finally:
-                self._waited += time.monotonic() - self._read_started
+                elapsed = time.monotonic() - started
+                self._waited += elapsed
                 self._read_started = None
+            want_next = self._next_read_size(len(chunk), elapsed)
             if not chunk:
                 break
             if self.max_bytes is not None and self.received + len(chunk) > self.max_bytes:

@@ -158,3 +158,11 @@ def test_the_reader_measures_waiting_and_stops_past_the_size_limit():
     received = b"".join(reader)
     assert len(received) == 4000 and reader.stop_reason == "too-large" and reader.interrupted
     assert reader.waited() >= 0
+
+
+def test_reads_follow_the_clients_rate_so_the_guard_sees_slow_bytes_early():
+    reader = CountingReader(BodyStream(b""), content_length=None, chunk_size=1 << 20)
+    assert reader._next_read_size(16384, 0.0) == 1 << 20  # instant: whole chunks
+    assert reader._next_read_size(1 << 20, 0.01) == 1 << 20  # 100 MB/s: whole chunks
+    assert reader._next_read_size(16384, 0.5) == 16384  # 32 KB/s: reads stay small
+    assert reader._next_read_size(300_000, 1.0) == 150_000  # about half a second's worth

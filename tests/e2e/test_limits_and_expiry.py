@@ -23,7 +23,7 @@ from .test_shutdown import read_response
 
 LIMITS = {
     "BYTERANGE_MIN_BODY_RATE": "20000",
-    "BYTERANGE_MIN_BODY_RATE_WINDOW": "1",
+    "BYTERANGE_MIN_BODY_RATE_WINDOW": "2",
     "BYTERANGE_MAX_REQUEST_BYTES": "64KiB",
     "BYTERANGE_MAX_WRITES_PER_RESOURCE": "1",
 }
@@ -89,17 +89,20 @@ def test_a_chunked_body_over_the_limit_is_ended_at_the_limit(limited):
 
 def test_concurrent_writers_beyond_the_limit_get_429(limited):
     url = limited.allocate()
-    slow = SlowPatch(limited, url, b"a" * (30 * 1024), step=4096, pause=0.05)
+    # ~40 KB/s (above the 20 KB/s minimum rate, under the 64 KiB request limit): in flight for
+    # about 1.5 s, and past its first 16 KiB read (so it holds its write slot) once 24 KiB are sent.
+    slow = SlowPatch(limited, url, b"a" * (60 * 1024), step=4 * 1024, pause=0.1)
     try:
-        slow.wait_sent(8192)
-        time.sleep(0.3)
-        busy = limited.patch_segment(url, 20 * 1024, b"b" * 1024, 30 * 1024)
+        slow.wait_sent(24 * 1024)
+        time.sleep(0.2)
+        busy = limited.patch_segment(url, 59 * 1024, b"a" * 1024, 60 * 1024)
         assert busy.status == 429 and busy.header("Retry-After") == "1"
         status, _, _ = slow.response()
         assert status == 204
     finally:
         slow.close()
-    assert limited.patch_segment(url, 20 * 1024, b"a" * 1024, 30 * 1024).status == 204
+    # The slot was released with the commit.
+    assert limited.patch_segment(url, 59 * 1024, b"a" * 1024, 60 * 1024).status == 204
 
 
 @pytest.fixture
