@@ -11,10 +11,13 @@ new resource when the request was signed, so a browser never needs a secret).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask
+from flask import Response
 from flask import current_app
 from flask import g
 from flask import request
@@ -37,6 +40,7 @@ _CREDENTIALS_KEY = "byterange_credentials"
 #: What the holder of a signed creation URL may do with the resource it created.
 RESOURCE_METHODS = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE"})
 _READS = frozenset({"GET", "HEAD"})
+_LINK_TARGET = re.compile(r"<([^>]*/committed-ranges[^>]*)>")
 
 
 def init_auth(app: Flask, settings: Settings) -> None:
@@ -53,6 +57,7 @@ def init_auth(app: Flask, settings: Settings) -> None:
         )
     app.extensions[_CREDENTIALS_KEY] = credentials
     app.before_request(_authenticate)
+    app.after_request(_sign_links)
 
 
 def _credentials() -> Credentials:
@@ -86,6 +91,20 @@ def _authenticate() -> None:
     if exists and not found.may_access(owner):
         # 403, not 404: ids are unguessable, so existence is no secret worth a second answer.
         raise NotOwnerError(extra={"resource": resource_id})
+
+
+def _sign_links(response: Response) -> Response:
+    """A signed request's links to the committed-ranges document carry its signature, which
+    covers that document for reading: the holder of a signed URL can follow them."""
+    found = principal()
+    link = response.headers.get("Link")
+    if found is None or found.grant is None or not link or "br-sig=" in link:
+        return response
+    signature = "&".join(f"{name}={quote(request.args[name], safe='')}" for name in PARAMS)
+    response.headers["Link"] = _LINK_TARGET.sub(
+        lambda match: f"<{match[1]}{'&' if '?' in match[1] else '?'}{signature}>", link
+    )
+    return response
 
 
 def _challenge(error: AuthError) -> None:

@@ -323,3 +323,19 @@ def test_the_signed_size_caps_the_length_and_the_bytes(client, service):
         "Tus-Resumable": "1.0.0", "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
     assert response.status_code == 413
     assert extent_rows(service, urlsplit(tus.headers["Location"]).path) == []
+
+
+def test_a_signed_holder_can_follow_the_committed_ranges_links(client):
+    location = client.post(local(sign(MOUNT, "POST", max_size=4096))).headers["Location"]
+    for start in range(0, 40, 4):  # ten separate ranges
+        assert patch(client, local(location), start * 10, b"ab").status_code == 204
+    head = client.head(local(location))
+    link = head.headers["Link"]
+    assert "br-sig=" in link
+    target = link[link.index("<") + 1 : link.index(">")]
+    page = client.get(target + "&limit=3" if "?" in target else target)
+    assert page.status_code == 200 and len(page.json["ranges"]) == 3
+    following = page.headers["Link"]
+    assert "br-sig=" in following
+    nxt = following[following.index("<") + 1 : following.index(">")]
+    assert client.get(nxt).status_code == 200
