@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
@@ -37,6 +38,8 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+
+from byterange_server.signing import signed_url
 
 from .conftest import GunicornServer
 from .conftest import running
@@ -425,6 +428,64 @@ def test_another_origin_is_blocked_by_the_browser(setup: Setup, chromium: str, t
     assert get.response.status == 200 and setup.data.startswith(get.response.body)
     assert get.response.get("Access-Control-Allow-Origin") is None  # ... but not shared with the page
     assert "origin" in _names(get.response.get("Vary"))
+
+
+SIGNING_KEY = "web-browser-key-0123456789abcdef"
+
+
+@pytest.fixture
+def signed_setup(database_url: str, tmp_path: Path) -> Iterator[Setup]:
+    """As ``setup``, with authentication required: the page holds only a signed URL."""
+    data = random.Random(20261201).randbytes(150_000 + 3)
+    allowed, other = PageServer(data), PageServer(data)
+    server = GunicornServer(
+        database_url,
+        tmp_path / "server",
+        workers=1,
+        threads=4,
+        extra_env={
+            "BYTERANGE_CORS_ORIGINS": allowed.origin,
+            "BYTERANGE_AUTH": "required",
+            "BYTERANGE_SIGNING_KEYS": f"web:{SIGNING_KEY}",
+        },
+    )
+    try:
+        with running(server):
+            proxy = RecordingProxy(server.port)
+            try:
+                yield Setup(server, proxy, allowed, other, data)
+            finally:
+                proxy.close()
+    finally:
+        allowed.close()
+        other.close()
+
+
+def test_a_browser_uploads_with_nothing_but_a_signed_url(
+    signed_setup: Setup, chromium: str, tmp_path: Path
+) -> None:
+    """The backend mints a URL, the page holds no secret: it POSTs the signed URL, then uses only
+    the signed Location it gets back, for PATCH, PUT, HEAD and GET."""
+    setup = signed_setup
+    endpoint = f"http://127.0.0.1:{setup.proxy.port}/files"
+    minted = signed_url(endpoint, key_id="web", secret=SIGNING_KEY.encode(), methods={"POST"},
+                        expires=int(time.time()) + 600, max_size=len(setup.data))
+    report = run_page(chromium, setup.allowed, {"server": minted, "mode": "allowed"}, tmp_path / "profile")
+    n, half = len(setup.data), len(setup.data) // 2
+    assert report["create"]["status"] == 201, report
+    location = report["create"]["location"]
+    assert "br-sig=" in location and location.startswith(endpoint + "/"), report
+    assert report["patch"] == {"status": 204, "committed": f"bytes=0-{half - 1}"}, report
+    assert report["put"] == {"status": 204}, report
+    assert report["head"]["committed"] == f"bytes=0-{n - 1}", report
+    assert report["get"]["same"] is True, report
+    # The signed Location is the only key: without its query the resource is closed.
+    assert requests.get(location, timeout=30).content == setup.data
+    assert requests.get(location.split("?")[0], timeout=30).status_code == 401
+    # Every request the browser made carried the signature (none had an Authorization header).
+    sent = [e.request for e in setup.proxy.exchanges() if "Chrome" in (e.request.get("User-Agent") or "")]
+    assert sent and all(r.get("Authorization") is None for r in sent)
+    assert all("br-sig=" in r.target for r in sent if r.method != "OPTIONS")
 
 
 def test_the_recorder_pairs_requests_and_responses() -> None:
