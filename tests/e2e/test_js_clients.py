@@ -14,14 +14,18 @@ import json
 import random
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from byterange_server.signing import signed_url
+
 from .conftest import GunicornServer
 from .conftest import MiB
+from .conftest import running
 
 pytestmark = pytest.mark.e2e
 
@@ -96,3 +100,19 @@ def test_tus_js_client_ietf_draft_05(gunicorn_server: GunicornServer, js_clients
     ranged = requests.get(url, headers={"Range": "bytes=1048570-1048585"}, timeout=30)
     assert ranged.status_code == 206 and ranged.content == data[1048570:1048586]
     assert urlsplit(url).path.startswith("/files/")
+
+
+def test_tus_js_client_through_a_signed_url(database_url, tmp_path, js_clients: Path, source):
+    """tus-js-client with nothing but a signed creation URL (auth required): it keeps the query
+    of the signed Location the server answers with, for every PATCH and HEAD."""
+    key = "js-signing-key-0123456789abcdef"
+    env = {"BYTERANGE_AUTH": "required", "BYTERANGE_SIGNING_KEYS": f"web:{key}"}
+    path, data = source
+    with running(GunicornServer(database_url, tmp_path / "server", extra_env=env)) as server:
+        minted = signed_url(server.url, key_id="web", secret=key.encode(), methods={"POST"},
+                            expires=int(time.time()) + 600, max_size=len(data))
+        report = run_upload(js_clients, minted, path, "tus-v1", 1, MiB)
+        assert "br-sig=" in report["url"]
+        assert {r["status"] for r in report["requests"]} <= {201, 204}, report["requests"]
+        assert requests.get(report["url"], timeout=30).content == data
+        assert requests.head(report["url"].split("?")[0], timeout=30).status_code == 401
