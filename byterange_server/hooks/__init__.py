@@ -14,7 +14,7 @@ nothing at all (no sink, no thread, no query).
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import importlib.metadata
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -52,20 +52,33 @@ __all__ = [
 EVENT_KINDS = ("created", "progress", "completed", "deleted", "expired")
 
 
-def load_callable(spec: str) -> Callable[..., Any]:
-    """``package.module:attribute`` (dotted attributes allowed) → the object.
+#: Installed packages may offer hooks under this entry-point group (``BYTERANGE_HOOK_PYTHON=NAME``).
+ENTRY_POINT_GROUP = "byterange_server.hooks"
 
-    :raises ValueError: malformed, missing or not callable.
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """The callable a spec names: ``package.module:attribute`` (an entry-point object reference,
+    dotted attributes allowed), or the bare ``NAME`` of an entry point that an installed package
+    declares in the group :data:`ENTRY_POINT_GROUP`.
+
+    :raises ValueError: malformed, missing, not installed or not callable.
     """
-    module_name, sep, attribute = spec.strip().partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"expected module:callable, got {spec!r}")
-    target: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ValueError(f"{spec!r}: {module_name} has no {attribute}") from None
+    spec = spec.strip()
+    if ":" in spec:
+        entry = importlib.metadata.EntryPoint(name=spec, value=spec, group=ENTRY_POINT_GROUP)
+    else:
+        found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=spec)
+        if not found:
+            installed = sorted(e.name for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+            raise ValueError(
+                f"expected module:callable or the name of an installed {ENTRY_POINT_GROUP} entry "
+                f"point, got {spec!r} (installed: {', '.join(installed) or 'none'})"
+            )
+        entry = next(iter(found))
+    try:
+        target = entry.load()
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{spec!r} cannot be loaded: {exc}") from None
     if not callable(target):
         raise ValueError(f"{spec!r} is not callable")
     return target  # type: ignore[no-any-return]

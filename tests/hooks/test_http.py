@@ -172,3 +172,28 @@ def test_signatures_verify_exactly_their_body(secret, body, flip) -> None:
     tampered[flip % len(tampered)] ^= 1
     if bytes(tampered) != body:
         assert not verify_signature(secret, bytes(tampered), header)
+
+
+def test_a_python_hook_named_by_its_installed_entry_point(monkeypatch) -> None:
+    import importlib.metadata
+
+    from byterange_server.hooks import ENTRY_POINT_GROUP
+    from byterange_server.hooks import load_callable
+
+    declared = importlib.metadata.EntryPoint(name="audit", value="json:dumps", group=ENTRY_POINT_GROUP)
+    real = importlib.metadata.entry_points
+
+    def entry_points(**selection):
+        if selection.get("group") == ENTRY_POINT_GROUP:
+            return [e for e in [declared] if selection.get("name") in (None, e.name)]
+        return real(**selection)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    import json
+
+    assert load_callable("audit") is json.dumps
+    assert load_callable("json:dumps") is json.dumps
+    with pytest.raises(ValueError, match="installed: audit"):
+        load_callable("missing")
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        load_callable("no_such_module_here:thing")
