@@ -24,6 +24,7 @@ import dataclasses
 import datetime as dt
 import secrets
 import time
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 
@@ -112,7 +113,7 @@ class ResourceRecord:
 
 @dataclasses.dataclass(frozen=True)
 class ResourceSnapshot:
-    """A resource and up to ``limit`` of its committed extents, read in one query."""
+    """A resource and its first committed extents (see :func:`load_snapshot`)."""
 
     resource: ResourceRecord
     extents: list[Extent]
@@ -202,27 +203,39 @@ def resource_owner(conn: Connection, resource_id: str) -> tuple[bool, str | None
     return (False, None) if row is None else (True, row.owner)
 
 
-def load_snapshot(conn: Connection, resource_id: str, *, limit: int) -> ResourceSnapshot:
-    """The resource row and its first ``limit`` extents in one indexed query.
+def load_snapshot(
+    conn: Connection,
+    resource_id: str,
+    *,
+    limit: int,
+    fits: Callable[[Extent], bool] | None = None,
+) -> ResourceSnapshot:
+    """The resource row, then its first extents in order: at most ``limit`` of them, and only
+    while ``fits`` accepts the next one (the first is always kept: it gives the offset).
 
-    The cost does not depend on how many writes the resource received: extents are coalesced
-    and the read is bounded by ``limit``.
+    Two indexed reads: the row once (not joined onto every extent), then bare ``(start, stop)``
+    pairs, fetched lazily, so a resource with many extents costs what its header can show.
     """
-    query = (
-        select(resources, extents.c.start, extents.c.stop)
-        .select_from(resources.outerjoin(extents, extents.c.resource_id == resources.c.id))
-        .where(resources.c.id == resource_id)
+    record = load_resource(conn, resource_id)
+    rows = conn.execute(
+        select(extents.c.start, extents.c.stop)
+        .where(extents.c.resource_id == resource_id)
         .order_by(extents.c.start)
         .limit(limit + 1)
     )
-    rows = conn.execute(query).all()
-    if not rows or rows[0].terminated_at is not None:
-        raise ResourceNotFoundError(extra={"resource": resource_id})
-    record = _record(rows[0])
-    if record.is_expired(utcnow()):
-        raise ResourceGoneError("The incomplete resource expired.")
-    found = [Extent(row.start, row.stop) for row in rows if row.start is not None]
-    return ResourceSnapshot(record, found[:limit], truncated=len(found) > limit)
+    found: list[Extent] = []
+    truncated = False
+    for start, stop in rows:
+        extent = Extent(start, stop)
+        if len(found) == limit:
+            truncated = True
+            break
+        found.append(extent)
+        if fits is not None and not fits(extent):
+            truncated = True
+            break
+    rows.close()
+    return ResourceSnapshot(record, found, truncated=truncated)
 
 
 def page_extents(

@@ -94,7 +94,7 @@ _READ_CHUNK = 1024 * 1024
 #: Longest stored media type and filename (the column sizes in models.py).
 MAX_CONTENT_TYPE_LENGTH = 255
 MAX_FILENAME_LENGTH = 1024
-#: Upper bound on extents read for a HEAD; more than fit in a 4 KiB header anyway.
+#: Upper bound on extents read for a HEAD, whatever the header limit.
 _SNAPSHOT_LIMIT = 1024
 #: How often a revocable writer looks for a revocation, and how long the revoking request
 #: waits for it to commit and go (then it answers anyway: see end_stale_appends).
@@ -376,7 +376,22 @@ class UploadService:
 
     def _snapshot(self, resource_id: str) -> ledger.ResourceSnapshot:
         with self.db.read() as conn:
-            return ledger.load_snapshot(conn, resource_id, limit=_SNAPSHOT_LIMIT)
+            return ledger.load_snapshot(
+                conn, resource_id, limit=_SNAPSHOT_LIMIT, fits=self._header_room()
+            )
+
+    def _header_room(self) -> Callable[[Extent], bool]:
+        """A predicate that accepts extents while their ``Committed-Ranges`` value
+        (``bytes=a-b,c-d``, see format_ranges) still fits in the configured limit: past it the
+        header is left out, so reading further extents for it would be wasted."""
+        room = self.settings.committed_ranges_header_limit - len("bytes=") + 1
+
+        def fits(extent: Extent) -> bool:
+            nonlocal room
+            room -= len(str(extent.start)) + len(str(extent.stop - 1)) + 2  # "a-b,"
+            return room >= 0
+
+        return fits
 
     @staticmethod
     def check_offset(state: ResourceState, offset: int) -> None:
