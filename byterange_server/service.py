@@ -700,6 +700,9 @@ class UploadService:
         validate_resource_id(resource_id)
         session = _WriteSession(self, resource_id, options)
         session.run(decoder, body)
+        if session.snapshot is not None:  # read in the commit's transaction: no extra round trip
+            snapshot = session.snapshot
+            return ResourceState(snapshot.resource, snapshot.extents, snapshot.truncated)
         return self.state(resource_id)
 
     # -- completion ------------------------------------------------------------------------------
@@ -868,6 +871,8 @@ class _WriteSession:
         self.parts_released = False
         #: Set when a newer request revoked this (IETF) append: stop, commit the prefix.
         self.revoked = False
+        #: The state after the commit, read in its transaction (None: read it afresh).
+        self.snapshot: ledger.ResourceSnapshot | None = None
 
     # The request as a whole ------------------------------------------------------------------
 
@@ -1187,7 +1192,8 @@ class _WriteSession:
     def _reserve(self, start: int, limit: int) -> tuple[str, list[Extent]]:
         began = time.monotonic()
         earlier = [part.reservation_id for part in self.parts]
-        with self.db.write() as conn:
+        # Not durable (no fsync on SQLite): a reservation means nothing after a crash.
+        with self.db.write(durable=False) as conn:
             record = ledger.load_resource(conn, self.resource_id, for_update=True)
             self.record = record
             if record.length is not None and limit > record.length:
@@ -1238,7 +1244,7 @@ class _WriteSession:
         with self.lease_lock:
             began = time.monotonic()
             ids = [part.reservation_id for part in self.parts]
-            with self.db.write() as conn:
+            with self.db.write(durable=False) as conn:
                 ledger.load_resource(conn, self.resource_id)  # 404 once deleted
                 alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
                 ledger.renew_write_slot(conn, self.slot_id, lease_seconds=self.settings.lease_seconds)
@@ -1330,6 +1336,15 @@ class _WriteSession:
             covered = record.length is not None and ledger.is_covered(
                 conn, self.resource_id, record.length
             )
+            if not covered or record.is_complete:
+                # The response's state, read under the same lock (a completing write reads it
+                # after the digest instead).
+                try:
+                    self.snapshot = ledger.load_snapshot(
+                        conn, self.resource_id, limit=_SNAPSHOT_LIMIT, fits=self.service._header_room()
+                    )
+                except ResourceGoneError:
+                    self.snapshot = None  # expired meanwhile: state() reports it as it always did
         self.parts_released = True
         if covered and not record.is_complete:
             self.service._finalize(self.resource_id)
@@ -1340,7 +1355,7 @@ class _WriteSession:
         if (self.parts_released or not self.parts) and self.slot_id is None:
             return
         try:
-            with self.db.write() as conn:
+            with self.db.write(durable=False) as conn:
                 if not self.parts_released:
                     ledger.release(conn, [part.reservation_id for part in self.parts])
                 ledger.release_write_slot(conn, self.slot_id)

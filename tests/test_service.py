@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import event
 
 from byterange_server import ledger
 from byterange_server.errors import ContentMismatchError
@@ -75,6 +76,47 @@ def test_bytes_are_synced_before_the_extent_commits(service, monkeypatch) -> Non
     monkeypatch.setattr(ledger, "add_extents", tracking_add)
     put(service, resource.id, 0, b"abcd", 8)
     assert events == ["sync", "commit-extents"]
+
+
+def _transactions(statements: list[str]) -> list[tuple[str, list[str]]]:
+    """SQLite statements grouped per transaction: (synchronous setting in force, statements)."""
+    synchronous, groups = "FULL", []
+    for statement in statements:
+        if statement.startswith("PRAGMA synchronous="):
+            synchronous = statement.partition("=")[2]
+        elif statement.startswith("BEGIN"):
+            groups.append((synchronous, []))
+        elif groups:
+            groups[-1][1].append(statement)
+    return groups
+
+
+def test_a_write_takes_three_transactions_and_only_its_commit_is_durable(service) -> None:
+    """The early read, the reservation (no fsync: it means nothing after a crash), and the
+    durable commit, which also reads the state for the response."""
+    if service.db.dialect != "sqlite":
+        pytest.skip("BEGIN and PRAGMA synchronous are SQLite statements")
+    resource = service.allocate(length=8)
+    statements: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(service.db.engine, "before_cursor_execute", before)
+    try:
+        state = put(service, resource.id, 0, b"abcd", 8)
+    finally:
+        event.remove(service.db.engine, "before_cursor_execute", before)
+    assert state.extents == [Extent(0, 4)] and state.offset == 4
+    groups = _transactions(statements)
+    assert len(groups) == 3, statements
+    (_, read), (reserve_sync, reserve), (commit_sync, commit) = groups
+    assert not any(sql.startswith(("INSERT", "UPDATE", "DELETE")) for sql in read)
+    assert reserve_sync == "NORMAL" and any(sql.startswith("INSERT INTO reservations") for sql in reserve)
+    assert commit_sync == "FULL" and any(sql.startswith("INSERT INTO extents") for sql in commit)
+    # Durable again for whatever uses the connection next.
+    with service.db.write() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
 
 
 def test_overlapping_live_reservation_conflicts_with_retry_after(service) -> None:
