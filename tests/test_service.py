@@ -8,6 +8,7 @@ resource stops a writer, and completion survives a crash between commit and hash
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -258,6 +259,37 @@ def test_slow_live_writer_keeps_its_range(service) -> None:
     put(quick, resource.id, 0, b"0123456789", 10, on_chunk=stall)
     assert probes == ["409"]
     assert quick.state(resource.id).complete
+
+
+def test_streaming_writes_share_one_keeper_thread(service) -> None:
+    """Three bodies stalled mid-stream are kept by one thread, not a thread per request."""
+    resource = service.allocate(length=30)
+    others = set(threading.enumerate())  # other services' keepers (each app has its own)
+    arrived = threading.Barrier(4, timeout=30)
+    go = threading.Event()
+
+    def stall(index: int) -> None:
+        if index == 1:
+            arrived.wait()
+            go.wait(30)
+
+    writers = [
+        threading.Thread(
+            target=put, args=(service, resource.id, 10 * n, b"x" * 10, 30), kwargs={"on_chunk": stall}
+        )
+        for n in range(3)
+    ]
+    for writer in writers:
+        writer.start()
+    arrived.wait()
+    keepers = [
+        thread for thread in set(threading.enumerate()) - others if thread.name.startswith("byterange-lease")
+    ]
+    go.set()
+    for writer in writers:
+        writer.join(30)
+    assert len(keepers) == 1
+    assert service.state(resource.id).complete
 
 
 def test_idle_writer_loses_its_range_and_writes_nothing_after(service) -> None:
