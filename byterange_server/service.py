@@ -21,6 +21,7 @@ short transaction. See :class:`_WriteSession` for how interruptions and errors a
 from __future__ import annotations
 
 import base64
+import bisect
 import dataclasses
 import datetime as dt
 import hashlib
@@ -870,6 +871,9 @@ class _WriteSession:
         self.resource_id = resource_id
         self.options = options
         self.parts: list[_Part] = []
+        #: Starts and stops of the ended parts, sorted by start (see _overlapping_part).
+        self.part_starts: list[int] = []
+        self.part_stops: list[int] = []
         self.current: _Part | None = None
         self.declared_length: int | None = None
         self.declared_repr_digest: tuple[str, bytes] | None = None
@@ -1021,13 +1025,12 @@ class _WriteSession:
                 extra={"length": bound, "first": header.start},
             )
         limit = header.stop if header.stop is not None else bound
-        for earlier in self.parts:
-            earlier_stop = earlier.stop if earlier.stop is not None else earlier.start + earlier.received
-            if header.start < earlier_stop and earlier.start < limit:
-                raise OverlappingPartsError(
-                    "Two parts of this request overlap.",
-                    extra={"first": header.start, "other-first": earlier.start},
-                )
+        earlier = self._overlapping_part(header.start, limit)
+        if earlier is not None:
+            raise OverlappingPartsError(
+                "Two parts of this request overlap.",
+                extra={"first": header.start, "other-first": earlier},
+            )
         if limit == header.start:  # a Content-Offset part at the very end: it may only be empty
             self.current = None
             self.no_bytes_error = self._past_end_error(header.start, known_length)
@@ -1040,6 +1043,29 @@ class _WriteSession:
         if not self.registered:
             self.registered = self.kept = True
             self.service.keeper.add(self)
+
+    def _overlapping_part(self, start: int, limit: int) -> int | None:
+        """The start of an earlier part whose range meets ``[start, limit)``, or None.
+
+        Earlier parts are kept sorted by start (bisect), so a request of N parts costs
+        O(N log N), not O(N²). They never overlap each other and an empty one never lies inside
+        another, so only the parts with the greatest start below ``limit`` can reach past
+        ``start``.
+        """
+        for part in self.parts[len(self.part_starts) :]:  # ended since: index them
+            stop = part.stop if part.stop is not None else part.start + part.received
+            index = bisect.bisect_right(self.part_starts, part.start)
+            self.part_starts.insert(index, part.start)
+            self.part_stops.insert(index, stop)
+        index = bisect.bisect_left(self.part_starts, limit) - 1
+        if index < 0:
+            return None
+        nearest = self.part_starts[index]
+        while index >= 0 and self.part_starts[index] == nearest:
+            if start < self.part_stops[index]:
+                return nearest
+            index -= 1
+        return None
 
     def _on_data(self, data: memoryview) -> None:
         part = self.current
@@ -1255,10 +1281,14 @@ class _WriteSession:
                 revocable=self.options.revocable,
             )
             committed = ledger.extents_within(conn, self.resource_id, start, limit)
-            # One lease clock for the whole request: renew the earlier parts' leases too.
-            if not ledger.renew(conn, earlier, lease_seconds=self.settings.lease_seconds):
+            # One lease clock for the whole request: the earlier parts' leases are renewed
+            # with this one when due (every part would make a many-part request quadratic).
+            renew = not earlier or began - self.last_renewal >= self.renew_interval
+            lease = self.settings.lease_seconds
+            if earlier and renew and not ledger.renew(conn, earlier, lease_seconds=lease):
                 raise self._lease_lost()
-        self._leases_renewed(began)
+        if renew:  # otherwise the earlier leases, renewed before, still end first
+            self._leases_renewed(began)
         return reservation_id, committed
 
     def _leases_renewed(self, began: float) -> None:

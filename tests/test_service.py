@@ -12,7 +12,9 @@ import threading
 import time
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 from sqlalchemy import event
 
 from byterange_server import ledger
@@ -306,3 +308,39 @@ def test_idle_writer_loses_its_range_and_writes_nothing_after(service) -> None:
     with quick.open_object(resource.id) as stored:
         assert stored.read_at(0, 10) == b"01234XXXXX"  # the late writer overwrote nothing
     assert quick.state(resource.id).complete
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 12), st.booleans(), st.integers(0, 12)),
+        max_size=25,
+    )
+)
+def test_overlapping_parts_are_found_as_by_comparing_every_pair(spans) -> None:
+    """The bisect index of ended parts (_overlapping_part) answers as the pairwise check did:
+    a new part ``[start, limit)`` meets an earlier part when ``start < earlier stop`` and
+    ``earlier start < limit``, where an earlier part without a declared end stops where its
+    bytes did (possibly empty)."""
+    from types import SimpleNamespace
+
+    from byterange_server.config import Settings
+    from byterange_server.service import _Part
+    from byterange_server.service import _WriteSession
+
+    session = _WriteSession(SimpleNamespace(settings=Settings(), db=None), "x", WriteOptions())
+    for start, size, declared, received in spans:
+        limit = start + size + 1
+        stop = limit if declared else None
+        pairwise = [
+            part.start
+            for part in session.parts
+            if start < (part.stop if part.stop is not None else part.start + part.received)
+            and part.start < limit
+        ]
+        found = session._overlapping_part(start, limit)
+        assert (found is not None) == bool(pairwise)
+        assert found is None or found in pairwise
+        if found is None:
+            got = limit - start if declared else min(received, limit - start)
+            session.parts.append(_Part(None, start, limit, stop, "r", [], received=got))  # type: ignore[arg-type]

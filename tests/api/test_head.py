@@ -347,3 +347,15 @@ def test_any_write_order_coalesces_to_the_committed_set(client, service, cuts, o
         assert state["ranges"] == union
         assert state["offset"] == (union[0][1] if union[0][0] == 0 else 0)
     assert client.get(path).get_data() == data
+
+
+def test_a_many_part_request_does_not_renew_every_earlier_lease_at_each_part(client, service):
+    """Renewing all earlier parts' leases at every part made N parts cost O(N²) statement
+    parameters; they are renewed with the next part only when a renewal is due."""
+    path = allocate(client)
+    with count_statements(service) as statements:
+        response = patch_multipart(client, path, _sparse_parts(300))
+    assert response.status_code == 204
+    renewals = [sql for sql in statements if sql.startswith("UPDATE reservations")]
+    assert len(renewals) <= 5
+    assert len(extent_rows(service, path)) == 300
