@@ -66,6 +66,7 @@ from .events import EventBus
 from .events import EventKind
 from .events import ResourceEvent
 from .extents import Extent
+from .extents import normalize
 from .extents import prefix_end
 from .hooks.precreate import CreationRequest
 from .ledger import ResourceRecord
@@ -1398,9 +1399,13 @@ class _WriteSession:
                         )
             if self.declared_repr_digest is not None and record.expected_digest is None:
                 ledger.set_expected_digest(conn, self.resource_id, *self.declared_repr_digest)
-            ledger.add_extents(conn, self.resource_id, new)
+            merged = ledger.add_extents(conn, self.resource_id, new)
             limit = self.settings.max_extents
-            if new and limit and ledger.extent_count(conn, self.resource_id) > limit:
+            # Counting is a scan of the resource's extents: skip it when every new extent
+            # joined an existing one (then the count cannot have grown), as appends do.
+            added = normalize(new)
+            may_grow = any(extent in added for extent in merged)
+            if new and limit and may_grow and ledger.extent_count(conn, self.resource_id) > limit:
                 # Rolled back with the rest of this transaction: nothing of the request commits.
                 raise TooManyExtentsError(
                     "This write would leave too many separate committed ranges; fill the gaps "
