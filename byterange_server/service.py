@@ -799,7 +799,8 @@ class _LeaseKeeper:
     One thread for all writes, not one per request: registering is a dict insert, and a write
     that ends within a tick is never looked at (starting and joining a thread per request was
     7% of a 64 KiB write's time). The price: a renewal that waits on the database delays the
-    others' by as long, well within their lease margin.
+    others' by as long. That costs liveness, never safety: a write whose lease ran out renews
+    before its next storage write, or finds its range taken and stops (``_WriteSession._write``).
     """
 
     #: The thread ends after this long with nothing to keep; the next write starts another.
