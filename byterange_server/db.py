@@ -8,7 +8,11 @@
   while request bytes stream in: they reserve, then stream, then commit.
 
 SQLite runs with ``synchronous=FULL`` so a commit is on disk when it returns: the extent table is
-the record of what is durable.
+the record of what is durable. ``write(durable=False)`` is for rows that mean nothing after a
+crash (reservations, leases, write slots): on SQLite it commits with ``synchronous=NORMAL``, which
+in WAL mode skips the ``fsync``. The WAL is one append-only file, so the next durable commit's
+``fsync`` makes it durable too, and a crash that loses it also ends every process that could act
+on it (SQLite lives on the application's own host). PostgreSQL commits every write durably.
 """
 
 from __future__ import annotations
@@ -78,7 +82,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        immediate = connection.get_execution_options().get("byterange_write", False)
+        options = connection.get_execution_options()
+        immediate = options.get("byterange_write", False)
+        if immediate:
+            # Set outside the transaction, and only when it changes (it is per connection).
+            synchronous = "FULL" if options.get("byterange_durable", True) else "NORMAL"
+            if connection.info.get("byterange_synchronous", "FULL") != synchronous:
+                connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+                connection.info["byterange_synchronous"] = synchronous
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -96,11 +107,12 @@ class Database:
             yield conn
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
         """A write transaction; callbacks queued under ``AFTER_COMMIT_KEY`` (see events.py) run
-        after it commits, and are dropped if it rolls back."""
+        after it commits, and are dropped if it rolls back. ``durable=False``: see the module
+        docstring."""
         with _translate_errors(), self.engine.connect() as conn:
-            conn = conn.execution_options(byterange_write=True)
+            conn = conn.execution_options(byterange_write=True, byterange_durable=durable)
             # conn.info lives with the pooled DBAPI connection: set and cleared per transaction.
             callbacks: list[Callable[[], None]] = []
             conn.info[AFTER_COMMIT_KEY] = callbacks

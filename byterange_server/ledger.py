@@ -24,11 +24,12 @@ import dataclasses
 import datetime as dt
 import secrets
 import time
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 
 from sqlalchemy import Connection
-from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
@@ -52,6 +53,68 @@ from .models import extents
 from .models import reservations
 from .models import resources
 from .models import write_slots
+
+# Statements of the write path, built once: building a statement each call (expression objects,
+# then its cache key) cost more CPU than running it on SQLite. Values are bound per execution.
+_RESOURCE_BY_ID = select(resources).where(resources.c.id == bindparam("id"))
+_RESOURCE_BY_ID_FOR_UPDATE = _RESOURCE_BY_ID.with_for_update()
+_EXTENTS_FROM = (
+    select(extents.c.start, extents.c.stop)
+    .where(extents.c.resource_id == bindparam("id"))
+    .order_by(extents.c.start)
+    .limit(bindparam("limit"))
+)
+_FIRST_STOP_AFTER = (
+    select(extents.c.start)
+    .where(extents.c.resource_id == bindparam("id"), extents.c.stop > bindparam("at"))
+    .order_by(extents.c.stop)
+    .limit(1)
+)
+_FIRST_STOP_FROM = (
+    select(extents.c.start)
+    .where(extents.c.resource_id == bindparam("id"), extents.c.stop >= bindparam("at"))
+    .order_by(extents.c.stop)
+    .limit(1)
+)
+_EXTENTS_STARTING_BELOW = (
+    select(extents.c.start, extents.c.stop)
+    .where(
+        extents.c.resource_id == bindparam("id"),
+        extents.c.start >= bindparam("first"),
+        extents.c.start < bindparam("stop"),
+    )
+    .order_by(extents.c.start)
+)
+_EXTENTS_STARTING_UP_TO = (
+    select(extents.c.start, extents.c.stop)
+    .where(
+        extents.c.resource_id == bindparam("id"),
+        extents.c.start >= bindparam("first"),
+        extents.c.start <= bindparam("stop"),
+    )
+    .order_by(extents.c.start)
+)
+_PREFIX_STOP = select(extents.c.stop).where(
+    extents.c.resource_id == bindparam("id"), extents.c.start == 0
+)
+_DELETE_EXTENTS_AT = delete(extents).where(
+    extents.c.resource_id == bindparam("id"), extents.c.start.in_(bindparam("starts", expanding=True))
+)
+_INSERT_EXTENT = insert(extents)
+_OVERLAPPING_RESERVATIONS = select(reservations.c.id, reservations.c.lease_expires_ms).where(
+    reservations.c.resource_id == bindparam("id"),
+    reservations.c.start < bindparam("stop"),
+    reservations.c.stop > bindparam("start"),
+)
+_INSERT_RESERVATION = insert(reservations)
+_RESERVATIONS_IN = select(reservations.c.id).where(reservations.c.id.in_(bindparam("ids", expanding=True)))
+_DELETE_RESERVATIONS = delete(reservations).where(reservations.c.id.in_(bindparam("ids", expanding=True)))
+_DELETE_DEAD_SLOTS = delete(write_slots).where(
+    write_slots.c.resource_id == bindparam("id"), write_slots.c.lease_expires_ms <= bindparam("now")
+)
+_INSERT_SLOT = insert(write_slots)
+_DELETE_SLOT = delete(write_slots).where(write_slots.c.id == bindparam("slot"))
+_TOUCH = update(resources).where(resources.c.id == bindparam("rid")).values(updated_at=bindparam("at"))
 
 
 def utcnow() -> dt.datetime:
@@ -112,7 +175,7 @@ class ResourceRecord:
 
 @dataclasses.dataclass(frozen=True)
 class ResourceSnapshot:
-    """A resource and up to ``limit`` of its committed extents, read in one query."""
+    """A resource and its first committed extents (see :func:`load_snapshot`)."""
 
     resource: ResourceRecord
     extents: list[Extent]
@@ -183,10 +246,8 @@ def load_resource(
 ) -> ResourceRecord:
     """:raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410) once expired,
     unless ``expired_ok`` (the expiry sweep, and a write that began before the expiry)."""
-    query = select(resources).where(resources.c.id == resource_id)
-    if for_update:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _RESOURCE_BY_ID_FOR_UPDATE if for_update else _RESOURCE_BY_ID
+    row = conn.execute(query, {"id": resource_id}).first()
     if row is None or row.terminated_at is not None:
         raise ResourceNotFoundError(extra={"resource": resource_id})
     record = _record(row)
@@ -202,27 +263,34 @@ def resource_owner(conn: Connection, resource_id: str) -> tuple[bool, str | None
     return (False, None) if row is None else (True, row.owner)
 
 
-def load_snapshot(conn: Connection, resource_id: str, *, limit: int) -> ResourceSnapshot:
-    """The resource row and its first ``limit`` extents in one indexed query.
+def load_snapshot(
+    conn: Connection,
+    resource_id: str,
+    *,
+    limit: int,
+    fits: Callable[[Extent], bool] | None = None,
+) -> ResourceSnapshot:
+    """The resource row, then its first extents in order: at most ``limit`` of them, and only
+    while ``fits`` accepts the next one (the first is always kept: it gives the offset).
 
-    The cost does not depend on how many writes the resource received: extents are coalesced
-    and the read is bounded by ``limit``.
+    Two indexed reads: the row once (not joined onto every extent), then bare ``(start, stop)``
+    pairs, fetched lazily, so a resource with many extents costs what its header can show.
     """
-    query = (
-        select(resources, extents.c.start, extents.c.stop)
-        .select_from(resources.outerjoin(extents, extents.c.resource_id == resources.c.id))
-        .where(resources.c.id == resource_id)
-        .order_by(extents.c.start)
-        .limit(limit + 1)
-    )
-    rows = conn.execute(query).all()
-    if not rows or rows[0].terminated_at is not None:
-        raise ResourceNotFoundError(extra={"resource": resource_id})
-    record = _record(rows[0])
-    if record.is_expired(utcnow()):
-        raise ResourceGoneError("The incomplete resource expired.")
-    found = [Extent(row.start, row.stop) for row in rows if row.start is not None]
-    return ResourceSnapshot(record, found[:limit], truncated=len(found) > limit)
+    record = load_resource(conn, resource_id)
+    rows = conn.execute(_EXTENTS_FROM, {"id": resource_id, "limit": limit + 1})
+    found: list[Extent] = []
+    truncated = False
+    for start, stop in rows:
+        extent = Extent(start, stop)
+        if len(found) == limit:
+            truncated = True
+            break
+        found.append(extent)
+        if fits is not None and not fits(extent):
+            truncated = True
+            break
+    rows.close()
+    return ResourceSnapshot(record, found, truncated=truncated)
 
 
 def page_extents(
@@ -250,24 +318,13 @@ def _extents_near(
     scan every extent on one side of the range.
     """
     first = conn.execute(
-        select(extents.c.start)
-        .where(
-            extents.c.resource_id == resource_id,
-            extents.c.stop >= start if touching else extents.c.stop > start,
-        )
-        .order_by(extents.c.stop)
-        .limit(1)
+        _FIRST_STOP_FROM if touching else _FIRST_STOP_AFTER, {"id": resource_id, "at": start}
     ).first()
     if first is None:
         return []
     rows = conn.execute(
-        select(extents.c.start, extents.c.stop)
-        .where(
-            extents.c.resource_id == resource_id,
-            extents.c.start >= first.start,
-            extents.c.start <= stop if touching else extents.c.start < stop,
-        )
-        .order_by(extents.c.start)
+        _EXTENTS_STARTING_UP_TO if touching else _EXTENTS_STARTING_BELOW,
+        {"id": resource_id, "first": first.start, "stop": stop},
     ).all()
     return [Extent(row.start, row.stop) for row in rows]
 
@@ -285,9 +342,7 @@ def prefix_stop(conn: Connection, resource_id: str) -> int:
 
     Extents are coalesced, so the prefix is the one extent starting at 0 (a primary-key read).
     """
-    row = conn.execute(
-        select(extents.c.stop).where(extents.c.resource_id == resource_id, extents.c.start == 0)
-    ).first()
+    row = conn.execute(_PREFIX_STOP, {"id": resource_id}).first()
     return int(row.stop) if row else 0
 
 
@@ -322,11 +377,7 @@ def reserve(
     """
     now = now_ms()
     overlapping = conn.execute(
-        select(reservations.c.id, reservations.c.lease_expires_ms).where(
-            reservations.c.resource_id == resource_id,
-            reservations.c.start < stop,
-            reservations.c.stop > start,
-        )
+        _OVERLAPPING_RESERVATIONS, {"id": resource_id, "start": start, "stop": stop}
     ).all()
     expired = [row.id for row in overlapping if row.lease_expires_ms <= now]
     live = [row for row in overlapping if row.lease_expires_ms > now]
@@ -341,17 +392,18 @@ def reserve(
             headers={"Retry-After": str(retry_after)},
         )
     if expired:
-        conn.execute(delete(reservations).where(reservations.c.id.in_(expired)))
+        conn.execute(_DELETE_RESERVATIONS, {"ids": expired})
     reservation_id = secrets.token_hex(16)
     conn.execute(
-        insert(reservations).values(
-            id=reservation_id,
-            resource_id=resource_id,
-            start=start,
-            stop=stop,
-            lease_expires_ms=now + int(lease_seconds * 1000),
-            revocable=revocable,
-        )
+        _INSERT_RESERVATION,
+        {
+            "id": reservation_id,
+            "resource_id": resource_id,
+            "start": start,
+            "stop": stop,
+            "lease_expires_ms": now + int(lease_seconds * 1000),
+            "revocable": revocable,
+        },
     )
     return reservation_id
 
@@ -430,8 +482,7 @@ def take_write_slot(
     :raises TooManyWritesError: (429, Retry-After) a limit is reached.
     """
     now = now_ms()
-    dead = and_(write_slots.c.resource_id == resource_id, write_slots.c.lease_expires_ms <= now)
-    conn.execute(delete(write_slots).where(dead))
+    conn.execute(_DELETE_DEAD_SLOTS, {"id": resource_id, "now": now})
     if max_per_resource:
         live = _count_live(conn, write_slots.c.resource_id == resource_id, now)
         if live >= max_per_resource:
@@ -453,12 +504,13 @@ def take_write_slot(
             )
     slot_id = secrets.token_hex(16)
     conn.execute(
-        insert(write_slots).values(
-            id=slot_id,
-            resource_id=resource_id,
-            principal=principal,
-            lease_expires_ms=now + int(lease_seconds * 1000),
-        )
+        _INSERT_SLOT,
+        {
+            "id": slot_id,
+            "resource_id": resource_id,
+            "principal": principal,
+            "lease_expires_ms": now + int(lease_seconds * 1000),
+        },
     )
     return slot_id
 
@@ -480,7 +532,7 @@ def renew_write_slot(conn: Connection, slot_id: str | None, *, lease_seconds: fl
 
 def release_write_slot(conn: Connection, slot_id: str | None) -> None:
     if slot_id is not None:
-        conn.execute(delete(write_slots).where(write_slots.c.id == slot_id))
+        conn.execute(_DELETE_SLOT, {"slot": slot_id})
 
 
 def delete_dead_write_slots(conn: Connection) -> None:
@@ -497,16 +549,14 @@ def extent_count(conn: Connection, resource_id: str) -> int:
 def reservations_alive(conn: Connection, reservation_ids: Sequence[str]) -> bool:
     if not reservation_ids:
         return True
-    count = conn.execute(
-        select(reservations.c.id).where(reservations.c.id.in_(list(reservation_ids)))
-    ).all()
+    count = conn.execute(_RESERVATIONS_IN, {"ids": list(reservation_ids)}).all()
     return len(count) == len(reservation_ids)
 
 
 def release(conn: Connection, reservation_ids: Iterable[str]) -> None:
     ids = list(reservation_ids)
     if ids:
-        conn.execute(delete(reservations).where(reservations.c.id.in_(ids)))
+        conn.execute(_DELETE_RESERVATIONS, {"ids": ids})
 
 
 # -- committing ----------------------------------------------------------------------------------
@@ -550,15 +600,8 @@ def add_extents(conn: Connection, resource_id: str, new: Iterable[Extent]) -> li
         start = min([extent.start, *(row.start for row in neighbours)])
         stop = max([extent.stop, *(row.stop for row in neighbours)])
         if neighbours:
-            conn.execute(
-                delete(extents).where(
-                    and_(
-                        extents.c.resource_id == resource_id,
-                        extents.c.start.in_([row.start for row in neighbours]),
-                    )
-                )
-            )
-        conn.execute(insert(extents).values(resource_id=resource_id, start=start, stop=stop))
+            conn.execute(_DELETE_EXTENTS_AT, {"id": resource_id, "starts": [row.start for row in neighbours]})
+        conn.execute(_INSERT_EXTENT, {"resource_id": resource_id, "start": start, "stop": stop})
         merged_out.append(Extent(start, stop))
     return normalize(merged_out)
 
@@ -567,14 +610,12 @@ def is_covered(conn: Connection, resource_id: str, length: int) -> bool:
     """True when one coalesced extent spans ``[0, length)`` (or the length is 0)."""
     if length == 0:
         return True
-    row = conn.execute(
-        select(extents.c.stop).where(extents.c.resource_id == resource_id, extents.c.start == 0)
-    ).first()
+    row = conn.execute(_PREFIX_STOP, {"id": resource_id}).first()
     return row is not None and row.stop >= length
 
 
 def touch(conn: Connection, resource_id: str) -> None:
-    conn.execute(update(resources).where(resources.c.id == resource_id).values(updated_at=utcnow()))
+    conn.execute(_TOUCH, {"rid": resource_id, "at": utcnow()})
 
 
 def mark_complete(conn: Connection, resource_id: str, sha256: bytes | None, *, failed: bool) -> bool:

@@ -21,6 +21,7 @@ short transaction. See :class:`_WriteSession` for how interruptions and errors a
 from __future__ import annotations
 
 import base64
+import bisect
 import dataclasses
 import datetime as dt
 import hashlib
@@ -65,6 +66,7 @@ from .events import EventBus
 from .events import EventKind
 from .events import ResourceEvent
 from .extents import Extent
+from .extents import normalize
 from .extents import prefix_end
 from .hooks.precreate import CreationRequest
 from .ledger import ResourceRecord
@@ -94,7 +96,7 @@ _READ_CHUNK = 1024 * 1024
 #: Longest stored media type and filename (the column sizes in models.py).
 MAX_CONTENT_TYPE_LENGTH = 255
 MAX_FILENAME_LENGTH = 1024
-#: Upper bound on extents read for a HEAD; more than fit in a 4 KiB header anyway.
+#: Upper bound on extents read for a HEAD, whatever the header limit.
 _SNAPSHOT_LIMIT = 1024
 #: How often a revocable writer looks for a revocation, and how long the revoking request
 #: waits for it to commit and go (then it answers anyway: see end_stale_appends).
@@ -232,6 +234,16 @@ class UploadService:
         self.events = EventBus()
         #: Asked before any resource is created; raises to refuse (hooks/precreate.py).
         self.pre_create: Callable[[CreationRequest], None] | None = None
+        self._keeper: _LeaseKeeper | None = None
+        self._keeper_lock = threading.Lock()
+
+    @property
+    def keeper(self) -> _LeaseKeeper:
+        """The thread that renews streaming writes' leases (started with the first of them)."""
+        with self._keeper_lock:
+            if self._keeper is None:
+                self._keeper = _LeaseKeeper(self.settings)
+            return self._keeper
 
     def _publish(
         self, conn: Connection, kind: EventKind, record: ResourceRecord, **data: object
@@ -376,7 +388,22 @@ class UploadService:
 
     def _snapshot(self, resource_id: str) -> ledger.ResourceSnapshot:
         with self.db.read() as conn:
-            return ledger.load_snapshot(conn, resource_id, limit=_SNAPSHOT_LIMIT)
+            return ledger.load_snapshot(
+                conn, resource_id, limit=_SNAPSHOT_LIMIT, fits=self._header_room()
+            )
+
+    def _header_room(self) -> Callable[[Extent], bool]:
+        """A predicate that accepts extents while their ``Committed-Ranges`` value
+        (``bytes=a-b,c-d``, see format_ranges) still fits in the configured limit: past it the
+        header is left out, so reading further extents for it would be wasted."""
+        room = self.settings.committed_ranges_header_limit - len("bytes=") + 1
+
+        def fits(extent: Extent) -> bool:
+            nonlocal room
+            room -= len(str(extent.start)) + len(str(extent.stop - 1)) + 2  # "a-b,"
+            return room >= 0
+
+        return fits
 
     @staticmethod
     def check_offset(state: ResourceState, offset: int) -> None:
@@ -685,6 +712,9 @@ class UploadService:
         validate_resource_id(resource_id)
         session = _WriteSession(self, resource_id, options)
         session.run(decoder, body)
+        if session.snapshot is not None:  # read in the commit's transaction: no extra round trip
+            snapshot = session.snapshot
+            return ResourceState(snapshot.resource, snapshot.extents, snapshot.truncated)
         return self.state(resource_id)
 
     # -- completion ------------------------------------------------------------------------------
@@ -756,46 +786,64 @@ class _Part:
 
 
 class _LeaseKeeper:
-    """Renews a write request's leases every ``renew_interval`` while its body streams.
+    """One thread per service renews the leases of the writes whose bodies are streaming, and
+    asks revocable (IETF) appends whether a newer request ended them.
 
-    It stops renewing once no body chunk has arrived for ``write_idle_seconds``: a stalled
-    connection then loses its range after one more lease, and another writer may take it over
-    (the stalled request finds out before it writes again, see ``_WriteSession._write``).
+    A body read blocks until a whole chunk arrives, so the request thread cannot renew on time
+    for a slow client; this thread does, every ``renew_interval``, for each registered write.
+    It stops renewing a write once no body chunk has arrived for ``write_idle_seconds``: a
+    stalled connection then loses its range after one more lease, and another writer may take
+    it over (the stalled request finds out before it writes again, see
+    ``_WriteSession._write``).
+
+    One thread for all writes, not one per request: registering is a dict insert, and a write
+    that ends within a tick is never looked at (starting and joining a thread per request was
+    7% of a 64 KiB write's time). The price: a renewal that waits on the database delays the
+    others' by as long. That costs liveness, never safety: a write whose lease ran out renews
+    before its next storage write, or finds its range taken and stops (``_WriteSession._write``).
     """
 
-    def __init__(self, session: _WriteSession) -> None:
-        self.session = session
-        self.error: ByterangeError | None = None
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="byterange-lease", daemon=True)
-        self._thread.start()
+    #: The thread ends after this long with nothing to keep; the next write starts another.
+    IDLE_EXIT = 60.0
+
+    def __init__(self, settings: Settings) -> None:
+        renew_interval = min(settings.lease_seconds / 3, 5.0)
+        self.tick = min(renew_interval, _REVOCATION_POLL)
+        self._lock = threading.Lock()
+        self._sessions: dict[int, _WriteSession] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, session: _WriteSession) -> None:
+        with self._lock:
+            self._sessions[id(session)] = session
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="byterange-leases", daemon=True)
+                self._thread.start()
+
+    def remove(self, session: _WriteSession) -> None:
+        """After this returns the thread does nothing more for ``session`` (it waits for a
+        renewal in progress, as a request must not end while its lease is being renewed)."""
+        with session.keeper_lock:
+            session.kept = False
+        with self._lock:
+            self._sessions.pop(id(session), None)
 
     def _run(self) -> None:
-        session = self.session
-        revocable = session.options.revocable
-        tick = min(session.renew_interval, _REVOCATION_POLL) if revocable else session.renew_interval
-        while not self._stopped.wait(tick):
-            try:
-                if revocable and session.poll_revocation():
-                    return
-                if time.monotonic() - session.last_progress > session.settings.write_idle_seconds:
+        idle_since = time.monotonic()
+        while True:
+            time.sleep(self.tick)
+            with self._lock:
+                sessions = list(self._sessions.values())
+                if not sessions:
+                    if time.monotonic() - idle_since > self.IDLE_EXIT:
+                        self._thread = None
+                        return
                     continue
-                if time.monotonic() - session.last_renewal < session.renew_interval - tick / 2:
-                    continue
-                session._renew()
-                if session.revoked:
-                    session.stale()
-                    return
-            except ByterangeError as error:
-                self.error = error
-                return
-            except Exception:  # a thread's exception would vanish; log it and stop renewing
-                log.exception("renewing the leases of %s failed", session.resource_id)
-                return
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
+            idle_since = time.monotonic()
+            for session in sessions:
+                with session.keeper_lock:
+                    if session.kept:
+                        session.keep(self.tick)
 
 
 class _Interruption(Exception):
@@ -825,6 +873,9 @@ class _WriteSession:
         self.resource_id = resource_id
         self.options = options
         self.parts: list[_Part] = []
+        #: Starts and stops of the ended parts, sorted by start (see _overlapping_part).
+        self.part_starts: list[int] = []
+        self.part_stops: list[int] = []
         self.current: _Part | None = None
         self.declared_length: int | None = None
         self.declared_repr_digest: tuple[str, bytes] | None = None
@@ -848,11 +899,18 @@ class _WriteSession:
         # the request thread cannot renew on time for a slow client) and from this thread.
         self.lease_lock = threading.Lock()
         self.last_progress = time.monotonic()
-        self.keeper: _LeaseKeeper | None = None
+        #: Whether the service's keeper thread looks after this request (see _LeaseKeeper);
+        #: ``keeper_lock`` is held while it does, ``keeper_error`` is what it ran into.
+        self.kept = False
+        self.registered = False
+        self.keeper_lock = threading.Lock()
+        self.keeper_error: ByterangeError | None = None
         #: Set once the commit released the reservations (nothing left to clean up).
         self.parts_released = False
         #: Set when a newer request revoked this (IETF) append: stop, commit the prefix.
         self.revoked = False
+        #: The state after the commit, read in its transaction (None: read it afresh).
+        self.snapshot: ledger.ResourceSnapshot | None = None
 
     # The request as a whole ------------------------------------------------------------------
 
@@ -882,8 +940,8 @@ class _WriteSession:
                 self._verify_trailer_checksum()
             self._commit(prefixes_only=False)
         finally:
-            if self.keeper is not None:
-                self.keeper.stop()
+            if self.registered:
+                self.service.keeper.remove(self)
             self._release_leftovers()
             if self.stored is not None:
                 self.stored.close()
@@ -891,8 +949,8 @@ class _WriteSession:
     def _pump(self, decoder: PatchDecoder, body: BodySource) -> None:
         for chunk in body:
             self.last_progress = time.monotonic()
-            if self.keeper is not None and self.keeper.error is not None:
-                raise self.keeper.error  # the resource was deleted, or the lease taken over
+            if self.keeper_error is not None:
+                raise self.keeper_error  # the resource was deleted, or the lease taken over
             decoder.receive_data(chunk)
             self._drain(decoder)
             if self.revoked:
@@ -969,13 +1027,12 @@ class _WriteSession:
                 extra={"length": bound, "first": header.start},
             )
         limit = header.stop if header.stop is not None else bound
-        for earlier in self.parts:
-            earlier_stop = earlier.stop if earlier.stop is not None else earlier.start + earlier.received
-            if header.start < earlier_stop and earlier.start < limit:
-                raise OverlappingPartsError(
-                    "Two parts of this request overlap.",
-                    extra={"first": header.start, "other-first": earlier.start},
-                )
+        earlier = self._overlapping_part(header.start, limit)
+        if earlier is not None:
+            raise OverlappingPartsError(
+                "Two parts of this request overlap.",
+                extra={"first": header.start, "other-first": earlier},
+            )
         if limit == header.start:  # a Content-Offset part at the very end: it may only be empty
             self.current = None
             self.no_bytes_error = self._past_end_error(header.start, known_length)
@@ -985,8 +1042,32 @@ class _WriteSession:
             part = _Part(header, header.start, limit, header.stop, reservation_id, committed)
             self.parts.append(part)
         self.current = part
-        if self.keeper is None:
-            self.keeper = _LeaseKeeper(self)
+        if not self.registered:
+            self.registered = self.kept = True
+            self.service.keeper.add(self)
+
+    def _overlapping_part(self, start: int, limit: int) -> int | None:
+        """The start of an earlier part whose range meets ``[start, limit)``, or None.
+
+        Earlier parts are kept sorted by start (bisect), so a request of N parts costs
+        O(N log N), not O(N²). They never overlap each other and an empty one never lies inside
+        another, so only the parts with the greatest start below ``limit`` can reach past
+        ``start``.
+        """
+        for part in self.parts[len(self.part_starts) :]:  # ended since: index them
+            stop = part.stop if part.stop is not None else part.start + part.received
+            index = bisect.bisect_right(self.part_starts, part.start)
+            self.part_starts.insert(index, part.start)
+            self.part_stops.insert(index, stop)
+        index = bisect.bisect_left(self.part_starts, limit) - 1
+        if index < 0:
+            return None
+        nearest = self.part_starts[index]
+        while index >= 0 and self.part_starts[index] == nearest:
+            if start < self.part_stops[index]:
+                return nearest
+            index -= 1
+        return None
 
     def _on_data(self, data: memoryview) -> None:
         part = self.current
@@ -1172,7 +1253,8 @@ class _WriteSession:
     def _reserve(self, start: int, limit: int) -> tuple[str, list[Extent]]:
         began = time.monotonic()
         earlier = [part.reservation_id for part in self.parts]
-        with self.db.write() as conn:
+        # Not durable (no fsync on SQLite): a reservation means nothing after a crash.
+        with self.db.write(durable=False) as conn:
             record = ledger.load_resource(conn, self.resource_id, for_update=True)
             self.record = record
             if record.length is not None and limit > record.length:
@@ -1201,10 +1283,14 @@ class _WriteSession:
                 revocable=self.options.revocable,
             )
             committed = ledger.extents_within(conn, self.resource_id, start, limit)
-            # One lease clock for the whole request: renew the earlier parts' leases too.
-            if not ledger.renew(conn, earlier, lease_seconds=self.settings.lease_seconds):
+            # One lease clock for the whole request: the earlier parts' leases are renewed
+            # with this one when due (every part would make a many-part request quadratic).
+            renew = not earlier or began - self.last_renewal >= self.renew_interval
+            lease = self.settings.lease_seconds
+            if earlier and renew and not ledger.renew(conn, earlier, lease_seconds=lease):
                 raise self._lease_lost()
-        self._leases_renewed(began)
+        if renew:  # otherwise the earlier leases, renewed before, still end first
+            self._leases_renewed(began)
         return reservation_id, committed
 
     def _leases_renewed(self, began: float) -> None:
@@ -1223,7 +1309,7 @@ class _WriteSession:
         with self.lease_lock:
             began = time.monotonic()
             ids = [part.reservation_id for part in self.parts]
-            with self.db.write() as conn:
+            with self.db.write(durable=False) as conn:
                 ledger.load_resource(conn, self.resource_id)  # 404 once deleted
                 alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
                 ledger.renew_write_slot(conn, self.slot_id, lease_seconds=self.settings.lease_seconds)
@@ -1233,6 +1319,29 @@ class _WriteSession:
             if not alive:
                 raise self._lease_lost()
             self._leases_renewed(began)
+
+    def keep(self, tick: float) -> None:
+        """(Keeper thread, every ``tick``, under ``keeper_lock``) Poll for a revocation, renew
+        the leases when due; stop being kept on an error or a revocation."""
+        try:
+            if self.options.revocable and self.poll_revocation():
+                self.kept = False
+                return
+            now = time.monotonic()
+            if now - self.last_progress > self.settings.write_idle_seconds:
+                return
+            if now - self.last_renewal < self.renew_interval - tick / 2:
+                return
+            self._renew()
+            if self.revoked:
+                self.stale()
+                self.kept = False
+        except ByterangeError as error:
+            self.keeper_error = error
+            self.kept = False
+        except Exception:  # a thread's exception would vanish; log it and stop renewing
+            log.exception("renewing the leases of %s failed", self.resource_id)
+            self.kept = False
 
     def poll_revocation(self) -> bool:
         """(Keeper thread) True, after stopping the body, once this append was revoked."""
@@ -1291,9 +1400,13 @@ class _WriteSession:
                         )
             if self.declared_repr_digest is not None and record.expected_digest is None:
                 ledger.set_expected_digest(conn, self.resource_id, *self.declared_repr_digest)
-            ledger.add_extents(conn, self.resource_id, new)
+            merged = ledger.add_extents(conn, self.resource_id, new)
             limit = self.settings.max_extents
-            if new and limit and ledger.extent_count(conn, self.resource_id) > limit:
+            # Counting is a scan of the resource's extents: skip it when every new extent
+            # joined an existing one (then the count cannot have grown), as appends do.
+            added = normalize(new)
+            may_grow = any(extent in added for extent in merged)
+            if new and limit and may_grow and ledger.extent_count(conn, self.resource_id) > limit:
                 # Rolled back with the rest of this transaction: nothing of the request commits.
                 raise TooManyExtentsError(
                     "This write would leave too many separate committed ranges; fill the gaps "
@@ -1315,6 +1428,15 @@ class _WriteSession:
             covered = record.length is not None and ledger.is_covered(
                 conn, self.resource_id, record.length
             )
+            if not covered or record.is_complete:
+                # The response's state, read under the same lock (a completing write reads it
+                # after the digest instead).
+                try:
+                    self.snapshot = ledger.load_snapshot(
+                        conn, self.resource_id, limit=_SNAPSHOT_LIMIT, fits=self.service._header_room()
+                    )
+                except ResourceGoneError:
+                    self.snapshot = None  # expired meanwhile: state() reports it as it always did
         self.parts_released = True
         if covered and not record.is_complete:
             self.service._finalize(self.resource_id)
@@ -1325,7 +1447,7 @@ class _WriteSession:
         if (self.parts_released or not self.parts) and self.slot_id is None:
             return
         try:
-            with self.db.write() as conn:
+            with self.db.write(durable=False) as conn:
                 if not self.parts_released:
                     ledger.release(conn, [part.reservation_id for part in self.parts])
                 ledger.release_write_slot(conn, self.slot_id)

@@ -8,10 +8,14 @@ resource stops a writer, and completion survives a crash between commit and hash
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
+from sqlalchemy import event
 
 from byterange_server import ledger
 from byterange_server.errors import ContentMismatchError
@@ -75,6 +79,47 @@ def test_bytes_are_synced_before_the_extent_commits(service, monkeypatch) -> Non
     monkeypatch.setattr(ledger, "add_extents", tracking_add)
     put(service, resource.id, 0, b"abcd", 8)
     assert events == ["sync", "commit-extents"]
+
+
+def _transactions(statements: list[str]) -> list[tuple[str, list[str]]]:
+    """SQLite statements grouped per transaction: (synchronous setting in force, statements)."""
+    synchronous, groups = "FULL", []
+    for statement in statements:
+        if statement.startswith("PRAGMA synchronous="):
+            synchronous = statement.partition("=")[2]
+        elif statement.startswith("BEGIN"):
+            groups.append((synchronous, []))
+        elif groups:
+            groups[-1][1].append(statement)
+    return groups
+
+
+def test_a_write_takes_three_transactions_and_only_its_commit_is_durable(service) -> None:
+    """The early read, the reservation (no fsync: it means nothing after a crash), and the
+    durable commit, which also reads the state for the response."""
+    if service.db.dialect != "sqlite":
+        pytest.skip("BEGIN and PRAGMA synchronous are SQLite statements")
+    resource = service.allocate(length=8)
+    statements: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(service.db.engine, "before_cursor_execute", before)
+    try:
+        state = put(service, resource.id, 0, b"abcd", 8)
+    finally:
+        event.remove(service.db.engine, "before_cursor_execute", before)
+    assert state.extents == [Extent(0, 4)] and state.offset == 4
+    groups = _transactions(statements)
+    assert len(groups) == 3, statements
+    (_, read), (reserve_sync, reserve), (commit_sync, commit) = groups
+    assert not any(sql.startswith(("INSERT", "UPDATE", "DELETE")) for sql in read)
+    assert reserve_sync == "NORMAL" and any(sql.startswith("INSERT INTO reservations") for sql in reserve)
+    assert commit_sync == "FULL" and any(sql.startswith("INSERT INTO extents") for sql in commit)
+    # Durable again for whatever uses the connection next.
+    with service.db.write() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
 
 
 def test_overlapping_live_reservation_conflicts_with_retry_after(service) -> None:
@@ -218,6 +263,37 @@ def test_slow_live_writer_keeps_its_range(service) -> None:
     assert quick.state(resource.id).complete
 
 
+def test_streaming_writes_share_one_keeper_thread(service) -> None:
+    """Three bodies stalled mid-stream are kept by one thread, not a thread per request."""
+    resource = service.allocate(length=30)
+    others = set(threading.enumerate())  # other services' keepers (each app has its own)
+    arrived = threading.Barrier(4, timeout=30)
+    go = threading.Event()
+
+    def stall(index: int) -> None:
+        if index == 1:
+            arrived.wait()
+            go.wait(30)
+
+    writers = [
+        threading.Thread(
+            target=put, args=(service, resource.id, 10 * n, b"x" * 10, 30), kwargs={"on_chunk": stall}
+        )
+        for n in range(3)
+    ]
+    for writer in writers:
+        writer.start()
+    arrived.wait()
+    keepers = [
+        thread for thread in set(threading.enumerate()) - others if thread.name.startswith("byterange-lease")
+    ]
+    go.set()
+    for writer in writers:
+        writer.join(30)
+    assert len(keepers) == 1
+    assert service.state(resource.id).complete
+
+
 def test_idle_writer_loses_its_range_and_writes_nothing_after(service) -> None:
     quick = _with_settings(service, lease_seconds=0.6, write_idle_seconds=0.2)
     resource = quick.allocate(length=10)
@@ -232,3 +308,39 @@ def test_idle_writer_loses_its_range_and_writes_nothing_after(service) -> None:
     with quick.open_object(resource.id) as stored:
         assert stored.read_at(0, 10) == b"01234XXXXX"  # the late writer overwrote nothing
     assert quick.state(resource.id).complete
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 12), st.booleans(), st.integers(0, 12)),
+        max_size=25,
+    )
+)
+def test_overlapping_parts_are_found_as_by_comparing_every_pair(spans) -> None:
+    """The bisect index of ended parts (_overlapping_part) answers as the pairwise check did:
+    a new part ``[start, limit)`` meets an earlier part when ``start < earlier stop`` and
+    ``earlier start < limit``, where an earlier part without a declared end stops where its
+    bytes did (possibly empty)."""
+    from types import SimpleNamespace
+
+    from byterange_server.config import Settings
+    from byterange_server.service import _Part
+    from byterange_server.service import _WriteSession
+
+    session = _WriteSession(SimpleNamespace(settings=Settings(), db=None), "x", WriteOptions())
+    for start, size, declared, received in spans:
+        limit = start + size + 1
+        stop = limit if declared else None
+        pairwise = [
+            part.start
+            for part in session.parts
+            if start < (part.stop if part.stop is not None else part.start + part.received)
+            and part.start < limit
+        ]
+        found = session._overlapping_part(start, limit)
+        assert (found is not None) == bool(pairwise)
+        assert found is None or found in pairwise
+        if found is None:
+            got = limit - start if declared else min(received, limit - start)
+            session.parts.append(_Part(None, start, limit, stop, "r", [], received=got))  # type: ignore[arg-type]

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from sqlalchemy import event
 from werkzeug.http import parse_range_header
 
+from byterange_server import create_app
+from byterange_server.protocol.headers import format_ranges
+
 from .helpers import MOUNT
 from .helpers import all_committed_ranges
 from .helpers import allocate
@@ -229,6 +232,33 @@ def test_committed_ranges_header_under_4kib_is_sent(client):
     assert parse_state(response.headers)["ranges"] == [(10 * i, 10 * i + 1) for i in range(300)]
 
 
+@pytest.mark.parametrize("slack", [0, -1])
+def test_committed_ranges_header_exactly_at_its_limit(settings_overrides, slack):
+    """Sent when its value is exactly the limit long, left out one character below it."""
+    value = "bytes=" + ",".join(f"{10 * i}-{10 * i}" for i in range(40))
+    application = create_app({**settings_overrides, "COMMITTED_RANGES_HEADER_LIMIT": str(len(value) + slack)})
+    try:
+        client = application.test_client()
+        path = allocate(client)
+        patch_multipart(client, path, _header_limit_parts(40))
+        headers = client.head(path).headers
+        assert headers.get("Committed-Ranges") == (value if slack == 0 else None)
+        assert headers["Upload-Offset"] == "1"
+        assert all_committed_ranges(client, path) == [(10 * i, 10 * i) for i in range(40)]
+    finally:
+        application.extensions["byterange"].db.dispose()
+
+
+def test_state_reads_only_the_extents_the_header_can_hold(client, service, many_extents):
+    """1100 extents: the state stops at the first one past the header limit (the list is in the
+    linked document), so a HEAD's cost is bounded by the header, not the extent count."""
+    path, _ = many_extents
+    state = service.state(path.rsplit("/", 1)[1])
+    assert state.truncated and state.offset == 1
+    assert len(format_ranges(state.extents[:-1])) <= 4096 < len(format_ranges(state.extents))
+    assert len(state.extents) < 1100
+
+
 def test_committed_ranges_document_for_unknown_resource_is_404(client):
     problem(client.get(MOUNT + "/AAAAAAAAAAAAAAAAAAAAAA/committed-ranges"), 404)
 
@@ -317,3 +347,15 @@ def test_any_write_order_coalesces_to_the_committed_set(client, service, cuts, o
         assert state["ranges"] == union
         assert state["offset"] == (union[0][1] if union[0][0] == 0 else 0)
     assert client.get(path).get_data() == data
+
+
+def test_a_many_part_request_does_not_renew_every_earlier_lease_at_each_part(client, service):
+    """Renewing all earlier parts' leases at every part made N parts cost O(N²) statement
+    parameters; they are renewed with the next part only when a renewal is due."""
+    path = allocate(client)
+    with count_statements(service) as statements:
+        response = patch_multipart(client, path, _sparse_parts(300))
+    assert response.status_code == 204
+    renewals = [sql for sql in statements if sql.startswith("UPDATE reservations")]
+    assert len(renewals) <= 5
+    assert len(extent_rows(service, path)) == 300
