@@ -31,10 +31,11 @@ class Client:
 
     def _finish(self, expected: Iterable[int]) -> http.client.HTTPResponse:
         response = self.conn.getresponse()
+        if response.status not in expected:
+            # The problem document names the cause (its type and detail); keep it in the error.
+            raise RuntimeError(f"HTTP {response.status} {response.reason}: {response.read(2000)!r}")
         while response.readinto(self.buffer):
             pass
-        if response.status not in expected:
-            raise RuntimeError(f"HTTP {response.status} {response.reason}")
         return response
 
     def create(self, length: int) -> str:
