@@ -74,6 +74,12 @@ class EventBus:
         """Whether anyone listens (so the service can skip computing event details)."""
         return bool(self._sinks)
 
+    @property
+    def recorded(self) -> bool:
+        """Whether a sink records events in the transaction (the hook outbox): only then are
+        details that cost a query (a write's new offset) worth computing."""
+        return any(type(sink).in_transaction is not EventSink.in_transaction for sink in self._sinks)
+
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
 

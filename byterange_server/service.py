@@ -1413,13 +1413,12 @@ class _WriteSession:
                     "between them (or write adjacent ranges) instead.",
                     extra={"max-extents": limit},
                 )
-            if new and self.service.events.active:
+            events = self.service.events
+            if new and events.active:
+                # The offset costs a query; only a recorded event (a hook payload) needs it.
+                offset = ledger.prefix_stop(conn, self.resource_id) if events.recorded else None
                 self.service._publish(
-                    conn,
-                    "progress",
-                    record,
-                    ranges=[[extent.start, extent.stop] for extent in new],
-                    offset=ledger.prefix_stop(conn, self.resource_id),
+                    conn, "progress", record, ranges=[[e.start, e.stop] for e in new], offset=offset
                 )
             ledger.release(conn, ids)
             ledger.release_write_slot(conn, self.slot_id)

@@ -105,3 +105,17 @@ def test_the_sweep_publishes_expired(service, recorder, monkeypatch) -> None:
     assert service.remove_expired() == 1
     assert [kind for kind, _, _ in recorder.committed] == ["created", "expired"]
     assert recorder.committed[-1][1] == state.id
+
+
+def test_counters_alone_do_not_cost_the_offset_query(service) -> None:
+    seen: list[dict] = []
+
+    class Counter(EventSink):
+        def after_commit(self, event) -> None:
+            seen.append(dict(event.data))
+
+    service.events.subscribe(Counter())
+    assert not service.events.recorded
+    state = service.allocate(length=4)
+    put(service, state.id, 0, b"ab", length=4)
+    assert seen[-1] == {"ranges": [[0, 2]], "offset": None}
