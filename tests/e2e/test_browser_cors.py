@@ -303,16 +303,17 @@ class Setup:
     data: bytes
 
 
-@pytest.fixture
-def setup(database_url: str, tmp_path: Path) -> Iterator[Setup]:
-    data = random.Random(20261130).randbytes(200_000 + 17)
+@contextlib.contextmanager
+def _servers(database_url: str, tmp_path: Path, data: bytes, env: dict[str, str]) -> Iterator[Setup]:
+    """gunicorn (CORS for the allowed page's origin, plus ``env``), its recording proxy, and the
+    two page servers."""
     allowed, other = PageServer(data), PageServer(data)
     server = GunicornServer(
         database_url,
         tmp_path / "server",
         workers=1,
         threads=4,
-        extra_env={"BYTERANGE_CORS_ORIGINS": allowed.origin, "BYTERANGE_AUTH": "off"},
+        extra_env={"BYTERANGE_CORS_ORIGINS": allowed.origin, **env},
     )
     try:
         with running(server):
@@ -324,6 +325,13 @@ def setup(database_url: str, tmp_path: Path) -> Iterator[Setup]:
     finally:
         allowed.close()
         other.close()
+
+
+@pytest.fixture
+def setup(database_url: str, tmp_path: Path) -> Iterator[Setup]:
+    data = random.Random(20261130).randbytes(200_000 + 17)
+    with _servers(database_url, tmp_path, data, {"BYTERANGE_AUTH": "off"}) as started:
+        yield started
 
 
 def _names(value: str | None) -> set[str]:
@@ -437,28 +445,9 @@ SIGNING_KEY = "web-browser-key-0123456789abcdef"
 def signed_setup(database_url: str, tmp_path: Path) -> Iterator[Setup]:
     """As ``setup``, with authentication required: the page holds only a signed URL."""
     data = random.Random(20261201).randbytes(150_000 + 3)
-    allowed, other = PageServer(data), PageServer(data)
-    server = GunicornServer(
-        database_url,
-        tmp_path / "server",
-        workers=1,
-        threads=4,
-        extra_env={
-            "BYTERANGE_CORS_ORIGINS": allowed.origin,
-            "BYTERANGE_AUTH": "required",
-            "BYTERANGE_SIGNING_KEYS": f"web:{SIGNING_KEY}",
-        },
-    )
-    try:
-        with running(server):
-            proxy = RecordingProxy(server.port)
-            try:
-                yield Setup(server, proxy, allowed, other, data)
-            finally:
-                proxy.close()
-    finally:
-        allowed.close()
-        other.close()
+    env = {"BYTERANGE_AUTH": "required", "BYTERANGE_SIGNING_KEYS": f"web:{SIGNING_KEY}"}
+    with _servers(database_url, tmp_path, data, env) as started:
+        yield started
 
 
 def test_a_browser_uploads_with_nothing_but_a_signed_url(
