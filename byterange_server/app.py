@@ -48,6 +48,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     # Before anything logs: under gunicorn nobody else configures the package's loggers.
     configure_logging(settings.log_format, settings.log_level)
     app = Flask(__name__)
+    # "/files//id" is not a resource URL: without this, Werkzeug answers 308 with a Location
+    # built from the client's Host header, an open redirect on a misconfigured proxy.
+    app.url_map.merge_slashes = False
     app.config["BYTERANGE_SETTINGS"] = settings
     # Bodies are streamed by the views; Werkzeug must not cap or buffer them.
     app.config["MAX_CONTENT_LENGTH"] = None

@@ -18,6 +18,7 @@ on it (SQLite lives on the application's own host). PostgreSQL commits every wri
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,9 +69,15 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+#: SQLite result codes after which a connection may be stuck in a state that a fresh one would not
+#: share (read-only fallback, a file replaced or unlinked, an I/O error on the WAL or its index).
+_SQLITE_STALE_CONNECTION_ERRORS = ("SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOTADB")
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        record.info["opened"] = time.monotonic()  # see _on_checkin
         # Let SQLAlchemy's "begin" event, not the driver, decide how a transaction starts.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -79,6 +86,34 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
+
+    # A connection that met a read-only or failing database file must not be reused, nor may
+    # any other connection of this process that was open then: SQLite shares one shared-memory
+    # index (the WAL's -shm file) among all connections of a process, and when it could only
+    # open it read-only (SQLITE_READONLY_*: the file was not writable at the time) every new
+    # connection inherits that until all of them are closed. A pool that kept any of them
+    # would answer 503 long after the file is writable again. So such an error closes this
+    # connection (reported as a disconnect), the idle ones, and every other one at its
+    # check-in; the next transaction opens afresh.
+    stale = {"before": 0.0}
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        if not _is_stale_sqlite_error(context.original_exception):
+            return
+        # The failed statement's cursor would keep the connection open after close (SQLite
+        # defers closing a connection with unfinalized statements; the traceback holds them).
+        cursor = getattr(context, "cursor", None) or getattr(context.execution_context, "cursor", None)
+        if cursor is not None:
+            with contextlib.suppress(Exception):
+                cursor.close()
+        context.is_disconnect = True
+        stale["before"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record.dbapi_connection is not None and record.info.get("opened", 0.0) <= stale["before"]:
+            record.invalidate()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -103,7 +138,7 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        with _translate_errors(), self.engine.connect() as conn, conn.begin():
+        with _translate_errors(self.engine), self.engine.connect() as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
@@ -111,7 +146,7 @@ class Database:
         """A write transaction; callbacks queued under ``AFTER_COMMIT_KEY`` (see events.py) run
         after it commits, and are dropped if it rolls back. ``durable=False``: see the module
         docstring."""
-        with _translate_errors(), self.engine.connect() as conn:
+        with _translate_errors(self.engine), self.engine.connect() as conn:
             conn = conn.execution_options(byterange_write=True, byterange_durable=durable)
             # conn.info lives with the pooled DBAPI connection: set and cleared per transaction.
             callbacks: list[Callable[[], None]] = []
@@ -137,9 +172,19 @@ class Database:
 
 
 @contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
+def _translate_errors(engine: Engine) -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
+        if _is_stale_sqlite_error(exc.orig):
+            # The failed connection is closed by now (see _configure_sqlite); the idle ones go
+            # too, all at once: reopening them one by one while the others stay open would
+            # inherit their read-only shared memory forever.
+            engine.pool.dispose()
         # No SQL or connection strings reach the client; the log has the cause.
         raise DatabaseUnavailableError(headers={"Retry-After": "1"}) from exc
+
+
+def _is_stale_sqlite_error(error: BaseException | None) -> bool:
+    name = getattr(error, "sqlite_errorname", None) or ""
+    return name.startswith(_SQLITE_STALE_CONNECTION_ERRORS)

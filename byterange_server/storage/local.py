@@ -47,6 +47,10 @@ _TRANSIENT_ERRNOS = frozenset(
     if code is not None
 )
 
+_SPACE_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None)
+#: Seconds a client should wait before retrying after the disk (or a quota) was full.
+_SPACE_RETRY_AFTER = 30
+
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 
@@ -55,10 +59,16 @@ def _storage_error(action: str, exc: OSError) -> StorageError:
     """Translate ``exc`` without its filename: ``str(OSError)`` includes the path."""
     name = errno.errorcode.get(exc.errno or 0, "unknown error")
     reason = os.strerror(exc.errno) if exc.errno else "unknown error"
+    if exc.errno not in _TRANSIENT_ERRNOS:
+        return StorageError(f"Storage could not {action}: {reason}.", extra={"errno": name}, status=500)
+    # A 503 says when to come back (RFC 9110 §10.2.3): space comes back when uploads expire or
+    # an operator frees it, descriptors and memory within moments.
+    retry_after = _SPACE_RETRY_AFTER if exc.errno in _SPACE_ERRNOS else 1
     return StorageError(
         f"Storage could not {action}: {reason}.",
         extra={"errno": name},
-        status=503 if exc.errno in _TRANSIENT_ERRNOS else 500,
+        status=503,
+        headers={"Retry-After": str(retry_after)},
     )
 
 

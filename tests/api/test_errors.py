@@ -104,6 +104,18 @@ def test_unknown_route_is_problem_json(client):
         assert body["type"] != "about:blank" or body["title"]
 
 
+def test_doubled_slashes_are_404_not_a_redirect_built_from_host(client):
+    # Werkzeug would merge the slashes and answer 308 with a Location naming the client's Host.
+    path = allocate(client, 4)
+    resource_id = path.rsplit("/", 1)[1]
+    for url in (f"{MOUNT}//{resource_id}", f"{MOUNT}//{resource_id}//committed-ranges"):
+        for method in ("HEAD", "GET", "DELETE"):
+            response = client.open(url, method=method, headers={"Host": "attacker.example"})
+            assert response.status_code == 404, (method, url)
+            assert "Location" not in response.headers
+    assert client.head(path).status_code == 200  # untouched
+
+
 def test_wrong_method_is_405_problem_json(client):
     path = allocate(client)
 

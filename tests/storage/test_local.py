@@ -271,6 +271,7 @@ def test_oserror_becomes_storage_error_without_path(storage, root, resource_id, 
     error = info.value
     assert isinstance(error.__cause__, OSError)
     assert error.status == 503  # disk full may clear up: retry later
+    assert error.headers == {"Retry-After": "30"}
     assert error.extra == {"errno": "ENOSPC"}
     assert "No space left on device" in error.detail
     assert_no_path(error, path, root)
