@@ -51,6 +51,7 @@ an RFC 9457 ``application/problem+json`` document in one place.
         ├── SignatureScopeError (403)     a valid signature, but expired or another method
         ├── AmbiguousCredentialsError (400) a token and a signature in one request
         └── NotOwnerError (403)           the resource belongs to another principal
+            └── PartialNotReadableError (403) tus: a partial the request may not read
     CreationRejectedError (403)           the pre-create hook said no (hooks/precreate.py)
     CreationHookUnavailableError (503)    the pre-create hook did not answer (fail-closed)
 
@@ -381,6 +382,14 @@ class NotOwnerError(AuthError):
     status = 403
     code = "not-owner"
     title = "The resource belongs to another principal"
+
+
+class PartialNotReadableError(NotOwnerError):
+    """tus ``Upload-Concat: final`` names a partial upload that this request could not read:
+    it belongs to another principal, and its URL carries no signature that allows reading it."""
+
+    code = "partial-not-readable"
+    title = "A partial upload named for concatenation may not be read by this request"
 
 
 # -- hooks ---------------------------------------------------------------------------------------

@@ -50,9 +50,9 @@ from .errors import InvalidConcatError
 from .errors import LengthConflictError
 from .errors import LimitExceededError
 from .errors import MalformedBodyError
-from .errors import NotOwnerError
 from .errors import OffsetMismatchError
 from .errors import OverlappingPartsError
+from .errors import PartialNotReadableError
 from .errors import ReprDigestMismatchError
 from .errors import ResourceExistsError
 from .errors import ResourceGoneError
@@ -216,9 +216,17 @@ class Creator:
     resource_id: str | None = None
     #: A maximum size below the configured one (a signed URL's ``max-size``).
     max_size: int | None = None
+    #: An admin token: it may concatenate any principal's partial uploads.
+    admin: bool = False
 
     def limit(self, configured: int) -> int:
         return configured if self.max_size is None else min(configured, self.max_size)
+
+    def may_read(self, source: ResourceRecord, vouched: frozenset[str]) -> bool:
+        """Whether this creator may read ``source`` (a partial it concatenates), as a GET of it
+        would be judged: anyone without authentication; its owner or an admin; or a request
+        that named it by a URL whose signature allows reading it (``vouched``)."""
+        return self.owner is None or self.admin or source.owner == self.owner or source.id in vouched
 
 
 #: No authentication: nobody owns what is created.
@@ -504,15 +512,23 @@ class UploadService:
     # -- tus concatenation -----------------------------------------------------------------------
 
     def create_final(
-        self, source_ids: list[str], *, upload_metadata: str | None = None, creator: Creator = ANONYMOUS
+        self,
+        source_ids: list[str],
+        *,
+        upload_metadata: str | None = None,
+        creator: Creator = ANONYMOUS,
+        vouched: frozenset[str] = frozenset(),
     ) -> ResourceState:
         """A tus final upload: the partials in order, joined by reference, not by copying.
 
         Partials may still be incomplete (concatenation-unfinished): their ranges of the final
-        become committed when they complete. Their lengths must be known.
+        become committed when they complete. Their lengths must be known. The creator must be
+        allowed to read each of them (:meth:`Creator.may_read`; ``vouched``: the ids the
+        request named by a URL whose signature allows reading them).
 
         :raises InvalidConcatError: (400) a source that is unknown, not a partial upload, or
             of unknown length.
+        :raises PartialNotReadableError: (403) a source the creator may not read.
         :raises ResourceTooLargeError: (413) when the sum exceeds the maximum size.
         """
         for source_id in source_ids:
@@ -530,10 +546,16 @@ class UploadService:
                     owner=creator.owner,
                 )
             )
-        resource_id = secrets.token_urlsafe(16)
+        # A signed creation URL creates exactly one resource, a final too.
+        resource_id = creator.resource_id or secrets.token_urlsafe(16)
         # Storage first, as in allocate(): the final keeps an (empty) object of its own, so
         # every resource has one.
-        self.storage.create(resource_id)
+        try:
+            self.storage.create(resource_id)
+        except StorageObjectExistsError:
+            if creator.resource_id is None:
+                raise
+            raise ResourceExistsError(extra={"resource": resource_id}) from None
         try:
             with self.db.write() as conn:
                 pieces: list[Piece] = []
@@ -547,9 +569,10 @@ class UploadService:
                             "Upload-Concat names an upload that does not exist (or expired).",
                             extra={"upload": source_id},
                         ) from None
-                    if creator.owner is not None and source.owner != creator.owner:
-                        raise NotOwnerError(
-                            "Upload-Concat names an upload of another principal.",
+                    if not creator.may_read(source, vouched):
+                        raise PartialNotReadableError(
+                            "Upload-Concat names a partial upload of another principal, by a URL "
+                            "whose signature (if any) does not allow reading it.",
                             extra={"upload": source_id},
                         )
                     if source.concat != "partial":
@@ -647,29 +670,50 @@ class UploadService:
         validate_resource_id(resource_id)
         with self.db.write() as conn:
             record = ledger.load_resource(conn, resource_id, for_update=True)
-            gone = self._remove(conn, resource_id)
+            gone = self._remove(conn, record)
             if self.events.active:
                 self._publish(conn, "deleted", record)
         for removed in gone:
             self.storage.delete(removed)
 
-    @staticmethod
-    def _remove(conn: Connection, resource_id: str) -> list[str]:
-        """Delete the rows of a resource (or only hide it while a final reads from it).
+    def _remove(self, conn: Connection, record: ResourceRecord) -> list[str]:
+        """Delete the rows of a resource (or only hide it while a final of its owner reads it).
+
+        A partial's owner who deletes it (or lets it expire) takes back every other principal's
+        right to its bytes: the finals of other owners that read it are deleted with it, in
+        this transaction, each with a ``deleted`` event (``cause: source-deleted``). A final of
+        the same owner keeps reading them, so the partial is only hidden (``terminated_at``)
+        until the last such final goes. (Without authentication everyone is the same owner.)
 
         :returns: the ids whose stored objects are now unreferenced and must be deleted: the
-            resource itself, and terminated partials that only this final still read from.
+            resource, the finals deleted with it, and terminated partials no final reads now.
         """
+        resource_id = record.id
+        gone: list[str] = []
+        sources: list[str] = []
+        for final_id in ledger.finals_reading(conn, resource_id):
+            try:
+                final = ledger.load_resource(conn, final_id, for_update=True, expired_ok=True)
+            except ResourceNotFoundError:
+                continue
+            if final.owner == record.owner:
+                continue
+            sources += [piece.source_id for piece in ledger.load_pieces(conn, final_id)]
+            ledger.delete_resource(conn, final_id)
+            gone.append(final_id)
+            if self.events.active:
+                self._publish(conn, "deleted", final, cause="source-deleted", source=resource_id)
         if ledger.finals_reading(conn, resource_id):
-            # A final serves these bytes: the partial is gone for clients, its bytes stay.
+            # A final of the same owner serves these bytes: gone for clients, the bytes stay.
             ledger.mark_terminated(conn, resource_id)
-            return []
-        sources = [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
-        ledger.delete_resource(conn, resource_id)
-        orphans = ledger.unreferenced_terminated(conn, sources)
+        else:
+            sources += [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
+            ledger.delete_resource(conn, resource_id)
+            gone.append(resource_id)
+        orphans = ledger.unreferenced_terminated(conn, [other for other in sources if other != resource_id])
         for orphan in orphans:
             ledger.delete_resource(conn, orphan)
-        return [resource_id, *orphans]
+        return gone + orphans
 
     def remove_expired(self, *, limit: int = 1000) -> int:
         """Delete expired incomplete resources, rows first, then bytes. Returns the count."""
@@ -687,7 +731,7 @@ class UploadService:
                     continue  # deleted meanwhile
                 if not record.is_expired(ledger.utcnow()) or ledger.has_live_writers(conn, resource_id):
                     continue
-                gone = self._remove(conn, resource_id)
+                gone = self._remove(conn, record)
                 if self.events.active:
                     self._publish(conn, "expired", record)
             for stored_id in gone:
