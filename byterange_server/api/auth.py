@@ -5,7 +5,8 @@ body and changes nothing. Unauthenticated: ``OPTIONS`` (discovery and CORS prefl
 credentials), the health and metrics endpoints (their own blueprints), and unknown paths (404).
 
 The views ask this module who creates (:func:`creator`), who writes (:func:`write_scope`),
-which partial uploads it may concatenate (:func:`readable_sources`), and the
+whether the caller may write (:func:`may_write`: a read-only signed URL may not end another
+request's append), which partial uploads it may concatenate (:func:`readable_sources`), and the
 ``Location`` to hand out (:func:`resource_location`: signed for the new resource when the
 request was signed, so a browser never needs a secret).
 """
@@ -40,6 +41,7 @@ from ..signing import signed_url
 __all__ = [
     "creator",
     "init_auth",
+    "may_write",
     "principal",
     "readable_sources",
     "resource_location",
@@ -148,6 +150,14 @@ def write_scope() -> dict[str, Any]:
     if found is None:
         return {"principal": None, "max_size": None}
     return {"principal": found.id, "max_size": found.grant.max_size if found.grant is not None else None}
+
+
+def may_write() -> bool:
+    """Whether the caller may write the resource of this request: anyone without
+    authentication; a token that got this far (it owns the resource or is an admin); a signed
+    URL only if it allows PATCH, the method of every append (a URL for reading does not)."""
+    found = principal()
+    return found is None or found.grant is None or found.grant.allows("PATCH")
 
 
 def readable_sources(urls: dict[str, str]) -> frozenset[str]:
