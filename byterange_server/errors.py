@@ -42,6 +42,7 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │       ├── TooManyExtentsError (409)  more separate committed ranges than allowed
     │       ├── TooManyWritesError (429)   concurrent writes per resource or principal
     │       ├── RequestTooLargeError (413) a body above max_request_bytes
+    │       ├── QuotaExceededError (403)   a principal's open resources or declared bytes
     │       └── BodyTooSlowError (408)     a body slower than min_body_rate
     ├── StorageError (500)                wraps OSError; 503 when transient
     ├── ServerShuttingDownError (503)     a draining worker; has Retry-After, reports state
@@ -308,6 +309,15 @@ class RequestTooLargeError(LimitExceededError):
     status = 413
     code = "request-too-large"
     title = "The request body is larger than allowed"
+
+
+class QuotaExceededError(LimitExceededError):
+    """Creating this resource would take its principal past its quota of open resources or of
+    bytes declared for them; ``extra`` gives the limits and the current usage."""
+
+    status = 403
+    code = "quota-exceeded"
+    title = "The principal's quota is exhausted"
 
 
 class BodyTooSlowError(LimitExceededError):

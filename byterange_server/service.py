@@ -53,6 +53,7 @@ from .errors import MalformedBodyError
 from .errors import OffsetMismatchError
 from .errors import OverlappingPartsError
 from .errors import PartialNotReadableError
+from .errors import QuotaExceededError
 from .errors import ReprDigestMismatchError
 from .errors import ResourceExistsError
 from .errors import ResourceGoneError
@@ -102,6 +103,15 @@ _SNAPSHOT_LIMIT = 1024
 #: waits for it to commit and go (then it answers anyway: see end_stale_appends).
 _REVOCATION_POLL = 0.25
 _STALE_WAIT = 5.0
+#: Seconds a final's digest lease lives without renewal (the hasher renews it every quarter).
+_DIGEST_LEASE = 30.0
+
+
+def _digest_job(final_id: str) -> str:
+    """The ``job_leases`` row of the one reader that hashes a final (ids are at most 64
+    characters, the column too: a longer id is hashed down)."""
+    name = f"digest:{final_id}"
+    return name if len(name) <= 64 else "digest:" + hashlib.sha256(final_id.encode()).hexdigest()[:48]
 
 
 class PatchDecoder(Protocol):
@@ -338,6 +348,11 @@ class UploadService:
             raise ResourceExistsError(extra={"resource": resource_id}) from None
         expires_at = ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
         with self.db.write() as conn:
+            try:
+                self._check_quota(conn, creator.owner, length)
+            except QuotaExceededError:
+                self.storage.delete(resource_id)
+                raise
             ledger.insert_resource(
                 conn,
                 resource_id,
@@ -363,6 +378,30 @@ class UploadService:
         if length == 0:  # nothing to upload: complete at once
             self._finalize(resource_id)
         return self.state(resource_id)
+
+    def _check_quota(self, conn: Connection, owner: str | None, length: int | None) -> None:
+        """Refuse a creation that would take ``owner`` past its quota (in the creation's own
+        transaction: ledger.principal_usage serialises one principal's creations).
+
+        :raises QuotaExceededError: (403) with the limits and the current usage.
+        """
+        settings = self.settings
+        most, most_bytes = settings.max_resources_per_principal, settings.max_bytes_per_principal
+        if owner is None or not (most or most_bytes):
+            return
+        count, used = ledger.principal_usage(conn, owner)
+        if (most and count >= most) or (most_bytes and used + (length or 0) > most_bytes):
+            raise QuotaExceededError(
+                "Creating this resource would exceed your quota of open resources or of bytes "
+                "declared for them; complete or delete some first.",
+                extra={
+                    "max-resources": most,
+                    "resources": count,
+                    "max-bytes": most_bytes,
+                    "bytes": used,
+                    "length": length,
+                },
+            )
 
     def owner_of(self, resource_id: str) -> tuple[bool, str | None]:
         """(exists, owner) of a resource, expired or not; (False, None) for a malformed id."""
@@ -487,19 +526,53 @@ class UploadService:
         Only a final concatenation is complete without one: hashing it during its POST would
         cost what concatenating by reference saves, so the first read that needs ``ETag`` or
         ``Repr-Digest`` pays for it once, at disk read speed.
+
+        Once, whoever reads: the reader that takes the final's ``digest:<id>`` row of
+        ``job_leases`` (a compare-and-set, so one across all workers and hosts) hashes; every
+        other reader meanwhile gets ``state`` as it is, without ``ETag`` or ``Repr-Digest``,
+        at once (waiting would hold a request thread per reader for as long as the hash takes).
+        A hasher renews its lease as it goes; one that dies lets it lapse, and the next reader
+        takes over.
         """
         record = state.record
         if not record.is_complete or record.sha256 is not None or record.length is None:
             return state
-        sha256 = hashlib.sha256()
-        with self.open_object(state.id) as stored:
-            self._hash_into(stored, record.length, [sha256])
-        with self.db.write() as conn:
-            ledger.set_sha256(conn, state.id, sha256.digest())
+        from .expiry import take_lease  # expiry.py imports this module
+
+        job, holder = _digest_job(state.id), secrets.token_hex(16)
+        with self.db.write(durable=False) as conn:
+            if not take_lease(conn, job, holder, seconds=_DIGEST_LEASE):
+                return state  # another reader is hashing it
+            if ledger.load_resource(conn, state.id).sha256 is not None:
+                ledger.release_job_lease(conn, job, holder)  # it finished just now
+                return self.state(state.id)
+        try:
+            log.info("computing the digest of final upload %s (%d bytes)", state.id, record.length)
+            sha256 = hashlib.sha256()
+            renewed = time.monotonic()
+
+            def renew() -> None:
+                nonlocal renewed
+                if time.monotonic() - renewed >= _DIGEST_LEASE / 4:
+                    renewed = time.monotonic()
+                    with self.db.write(durable=False) as conn:
+                        take_lease(conn, job, holder, seconds=_DIGEST_LEASE)
+
+            with self.open_object(state.id) as stored:
+                self._hash_into(stored, record.length, [sha256], renew)
+            with self.db.write() as conn:
+                ledger.set_sha256(conn, state.id, sha256.digest())
+                ledger.release_job_lease(conn, job, holder)
+        except BaseException:
+            with self.db.write(durable=False) as conn:
+                ledger.release_job_lease(conn, job, holder)
+            raise
         return self.state(state.id)
 
     @staticmethod
-    def _hash_into(stored: StoredObject, length: int, hashes: list[object]) -> None:
+    def _hash_into(
+        stored: StoredObject, length: int, hashes: list[object], step: Callable[[], None] | None = None
+    ) -> None:
         position = 0
         while position < length:
             chunk = stored.read_at(position, min(_READ_CHUNK, length - position))
@@ -508,6 +581,8 @@ class UploadService:
             for digest in hashes:
                 digest.update(chunk)  # type: ignore[attr-defined]
             position += len(chunk)
+            if step is not None:
+                step()
 
     # -- tus concatenation -----------------------------------------------------------------------
 
@@ -524,13 +599,18 @@ class UploadService:
         Partials may still be incomplete (concatenation-unfinished): their ranges of the final
         become committed when they complete. Their lengths must be known. The creator must be
         allowed to read each of them (:meth:`Creator.may_read`; ``vouched``: the ids the
-        request named by a URL whose signature allows reading them).
+        request named by a URL whose signature allows reading them). The final's length counts
+        against the creator's quota until its digest is computed (:meth:`with_digest`).
 
+        :raises LimitExceededError: (400) more partials than ``max_concat_parts``, before any
+            of them is looked at.
         :raises InvalidConcatError: (400) a source that is unknown, not a partial upload, or
             of unknown length.
         :raises PartialNotReadableError: (403) a source the creator may not read.
         :raises ResourceTooLargeError: (413) when the sum exceeds the maximum size.
+        :raises QuotaExceededError: (403) when the sum exceeds what the quota leaves.
         """
+        self.check_concat_parts(len(source_ids))
         for source_id in source_ids:
             validate_resource_id(source_id)
         if self.pre_create is not None:
@@ -593,6 +673,7 @@ class UploadService:
                         "The concatenated length exceeds the maximum resource size.",
                         extra={"length": start, "max-size": max_size},
                     )
+                self._check_quota(conn, creator.owner, start)
                 ledger.insert_resource(
                     conn,
                     resource_id,
@@ -620,6 +701,15 @@ class UploadService:
             raise
         self._assemble(resource_id)
         return self.state(resource_id)
+
+    def check_concat_parts(self, count: int) -> None:
+        """:raises LimitExceededError: (400) more pieces than ``max_concat_parts``."""
+        limit = self.settings.max_concat_parts
+        if limit and count > limit:
+            raise LimitExceededError(
+                "Upload-Concat names more partial uploads than this server allows in one final.",
+                extra={"max-concat-parts": limit, "parts": count},
+            )
 
     def pieces(self, resource_id: str) -> list[Piece]:
         with self.db.read() as conn:
@@ -700,6 +790,7 @@ class UploadService:
                 continue
             sources += [piece.source_id for piece in ledger.load_pieces(conn, final_id)]
             ledger.delete_resource(conn, final_id)
+            ledger.release_job_lease(conn, _digest_job(final_id))
             gone.append(final_id)
             if self.events.active:
                 self._publish(conn, "deleted", final, cause="source-deleted", source=resource_id)
@@ -709,6 +800,7 @@ class UploadService:
         else:
             sources += [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
             ledger.delete_resource(conn, resource_id)
+            ledger.release_job_lease(conn, _digest_job(resource_id))
             gone.append(resource_id)
         orphans = ledger.unreferenced_terminated(conn, [other for other in sources if other != resource_id])
         for orphan in orphans:

@@ -300,6 +300,7 @@ def _create_final(concat: ConcatFinal, metadata: str | None) -> Response:
         raise MalformedHeaderError("A final upload's length is the sum of its partials: send none.")
     if _has_body():
         raise MalformedHeaderError("A final upload takes no body.")
+    _service().check_concat_parts(len(concat.urls))  # before any URL is parsed or verified
     ids, urls = _source_ids(concat)
     state = _service().create_final(
         ids, upload_metadata=metadata, creator=auth.creator(), vouched=auth.readable_sources(urls)
