@@ -800,7 +800,8 @@ class UploadService:
         else:
             sources += [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
             ledger.delete_resource(conn, resource_id)
-            ledger.release_job_lease(conn, _digest_job(resource_id))
+            if record.concat == "final":
+                ledger.release_job_lease(conn, _digest_job(resource_id))
             gone.append(resource_id)
         orphans = ledger.unreferenced_terminated(conn, [other for other in sources if other != resource_id])
         for orphan in orphans:
