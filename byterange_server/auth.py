@@ -11,6 +11,11 @@ Two credential forms, configured in settings (see docs/security.md):
   derived from the signature, so replaying the URL finds the same resource instead of creating
   another. The server answers with a ``Location`` signed for that resource only.
 
+  A signed principal is the grant's, not the key's: ``signed:<key id>:<resource id>``, where the
+  resource is the one its path names (or, on the collection, the one it creates). So what one
+  grant created belongs to it alone, and a holder of another URL signed with the same key owns
+  none of it (tus concatenation, quotas and write limits all go by this id).
+
 Secrets are never compared with ``==``: tokens are hashed and every configured hash is checked
 with :func:`hmac.compare_digest`, so neither the match nor its position leaks through timing.
 """
@@ -30,6 +35,7 @@ from pathlib import Path
 from .errors import AmbiguousCredentialsError
 from .errors import InvalidCredentialsError
 from .errors import MissingCredentialsError
+from .errors import SignatureScopeError
 from .signing import Grant
 from .signing import verify
 
@@ -130,8 +136,10 @@ class Credentials:
         method: str,
         path: str,
         now: float,
+        resource_id: str | None = None,
     ) -> Principal:
-        """The principal of a request; ``path`` is the one a signature must cover.
+        """The principal of a request; ``path`` is the one a signature must cover, and
+        ``resource_id`` the resource it names (None for the collection).
 
         :raises MissingCredentialsError: (401) no credentials at all.
         :raises AmbiguousCredentialsError: (400) a token and a signature together (RFC 6750
@@ -144,7 +152,9 @@ class Credentials:
             raise AmbiguousCredentialsError("Send a bearer token or a signed URL, not both.")
         if signed:
             grant = verify(query, method=method, path=path, keys=self.signing_keys, now=now)
-            return Principal(f"signed:{grant.key_id}", grant=grant, signature=query["br-sig"])
+            signature = query["br-sig"]
+            scope = resource_id or self._derived_id(grant.key_id, signature)
+            return Principal(f"signed:{grant.key_id}:{scope}", grant=grant, signature=signature)
         if authorization is None:
             raise MissingCredentialsError("This server requires a bearer token or a signed URL.")
         match = _BEARER_RE.fullmatch(authorization)
@@ -163,7 +173,29 @@ class Credentials:
         """The id of the one resource a signed creation URL may create (132 bits, derived with
         the key, so nobody can aim a signature at an id of their choosing)."""
         assert principal.grant is not None and principal.signature is not None
-        secret = self.signing_keys[principal.grant.key_id]
-        seed = b"byterange-resource-id\n" + principal.signature.encode("ascii")
-        mac = hmac.new(secret, seed, hashlib.sha256).digest()
+        return self._derived_id(principal.grant.key_id, principal.signature)
+
+    def _derived_id(self, key_id: str, signature: str) -> str:
+        seed = b"byterange-resource-id\n" + signature.encode("ascii")
+        mac = hmac.new(self.signing_keys[key_id], seed, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode("ascii")[:22]
+
+    def location_nonce(self, principal: Principal, resource_id: str) -> str:
+        """The nonce of the ``Location`` signed for what ``principal`` created: derived, not
+        drawn, so a replayed creation URL is answered with the very same ``Location`` (the
+        grant is still unique: its path names a resource no other grant created)."""
+        assert principal.grant is not None and principal.signature is not None
+        seed = f"byterange-location-nonce\n{principal.signature}\n{resource_id}".encode("ascii")
+        mac = hmac.new(self.signing_keys[principal.grant.key_id], seed, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
+
+    def may_read(self, query: Mapping[str, str], *, path: str, now: float) -> bool:
+        """Whether ``query`` carries a valid signature that lets its holder read ``path`` (GET or
+        HEAD): a partial upload named in tus ``Upload-Concat`` by its signed URL."""
+        try:
+            verify(query, method="GET", path=path, keys=self.signing_keys, now=now)
+        except SignatureScopeError as error:
+            return "HEAD" in error.extra.get("methods", ())
+        except InvalidCredentialsError:
+            return False
+        return True

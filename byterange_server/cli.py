@@ -99,7 +99,9 @@ def sign(url: str, methods: str, expires_in: str, max_size: str, key_id: str | N
     """Print URL signed for METHODS (a signed upload URL for a browser or phone).
 
     URL is the collection (``https://uploads.example/files``) to let the holder create and
-    fill exactly one resource, or a resource URL to grant access to it.
+    fill exactly one resource, or a resource URL to grant access to it. Every call mints a new
+    grant (a fresh ``br-nonce``): two calls never print the same URL, so two holders never
+    share the resource a creation URL creates.
     """
     from .signing import signed_url
     from .units import parse_size

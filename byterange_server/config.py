@@ -102,6 +102,15 @@ class Settings:
     max_writes_per_resource: int = 32
     #: Most write requests in flight at once for one principal (token or signed URL).
     max_writes_per_principal: int = 64
+    #: Quota of one principal: most resources it may have open (incomplete, or a tus final whose
+    #: digest is not computed yet), and most bytes declared for them (403 ``quota-exceeded``).
+    #: A signed URL's principal is its grant, which creates one resource: its quota is its
+    #: max-size. Without authentication there is no principal and no quota.
+    max_resources_per_principal: int = 10_000
+    max_bytes_per_principal: int = 16 * 1024**4
+    #: Most partial uploads one tus ``Upload-Concat: final`` may name (a partial named twice
+    #: counts twice).
+    max_concat_parts: int = 100
     #: Most header fields in one request, and their total size in bytes (431 beyond). gunicorn's
     #: own caps (gunicorn_conf.py) sit above these, so the app answers with a problem document.
     max_header_fields: int = 100
@@ -249,7 +258,12 @@ class Settings:
 
 def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
     if field.name in {
-        "max_resource_size", "chunk_size", "max_part_header_bytes", "max_request_bytes", "max_header_bytes"
+        "max_resource_size",
+        "chunk_size",
+        "max_part_header_bytes",
+        "max_request_bytes",
+        "max_header_bytes",
+        "max_bytes_per_principal",
     }:
         return parse_size(value)
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")

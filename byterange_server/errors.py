@@ -42,6 +42,7 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │       ├── TooManyExtentsError (409)  more separate committed ranges than allowed
     │       ├── TooManyWritesError (429)   concurrent writes per resource or principal
     │       ├── RequestTooLargeError (413) a body above max_request_bytes
+    │       ├── QuotaExceededError (403)   a principal's open resources or declared bytes
     │       └── BodyTooSlowError (408)     a body slower than min_body_rate
     ├── StorageError (500)                wraps OSError; 503 when transient
     ├── ServerShuttingDownError (503)     a draining worker; has Retry-After, reports state
@@ -51,6 +52,7 @@ an RFC 9457 ``application/problem+json`` document in one place.
         ├── SignatureScopeError (403)     a valid signature, but expired or another method
         ├── AmbiguousCredentialsError (400) a token and a signature in one request
         └── NotOwnerError (403)           the resource belongs to another principal
+            └── PartialNotReadableError (403) tus: a partial the request may not read
     CreationRejectedError (403)           the pre-create hook said no (hooks/precreate.py)
     CreationHookUnavailableError (503)    the pre-create hook did not answer (fail-closed)
 
@@ -309,6 +311,15 @@ class RequestTooLargeError(LimitExceededError):
     title = "The request body is larger than allowed"
 
 
+class QuotaExceededError(LimitExceededError):
+    """Creating this resource would take its principal past its quota of open resources or of
+    bytes declared for them; ``extra`` gives the limits and the current usage."""
+
+    status = 403
+    code = "quota-exceeded"
+    title = "The principal's quota is exhausted"
+
+
 class BodyTooSlowError(LimitExceededError):
     """The body arrived slower than the minimum rate; what arrived was kept (unless atomic)."""
 
@@ -381,6 +392,14 @@ class NotOwnerError(AuthError):
     status = 403
     code = "not-owner"
     title = "The resource belongs to another principal"
+
+
+class PartialNotReadableError(NotOwnerError):
+    """tus ``Upload-Concat: final`` names a partial upload that this request could not read:
+    it belongs to another principal, and its URL carries no signature that allows reading it."""
+
+    code = "partial-not-readable"
+    title = "A partial upload named for concatenation may not be read by this request"
 
 
 # -- hooks ---------------------------------------------------------------------------------------

@@ -45,11 +45,13 @@ from .errors import TooManyWritesError
 from .errors import WriteInProgressError
 from .extents import Extent
 from .extents import normalize
+from .models import OPEN_RESOURCES
 from .models import STATUS_COMPLETE
 from .models import STATUS_FAILED
 from .models import STATUS_INCOMPLETE
 from .models import concat_sources
 from .models import extents
+from .models import job_leases
 from .models import reservations
 from .models import resources
 from .models import write_slots
@@ -758,3 +760,42 @@ def unreferenced_terminated(conn: Connection, source_ids: Iterable[str]) -> list
         )
     ).all()
     return [row.id for row in rows]
+
+
+# -- quotas --------------------------------------------------------------------------------------
+
+#: The first key of the PostgreSQL advisory locks that serialise one principal's creations (the
+#: two-key form: a space apart from take_write_slot's one-key locks).
+_QUOTA_LOCK_CLASS = 0x71756F74
+
+
+def principal_usage(conn: Connection, owner: str) -> tuple[int, int]:
+    """(open resources, bytes declared for them) of ``owner``, for the quota check of a creation
+    in the same transaction. Serialised per principal across workers and hosts: SQLite write
+    transactions begin IMMEDIATE (one writer at a time); on PostgreSQL an advisory lock of the
+    principal is held until this transaction ends. Terminated partials no longer count; a
+    length not declared yet counts 0 (the resource count bounds those)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:class, hashtext(:owner))"),
+            {"class": _QUOTA_LOCK_CLASS, "owner": owner},
+        )
+    row = conn.execute(
+        select(func.count(), func.coalesce(func.sum(resources.c.length), 0)).where(
+            resources.c.owner == owner,
+            text(f"({OPEN_RESOURCES})"),
+            resources.c.terminated_at.is_(None),
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+# -- job leases of one resource (the digest of a final) ------------------------------------------
+
+
+def release_job_lease(conn: Connection, name: str, holder: str | None = None) -> None:
+    """Drop the lease row of job ``name`` (only if ``holder`` still holds it, when given)."""
+    condition = job_leases.c.name == name
+    if holder is not None:
+        condition = condition & (job_leases.c.holder == holder)
+    conn.execute(delete(job_leases).where(condition))

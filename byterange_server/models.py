@@ -26,6 +26,7 @@ from sqlalchemy import LargeBinary
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import false
+from sqlalchemy import text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -35,6 +36,11 @@ STATUS_INCOMPLETE = "incomplete"
 STATUS_COMPLETE = "complete"
 #: Complete, but the bytes do not match the digest declared for them.
 STATUS_FAILED = "failed"
+#: The resources that count against their owner's quota (ledger.principal_usage): incomplete
+#: ones, and tus finals whose digest is still to be computed (hashing them is work their owner
+#: has yet to cause). Literal SQL, the same text in the partial index and in the query, so
+#: SQLite and PostgreSQL both see that the index covers it.
+OPEN_RESOURCES = "status = 'incomplete' OR (concat = 'final' AND sha256 IS NULL)"
 
 
 class Resource(Base):
@@ -47,6 +53,13 @@ class Resource(Base):
         ),
         CheckConstraint("concat IS NULL OR concat IN ('partial', 'final')", name="concat_known"),
         Index("ix_resources_status_expires_at", "status", "expires_at"),
+        # The quota check of every creation reads only the creator's open resources.
+        Index(
+            "ix_resources_owner_open",
+            "owner",
+            sqlite_where=text(OPEN_RESOURCES),
+            postgresql_where=text(OPEN_RESOURCES),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -71,8 +84,9 @@ class Resource(Base):
     #: Set when a partial upload that a final upload still reads from is terminated: it is
     #: gone for clients (404) but its row and bytes stay until no final refers to it.
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    #: The principal that created it (``token:<name>`` or ``signed:<key id>:<path>``); only
-    #: that principal may write, read or delete it. NULL when created without authentication.
+    #: The principal that created it (``token:<name>``, or ``signed:<key id>:<resource id>`` for
+    #: the grant of a signed URL); only that principal may write, read or delete it (a signed
+    #: URL: only the path it covers). NULL when created without authentication.
     owner: Mapped[str | None] = mapped_column(String(255))
 
 

@@ -50,9 +50,10 @@ from .errors import InvalidConcatError
 from .errors import LengthConflictError
 from .errors import LimitExceededError
 from .errors import MalformedBodyError
-from .errors import NotOwnerError
 from .errors import OffsetMismatchError
 from .errors import OverlappingPartsError
+from .errors import PartialNotReadableError
+from .errors import QuotaExceededError
 from .errors import ReprDigestMismatchError
 from .errors import ResourceExistsError
 from .errors import ResourceGoneError
@@ -102,6 +103,15 @@ _SNAPSHOT_LIMIT = 1024
 #: waits for it to commit and go (then it answers anyway: see end_stale_appends).
 _REVOCATION_POLL = 0.25
 _STALE_WAIT = 5.0
+#: Seconds a final's digest lease lives without renewal (the hasher renews it every quarter).
+_DIGEST_LEASE = 30.0
+
+
+def _digest_job(final_id: str) -> str:
+    """The ``job_leases`` row of the one reader that hashes a final (ids are at most 64
+    characters, the column too: a longer id is hashed down)."""
+    name = f"digest:{final_id}"
+    return name if len(name) <= 64 else "digest:" + hashlib.sha256(final_id.encode()).hexdigest()[:48]
 
 
 class PatchDecoder(Protocol):
@@ -216,9 +226,17 @@ class Creator:
     resource_id: str | None = None
     #: A maximum size below the configured one (a signed URL's ``max-size``).
     max_size: int | None = None
+    #: An admin token: it may concatenate any principal's partial uploads.
+    admin: bool = False
 
     def limit(self, configured: int) -> int:
         return configured if self.max_size is None else min(configured, self.max_size)
+
+    def may_read(self, source: ResourceRecord, vouched: frozenset[str]) -> bool:
+        """Whether this creator may read ``source`` (a partial it concatenates), as a GET of it
+        would be judged: anyone without authentication; its owner or an admin; or a request
+        that named it by a URL whose signature allows reading it (``vouched``)."""
+        return self.owner is None or self.admin or source.owner == self.owner or source.id in vouched
 
 
 #: No authentication: nobody owns what is created.
@@ -330,6 +348,11 @@ class UploadService:
             raise ResourceExistsError(extra={"resource": resource_id}) from None
         expires_at = ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
         with self.db.write() as conn:
+            try:
+                self._check_quota(conn, creator.owner, length)
+            except QuotaExceededError:
+                self.storage.delete(resource_id)
+                raise
             ledger.insert_resource(
                 conn,
                 resource_id,
@@ -355,6 +378,30 @@ class UploadService:
         if length == 0:  # nothing to upload: complete at once
             self._finalize(resource_id)
         return self.state(resource_id)
+
+    def _check_quota(self, conn: Connection, owner: str | None, length: int | None) -> None:
+        """Refuse a creation that would take ``owner`` past its quota (in the creation's own
+        transaction: ledger.principal_usage serialises one principal's creations).
+
+        :raises QuotaExceededError: (403) with the limits and the current usage.
+        """
+        settings = self.settings
+        most, most_bytes = settings.max_resources_per_principal, settings.max_bytes_per_principal
+        if owner is None or not (most or most_bytes):
+            return
+        count, used = ledger.principal_usage(conn, owner)
+        if (most and count >= most) or (most_bytes and used + (length or 0) > most_bytes):
+            raise QuotaExceededError(
+                "Creating this resource would exceed your quota of open resources or of bytes "
+                "declared for them; complete or delete some first.",
+                extra={
+                    "max-resources": most,
+                    "resources": count,
+                    "max-bytes": most_bytes,
+                    "bytes": used,
+                    "length": length,
+                },
+            )
 
     def owner_of(self, resource_id: str) -> tuple[bool, str | None]:
         """(exists, owner) of a resource, expired or not; (False, None) for a malformed id."""
@@ -479,19 +526,53 @@ class UploadService:
         Only a final concatenation is complete without one: hashing it during its POST would
         cost what concatenating by reference saves, so the first read that needs ``ETag`` or
         ``Repr-Digest`` pays for it once, at disk read speed.
+
+        Once, whoever reads: the reader that takes the final's ``digest:<id>`` row of
+        ``job_leases`` (a compare-and-set, so one across all workers and hosts) hashes; every
+        other reader meanwhile gets ``state`` as it is, without ``ETag`` or ``Repr-Digest``,
+        at once (waiting would hold a request thread per reader for as long as the hash takes).
+        A hasher renews its lease as it goes; one that dies lets it lapse, and the next reader
+        takes over.
         """
         record = state.record
         if not record.is_complete or record.sha256 is not None or record.length is None:
             return state
-        sha256 = hashlib.sha256()
-        with self.open_object(state.id) as stored:
-            self._hash_into(stored, record.length, [sha256])
-        with self.db.write() as conn:
-            ledger.set_sha256(conn, state.id, sha256.digest())
+        from .expiry import take_lease  # expiry.py imports this module
+
+        job, holder = _digest_job(state.id), secrets.token_hex(16)
+        with self.db.write(durable=False) as conn:
+            if not take_lease(conn, job, holder, seconds=_DIGEST_LEASE):
+                return state  # another reader is hashing it
+            if ledger.load_resource(conn, state.id).sha256 is not None:
+                ledger.release_job_lease(conn, job, holder)  # it finished just now
+                return self.state(state.id)
+        try:
+            log.info("computing the digest of final upload %s (%d bytes)", state.id, record.length)
+            sha256 = hashlib.sha256()
+            renewed = time.monotonic()
+
+            def renew() -> None:
+                nonlocal renewed
+                if time.monotonic() - renewed >= _DIGEST_LEASE / 4:
+                    renewed = time.monotonic()
+                    with self.db.write(durable=False) as conn:
+                        take_lease(conn, job, holder, seconds=_DIGEST_LEASE)
+
+            with self.open_object(state.id) as stored:
+                self._hash_into(stored, record.length, [sha256], renew)
+            with self.db.write() as conn:
+                ledger.set_sha256(conn, state.id, sha256.digest())
+                ledger.release_job_lease(conn, job, holder)
+        except BaseException:
+            with self.db.write(durable=False) as conn:
+                ledger.release_job_lease(conn, job, holder)
+            raise
         return self.state(state.id)
 
     @staticmethod
-    def _hash_into(stored: StoredObject, length: int, hashes: list[object]) -> None:
+    def _hash_into(
+        stored: StoredObject, length: int, hashes: list[object], step: Callable[[], None] | None = None
+    ) -> None:
         position = 0
         while position < length:
             chunk = stored.read_at(position, min(_READ_CHUNK, length - position))
@@ -500,21 +581,36 @@ class UploadService:
             for digest in hashes:
                 digest.update(chunk)  # type: ignore[attr-defined]
             position += len(chunk)
+            if step is not None:
+                step()
 
     # -- tus concatenation -----------------------------------------------------------------------
 
     def create_final(
-        self, source_ids: list[str], *, upload_metadata: str | None = None, creator: Creator = ANONYMOUS
+        self,
+        source_ids: list[str],
+        *,
+        upload_metadata: str | None = None,
+        creator: Creator = ANONYMOUS,
+        vouched: frozenset[str] = frozenset(),
     ) -> ResourceState:
         """A tus final upload: the partials in order, joined by reference, not by copying.
 
         Partials may still be incomplete (concatenation-unfinished): their ranges of the final
-        become committed when they complete. Their lengths must be known.
+        become committed when they complete. Their lengths must be known. The creator must be
+        allowed to read each of them (:meth:`Creator.may_read`; ``vouched``: the ids the
+        request named by a URL whose signature allows reading them). The final's length counts
+        against the creator's quota until its digest is computed (:meth:`with_digest`).
 
+        :raises LimitExceededError: (400) more partials than ``max_concat_parts``, before any
+            of them is looked at.
         :raises InvalidConcatError: (400) a source that is unknown, not a partial upload, or
             of unknown length.
+        :raises PartialNotReadableError: (403) a source the creator may not read.
         :raises ResourceTooLargeError: (413) when the sum exceeds the maximum size.
+        :raises QuotaExceededError: (403) when the sum exceeds what the quota leaves.
         """
+        self.check_concat_parts(len(source_ids))
         for source_id in source_ids:
             validate_resource_id(source_id)
         if self.pre_create is not None:
@@ -530,10 +626,16 @@ class UploadService:
                     owner=creator.owner,
                 )
             )
-        resource_id = secrets.token_urlsafe(16)
+        # A signed creation URL creates exactly one resource, a final too.
+        resource_id = creator.resource_id or secrets.token_urlsafe(16)
         # Storage first, as in allocate(): the final keeps an (empty) object of its own, so
         # every resource has one.
-        self.storage.create(resource_id)
+        try:
+            self.storage.create(resource_id)
+        except StorageObjectExistsError:
+            if creator.resource_id is None:
+                raise
+            raise ResourceExistsError(extra={"resource": resource_id}) from None
         try:
             with self.db.write() as conn:
                 pieces: list[Piece] = []
@@ -547,9 +649,10 @@ class UploadService:
                             "Upload-Concat names an upload that does not exist (or expired).",
                             extra={"upload": source_id},
                         ) from None
-                    if creator.owner is not None and source.owner != creator.owner:
-                        raise NotOwnerError(
-                            "Upload-Concat names an upload of another principal.",
+                    if not creator.may_read(source, vouched):
+                        raise PartialNotReadableError(
+                            "Upload-Concat names a partial upload of another principal, by a URL "
+                            "whose signature (if any) does not allow reading it.",
                             extra={"upload": source_id},
                         )
                     if source.concat != "partial":
@@ -570,6 +673,7 @@ class UploadService:
                         "The concatenated length exceeds the maximum resource size.",
                         extra={"length": start, "max-size": max_size},
                     )
+                self._check_quota(conn, creator.owner, start)
                 ledger.insert_resource(
                     conn,
                     resource_id,
@@ -597,6 +701,15 @@ class UploadService:
             raise
         self._assemble(resource_id)
         return self.state(resource_id)
+
+    def check_concat_parts(self, count: int) -> None:
+        """:raises LimitExceededError: (400) more pieces than ``max_concat_parts``."""
+        limit = self.settings.max_concat_parts
+        if limit and count > limit:
+            raise LimitExceededError(
+                "Upload-Concat names more partial uploads than this server allows in one final.",
+                extra={"max-concat-parts": limit, "parts": count},
+            )
 
     def pieces(self, resource_id: str) -> list[Piece]:
         with self.db.read() as conn:
@@ -647,29 +760,53 @@ class UploadService:
         validate_resource_id(resource_id)
         with self.db.write() as conn:
             record = ledger.load_resource(conn, resource_id, for_update=True)
-            gone = self._remove(conn, resource_id)
+            gone = self._remove(conn, record)
             if self.events.active:
                 self._publish(conn, "deleted", record)
         for removed in gone:
             self.storage.delete(removed)
 
-    @staticmethod
-    def _remove(conn: Connection, resource_id: str) -> list[str]:
-        """Delete the rows of a resource (or only hide it while a final reads from it).
+    def _remove(self, conn: Connection, record: ResourceRecord) -> list[str]:
+        """Delete the rows of a resource (or only hide it while a final of its owner reads it).
+
+        A partial's owner who deletes it (or lets it expire) takes back every other principal's
+        right to its bytes: the finals of other owners that read it are deleted with it, in
+        this transaction, each with a ``deleted`` event (``cause: source-deleted``). A final of
+        the same owner keeps reading them, so the partial is only hidden (``terminated_at``)
+        until the last such final goes. (Without authentication everyone is the same owner.)
 
         :returns: the ids whose stored objects are now unreferenced and must be deleted: the
-            resource itself, and terminated partials that only this final still read from.
+            resource, the finals deleted with it, and terminated partials no final reads now.
         """
+        resource_id = record.id
+        gone: list[str] = []
+        sources: list[str] = []
+        for final_id in ledger.finals_reading(conn, resource_id):
+            try:
+                final = ledger.load_resource(conn, final_id, for_update=True, expired_ok=True)
+            except ResourceNotFoundError:
+                continue
+            if final.owner == record.owner:
+                continue
+            sources += [piece.source_id for piece in ledger.load_pieces(conn, final_id)]
+            ledger.delete_resource(conn, final_id)
+            ledger.release_job_lease(conn, _digest_job(final_id))
+            gone.append(final_id)
+            if self.events.active:
+                self._publish(conn, "deleted", final, cause="source-deleted", source=resource_id)
         if ledger.finals_reading(conn, resource_id):
-            # A final serves these bytes: the partial is gone for clients, its bytes stay.
+            # A final of the same owner serves these bytes: gone for clients, the bytes stay.
             ledger.mark_terminated(conn, resource_id)
-            return []
-        sources = [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
-        ledger.delete_resource(conn, resource_id)
-        orphans = ledger.unreferenced_terminated(conn, sources)
+        else:
+            sources += [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
+            ledger.delete_resource(conn, resource_id)
+            if record.concat == "final":
+                ledger.release_job_lease(conn, _digest_job(resource_id))
+            gone.append(resource_id)
+        orphans = ledger.unreferenced_terminated(conn, [other for other in sources if other != resource_id])
         for orphan in orphans:
             ledger.delete_resource(conn, orphan)
-        return [resource_id, *orphans]
+        return gone + orphans
 
     def remove_expired(self, *, limit: int = 1000) -> int:
         """Delete expired incomplete resources, rows first, then bytes. Returns the count."""
@@ -687,7 +824,7 @@ class UploadService:
                     continue  # deleted meanwhile
                 if not record.is_expired(ledger.utcnow()) or ledger.has_live_writers(conn, resource_id):
                     continue
-                gone = self._remove(conn, resource_id)
+                gone = self._remove(conn, record)
                 if self.events.active:
                     self._publish(conn, "expired", record)
             for stored_id in gone:

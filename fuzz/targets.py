@@ -746,15 +746,15 @@ _SIGNED = signing.sign(
     ["byterange_server.signing:verify"],
 )
 def fuzz_signing(
-    key: str, methods: str, expires: str, max_size: str, sig: str, method: str, path: str
+    key: str, methods: str, expires: str, max_size: str, nonce: str, sig: str, method: str, path: str
 ) -> None:
     # What Werkzeug hands the caller: request.path and request.args are valid Unicode (it
     # decodes UTF-8 with "replace"), and request.path always starts with "/".
-    key, methods, expires, max_size, sig, method, path = (
+    key, methods, expires, max_size, nonce, sig, method, path = (
         value.encode("utf-8", "replace").decode("utf-8")
-        for value in (key, methods, expires, max_size, sig, method, path)
+        for value in (key, methods, expires, max_size, nonce, sig, method, path)
     )
-    query = dict(zip(signing.PARAMS, (key, methods, expires, max_size, sig), strict=True))
+    query = dict(zip(signing.PARAMS, (key, methods, expires, max_size, nonce, sig), strict=True))
     path = "/" + path.lstrip("/")
     grant = signing.verify(query, method=method, path=path, keys={"k1": _SECRET}, now=1_900_000_000)
     check(signing.sign(grant, _SECRET) == query, "a query that is not canonical verified")
@@ -829,6 +829,7 @@ EXEMPT: dict[str, str] = {
     "byterange_server.signing:Grant.allows": "membership test on a verified grant",
     "byterange_server.signing:Grant.canonical": "printer of a verified grant",
     "byterange_server.signing:sign": "printer (the backend's side)",
+    "byterange_server.signing:new_nonce": "random nonce for the printer",
     "byterange_server.signing:signed_url": "printer (the backend's side)",
     "byterange_server.cors:CorsPolicy": "built from settings (see CorsPolicy.from_setting)",
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hmac
 import time
+from urllib.parse import parse_qsl
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -18,6 +20,7 @@ from byterange_server.cli import main
 from byterange_server.errors import AmbiguousCredentialsError
 from byterange_server.errors import InvalidCredentialsError
 from byterange_server.errors import MissingCredentialsError
+from byterange_server.signing import signed_url
 from byterange_server.signing import verify
 
 SECRET = "0123456789abcdef-secret"
@@ -111,9 +114,6 @@ def test_the_sign_command_mints_what_the_server_verifies(monkeypatch):
                                        "--max-size", "10MiB"])
     assert result.exit_code == 0, result.output
     url = result.output.strip()
-    from urllib.parse import parse_qsl
-    from urllib.parse import urlsplit
-
     query = dict(parse_qsl(urlsplit(url).query))
     grant = verify(query, method="POST", path="/files", keys={"web": SECRET.encode()}, now=time.time())
     assert grant.key_id == "web" and grant.max_size == 10 * 1024 * 1024
@@ -122,6 +122,38 @@ def test_the_sign_command_mints_what_the_server_verifies(monkeypatch):
     assert "br-key=old" in other.output
     assert CliRunner().invoke(main, ["sign", "https://up.example/files", "--key", "nope"]).exit_code == 1
     assert CliRunner().invoke(main, ["sign", "https://up.example/files", "-e", "soon"]).exit_code == 1
+
+
+def test_the_sign_command_mints_a_new_grant_on_every_call(monkeypatch):
+    """Audit (issue 11, item 1): two calls in the same second with the same arguments printed
+    the same URL, and so handed two holders the one resource it creates."""
+    monkeypatch.setenv("BYTERANGE_SIGNING_KEYS", f"web:{SECRET}")
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)  # the same second, for sure
+    args = ["sign", "https://up.example/files", "-m", "POST", "-e", "1h", "--max-size", "1MiB"]
+    urls = {CliRunner().invoke(main, args).output.strip() for _ in range(3)}
+    assert len(urls) == 3
+    creds = Credentials(tokens={}, signing_keys={"web": SECRET})
+    created = {
+        creds.resource_id_for(authenticate(creds, query=dict(parse_qsl(urlsplit(url).query))))
+        for url in urls
+    }
+    assert len(created) == 3  # three grants, three resources
+
+
+def test_a_signed_principal_is_its_grant_not_its_key():
+    creds = credentials()
+
+    def principal(path: str, method: str = "POST"):
+        url = signed_url(path, key_id="k1", secret=b"k" * 20, methods=[method], expires=int(time.time()) + 60,
+                         max_size=1)
+        query = dict(parse_qsl(urlsplit(url).query))
+        resource_id = path.rsplit("/", 1)[1] if path.count("/") > 1 else None
+        return creds.authenticate(authorization=None, query=query, method=method, path=path, now=time.time(),
+                                  resource_id=resource_id)
+
+    one, other = principal("/files"), principal("/files")
+    assert one.id == f"signed:k1:{creds.resource_id_for(one)}" and one.id != other.id
+    assert principal("/files/AAAAAAAAAAAAAAAAAAAAAA", "GET").id == "signed:k1:AAAAAAAAAAAAAAAAAAAAAA"
 
 
 def test_serve_refuses_to_start_without_credentials(monkeypatch, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from urllib.parse import parse_qsl
 from urllib.parse import urlsplit
 
@@ -37,7 +38,29 @@ def test_a_signed_url_is_accepted_for_each_allowed_method():
                      methods=["post", "PATCH", "HEAD"], expires=NOW + 3600, max_size=10 * 1024**3)
     assert url.startswith("https://up.example/files?tenant=7&br-key=k1&br-methods=HEAD.PATCH.POST&")
     for method in ("POST", "PATCH", "HEAD"):
-        assert check(query_of(url), method=method) == GRANT
+        # The same grant, but for the nonce this URL drew.
+        assert dataclasses.replace(check(query_of(url), method=method), nonce=GRANT.nonce) == GRANT
+
+
+def test_two_mints_of_the_same_grant_are_two_grants():
+    """Audit (issue 11, item 1): identical arguments in the same second gave the identical URL,
+    so two holders shared the resource it creates. Each mint now draws its own nonce."""
+    options = dict(key_id="k1", secret=SECRET, methods=["POST"], expires=NOW + 60, max_size=10)
+    first = signed_url("https://up.example/files", **options)
+    second = signed_url("https://up.example/files", **options)
+    assert first != second
+    one, other = check(query_of(first)), check(query_of(second))
+    assert one.nonce != other.nonce and len(one.nonce) == 22
+    assert query_of(first)["br-sig"] != query_of(second)["br-sig"]
+    # The caller that must mint the same URL again (the server's Location) passes the nonce.
+    assert signed_url("https://up.example/files", nonce=one.nonce, **options) == first
+
+
+def test_a_version_1_url_without_a_nonce_is_refused():
+    query = sign(GRANT, SECRET)
+    del query["br-nonce"]
+    with pytest.raises(InvalidCredentialsError, match="br-nonce"):
+        check(query)
 
 
 def test_key_rotation_keeps_both_keys_valid():
@@ -56,6 +79,7 @@ def test_key_rotation_keeps_both_keys_valid():
         ("br-max-size", str(100 * 1024**3)),  # a larger size
         ("br-max-size", "0"),  # any other size
         ("br-sig", "A" * 43),  # a made-up signature
+        ("br-nonce", "B" * 22),  # another grant's nonce
     ],
 )
 def test_each_altered_parameter_is_refused(name, value):
@@ -118,6 +142,10 @@ def test_each_missing_parameter_is_unauthorized(missing):
         ("br-sig", "short"),
         ("br-sig", "=" * 43),
         ("br-sig", base64.urlsafe_b64encode(b"x" * 32).decode()),  # padded: not canonical
+        ("br-nonce", "A" * 21),
+        ("br-nonce", "A" * 23),
+        ("br-nonce", "A" * 21 + "="),
+        ("br-nonce", "A" * 21 + "+"),  # base64url only
     ],
 )
 def test_malformed_parameters_are_unauthorized(name, value):
@@ -164,6 +192,8 @@ def test_minting_refuses_nonsense():
         Grant("k1", frozenset({"POST"}), "files", NOW, 1)
     with pytest.raises(ValueError):
         Grant("bad key", frozenset({"POST"}), "/files", NOW, 1)
+    with pytest.raises(ValueError, match="nonce"):
+        Grant("k1", frozenset({"POST"}), "/files", NOW, 1, "short")
     with pytest.raises(ValueError, match="already signed"):
         options = dict(key_id="k1", secret=SECRET, methods=["POST"], expires=NOW, max_size=1)
         signed_url(signed_url("http://h/files", **options), **options)
@@ -176,6 +206,7 @@ grants = st.builds(
     path=st.from_regex(r"/files(/[A-Za-z0-9_-]{1,22})?", fullmatch=True),
     expires=st.integers(NOW + 1, NOW + 10**6),
     max_size=st.integers(0, 10**14),
+    nonce=st.from_regex(r"[A-Za-z0-9_-]{22}", fullmatch=True),
 )
 
 

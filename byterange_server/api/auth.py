@@ -4,9 +4,11 @@ Runs before routing reaches any protocol (byte-range, tus, IETF), so a refused r
 body and changes nothing. Unauthenticated: ``OPTIONS`` (discovery and CORS preflights carry no
 credentials), the health and metrics endpoints (their own blueprints), and unknown paths (404).
 
-The views ask this module three things: who creates (:func:`creator`), the size cap of a write
-(:func:`max_size`), and the ``Location`` to hand out (:func:`resource_location`: signed for the
-new resource when the request was signed, so a browser never needs a secret).
+The views ask this module who creates (:func:`creator`), who writes (:func:`write_scope`),
+whether the caller may write (:func:`may_write`: a read-only signed URL may not end another
+request's append), which partial uploads it may concatenate (:func:`readable_sources`), and the
+``Location`` to hand out (:func:`resource_location`: signed for the new resource when the
+request was signed, so a browser never needs a secret).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
+from urllib.parse import parse_qsl
 from urllib.parse import quote
+from urllib.parse import urlsplit
 
 from flask import Flask
 from flask import Response
@@ -34,7 +38,15 @@ from ..service import Creator
 from ..signing import PARAMS
 from ..signing import signed_url
 
-__all__ = ["creator", "init_auth", "principal", "resource_location", "write_scope"]
+__all__ = [
+    "creator",
+    "init_auth",
+    "may_write",
+    "principal",
+    "readable_sources",
+    "resource_location",
+    "write_scope",
+]
 
 _CREDENTIALS_KEY = "byterange_credentials"
 #: What the holder of a signed creation URL may do with the resource it created.
@@ -71,6 +83,7 @@ def _authenticate() -> None:
     for name in PARAMS:
         if len(args.getlist(name)) > 1:
             raise InvalidCredentialsError(f"The signed URL repeats {name}.")
+    resource_id = (request.view_args or {}).get("resource_id")
     try:
         found = _credentials().authenticate(
             authorization=request.headers.get("Authorization"),
@@ -78,12 +91,12 @@ def _authenticate() -> None:
             method=request.method,
             path=_signed_path(),
             now=time.time(),
+            resource_id=resource_id,
         )
     except AuthError as error:
         _challenge(error)
         raise
     g.principal = found
-    resource_id = (request.view_args or {}).get("resource_id")
     if resource_id is None or found.grant is not None:
         # The collection (creation), or a signed URL: its signature covers exactly this path.
         return
@@ -139,12 +152,41 @@ def write_scope() -> dict[str, Any]:
     return {"principal": found.id, "max_size": found.grant.max_size if found.grant is not None else None}
 
 
+def may_write() -> bool:
+    """Whether the caller may write the resource of this request: anyone without
+    authentication; a token that got this far (it owns the resource or is an admin); a signed
+    URL only if it allows PATCH, the method of every append (a URL for reading does not)."""
+    found = principal()
+    return found is None or found.grant is None or found.grant.allows("PATCH")
+
+
+def readable_sources(urls: dict[str, str]) -> frozenset[str]:
+    """Of ``urls`` (resource id -> the URL of it that tus ``Upload-Concat`` named), the ids the
+    URL itself proves a right to read: a valid signature that allows GET or HEAD on that path,
+    as a GET of the URL would be judged. The service checks the others by owner."""
+    found = principal()
+    if found is None:
+        return frozenset()
+    credentials = _credentials()
+    now = time.time()
+    readable = set()
+    for resource_id, url in urls.items():
+        parts = urlsplit(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        names = [name for name, _ in pairs]
+        if not any(name in PARAMS for name in names) or len(set(names)) != len(names):
+            continue  # unsigned, or a repeated parameter (no single spelling): no proof
+        if credentials.may_read(dict(pairs), path=parts.path, now=now):
+            readable.add(resource_id)
+    return frozenset(readable)
+
+
 def creator() -> Creator:
     found = principal()
     if found is None:
         return Creator()
     if found.grant is None:
-        return Creator(owner=found.id)
+        return Creator(owner=found.id, admin=found.admin)
     return Creator(
         owner=found.id,
         resource_id=_credentials().resource_id_for(found),
@@ -159,12 +201,14 @@ def resource_location(resource_id: str) -> str:
     if found is None or found.grant is None:
         return url
     grant = found.grant
+    credentials = _credentials()
     return signed_url(
         url,
         key_id=grant.key_id,
-        secret=_credentials().signing_keys[grant.key_id],
+        secret=credentials.signing_keys[grant.key_id],
         methods=RESOURCE_METHODS,
         expires=grant.expires,
         max_size=grant.max_size,
+        nonce=credentials.location_nonce(found, resource_id),
     )
 

@@ -266,8 +266,11 @@ def create(**_: Any) -> Response | None:
 
 
 def head(resource_id: str) -> Response:
-    """Offset retrieval: 204 with the committed offset, after ending a stale append."""
-    _service().end_stale_appends(resource_id)
+    """Offset retrieval: 204 with the committed offset, after ending a stale append -- if the
+    caller may write the upload. A read-only signed URL gets the state and cuts nothing: ending
+    an append is a write (draft §"Concurrency" asks it of the client that resumes)."""
+    if auth.may_write():
+        _service().end_stale_appends(resource_id)
     return _response(_service().state(resource_id), 204)
 
 

@@ -274,11 +274,13 @@ def _append(resource_id: str, offset: int, declared_length: int | None) -> Resou
         reader.drain(_DRAIN_LIMIT)
 
 
-def _source_ids(concat: ConcatFinal) -> list[str]:
+def _source_ids(concat: ConcatFinal) -> tuple[list[str], dict[str, str]]:
     """The ids behind the URLs of ``Upload-Concat: final;...`` (absolute or relative URLs of
-    this server's uploads; the host is not checked, as in tusd)."""
+    this server's uploads; the host is not checked, as in tusd), and for each id the URL that
+    named it with its query (a signed URL proves a right to read it, see auth.readable_sources)."""
     prefix = url_for("byterange.allocate").rstrip("/") + "/"
     ids = []
+    urls: dict[str, str] = {}
     for url in concat.urls:
         path = urlsplit(url).path
         if not path.startswith(prefix) or "/" in path[len(prefix) :]:
@@ -286,8 +288,11 @@ def _source_ids(concat: ConcatFinal) -> list[str]:
                 "Upload-Concat names a URL that is not an upload of this server.",
                 extra={"url": url[:200], "expected-prefix": prefix},
             )
-        ids.append(validate_resource_id(path[len(prefix) :]))
-    return ids
+        resource_id = validate_resource_id(path[len(prefix) :])
+        ids.append(resource_id)
+        if "br-" in url or resource_id not in urls:
+            urls[resource_id] = url  # a signed spelling of a partial named twice wins
+    return ids, urls
 
 
 def _create_final(concat: ConcatFinal, metadata: str | None) -> Response:
@@ -295,7 +300,11 @@ def _create_final(concat: ConcatFinal, metadata: str | None) -> Response:
         raise MalformedHeaderError("A final upload's length is the sum of its partials: send none.")
     if _has_body():
         raise MalformedHeaderError("A final upload takes no body.")
-    state = _service().create_final(_source_ids(concat), upload_metadata=metadata, creator=auth.creator())
+    _service().check_concat_parts(len(concat.urls))  # before any URL is parsed or verified
+    ids, urls = _source_ids(concat)
+    state = _service().create_final(
+        ids, upload_metadata=metadata, creator=auth.creator(), vouched=auth.readable_sources(urls)
+    )
     location = auth.resource_location(state.id)
     return _response(state, 201, {"Location": location})
 

@@ -18,6 +18,7 @@ from sqlalchemy import func
 from sqlalchemy import select
 
 from byterange_server import create_app
+from byterange_server.events import EventSink
 from byterange_server.models import resources
 from byterange_server.protocol.message import encode_message
 from byterange_server.signing import signed_url
@@ -232,7 +233,8 @@ def test_a_signed_creation_url_creates_exactly_one_resource(client, service):
     location = first.headers["Location"]
     assert "br-sig=" in location  # signed for the new resource: the browser needs no secret
     path = urlsplit(location).path
-    assert owner_of(service, path) == "signed:k1"
+    # The grant's principal, not the key's: what it created is its own alone.
+    assert owner_of(service, path) == f"signed:k1:{path.rsplit('/', 1)[1]}"
     # A retry after a lost response finds the same resource, it does not create a second one.
     again = client.post(local(url), headers={"Upload-Length": "8"})
     assert again.status_code == 200 and again.headers["Location"] == location
@@ -339,3 +341,116 @@ def test_a_signed_holder_can_follow_the_committed_ranges_links(client):
     assert "br-sig=" in following
     nxt = following[following.index("<") + 1 : following.index(">")]
     assert client.get(nxt).status_code == 200
+
+
+# -- issue 11: grants are unique, and own only what they created ----------------------------------
+
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+def tus_partial(client: Any, url: str, data: bytes, headers: dict[str, str] | None = None) -> str:
+    """A complete tus partial upload created through ``url``; its Location (signed if ``url`` was)."""
+    created = client.post(local(url), headers={**TUS, **(headers or {}), "Upload-Concat": "partial",
+                                              "Upload-Length": str(len(data))})
+    assert created.status_code == 201, created.get_data()
+    location = created.headers["Location"]
+    wrote = client.patch(local(location), data=data,
+                         headers={**OCTETS, **(headers or {}), "Upload-Offset": "0"})
+    assert wrote.status_code == 204, wrote.get_data()
+    return location
+
+
+def tus_final(client: Any, url: str, parts: list[str], headers: dict[str, str] | None = None) -> Any:
+    concat = "final;" + " ".join(parts)
+    return client.post(local(url), headers={**TUS, **(headers or {}), "Upload-Concat": concat})
+
+
+def test_two_identical_mints_create_two_resources(client, service, monkeypatch):
+    """Audit item 1: two mints in the same second with the same arguments were the same URL, so
+    the second holder was handed the first holder's resource, to read and to write."""
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    mine, theirs = sign(MOUNT, "POST"), sign(MOUNT, "POST")
+    first = client.post(local(mine), headers={"Upload-Length": "4"})
+    second = client.post(local(theirs), headers={"Upload-Length": "4"})
+    assert first.status_code == 201 and second.status_code == 201
+    assert urlsplit(first.headers["Location"]).path != urlsplit(second.headers["Location"]).path
+    assert patch(client, local(first.headers["Location"]), 0, b"mine").status_code == 204
+    assert extent_rows(service, urlsplit(second.headers["Location"]).path) == []
+    assert resource_count(service) == 2
+
+
+def test_concatenation_needs_the_right_to_read_every_partial(client, service):
+    """Audit item 2: every URL signed with one key shared the owner signed:<key>, so anyone who
+    held such a URL and learnt a partial's id could concatenate it and read the victim's bytes."""
+    victim = tus_partial(client, sign(MOUNT, "POST"), b"secret bytes")
+    bare = urlsplit(victim).path  # what logs and Upload-Concat headers show
+    attacker = sign(MOUNT, "POST")
+    refused = tus_final(client, attacker, [bare])
+    body = problem(refused, 403, "partial-not-readable")
+    assert body["upload"] == bare.rsplit("/", 1)[1]
+    # The attacker's own signature stuck onto the victim's path proves nothing either.
+    own_query = urlsplit(client.post(local(sign(MOUNT, "POST"))).headers["Location"]).query
+    problem(tus_final(client, attacker, [f"{bare}?{own_query}"]), 403, "partial-not-readable")
+    # A token that does not own it, and a read signature that expired, are refused too.
+    problem(tus_final(client, MOUNT, [bare], bearer(BOB)), 403, "partial-not-readable")
+    expired = sign(bare, "GET", expires=int(time.time()) - 1)
+    problem(tus_final(client, sign(MOUNT, "POST"), [local(expired)]), 403, "partial-not-readable")
+    write_only = sign(bare, "PATCH")
+    problem(tus_final(client, sign(MOUNT, "POST"), [local(write_only)]), 403, "partial-not-readable")
+    # Whoever holds a URL that allows reading it may: the signed Location, a HEAD-only grant,
+    # an admin token.
+    for allowed in (
+        tus_final(client, sign(MOUNT, "POST"), [victim]),
+        tus_final(client, sign(MOUNT, "POST"), [local(sign(bare, "HEAD"))]),
+        tus_final(client, MOUNT, [bare], bearer(OPS)),
+    ):
+        assert allowed.status_code == 201, allowed.get_data()
+        final = urlsplit(allowed.headers["Location"]).path
+        assert client.get(final, headers=bearer(OPS)).get_data() == b"secret bytes"
+
+
+def test_a_signed_final_is_created_once_and_owned_by_its_grant(client, service):
+    a = tus_partial(client, sign(MOUNT, "POST"), b"ab")
+    b = tus_partial(client, sign(MOUNT, "POST"), b"cd")
+    url = sign(MOUNT, "POST")
+    created = tus_final(client, url, [a, b])
+    assert created.status_code == 201
+    location = created.headers["Location"]
+    path = urlsplit(location).path
+    assert owner_of(service, path) == f"signed:k1:{path.rsplit('/', 1)[1]}"
+    assert client.get(local(location)).get_data() == b"abcd"
+    # One grant, one resource: the same creation URL again makes no second final.
+    problem(tus_final(client, url, [a, b]), 409, "resource-exists")
+
+
+def test_deleting_a_partial_takes_back_other_principals_finals(client, service):
+    """Audit item 2: a final kept reading a partial its owner had deleted. Now a final of another
+    principal goes with it (same transaction, a deleted event); the owner's own final stays."""
+    events: list[Any] = []
+
+    class Recorder(EventSink):
+        def after_commit(self, event: Any) -> None:
+            events.append(event)
+
+    service.events.subscribe(Recorder())
+    partial = tus_partial(client, MOUNT, b"private", bearer(ALICE))
+    path = urlsplit(partial).path
+    own = tus_final(client, MOUNT, [path], bearer(ALICE)).headers["Location"]
+    foreign = tus_final(client, MOUNT, [path], bearer(OPS)).headers["Location"]
+    signed = tus_final(client, sign(MOUNT, "POST"), [local(sign(path, "GET"))]).headers["Location"]
+    assert client.get(urlsplit(foreign).path, headers=bearer(OPS)).get_data() == b"private"
+    assert client.delete(path, headers={**TUS, **bearer(ALICE)}).status_code == 204
+    for gone in (client.get(urlsplit(foreign).path, headers=bearer(OPS)), client.head(local(signed))):
+        assert gone.status_code == 404
+    for final in (foreign, signed):
+        assert not service.storage.exists(urlsplit(final).path.rsplit("/", 1)[1])
+    # Alice's own final still reads her bytes, so they stay until it goes too.
+    assert client.get(local(own), headers=bearer(ALICE)).get_data() == b"private"
+    deleted = [event for event in events if event.kind == "deleted"]
+    assert {event.resource_id for event in deleted if event.data.get("cause") == "source-deleted"} == {
+        urlsplit(final).path.rsplit("/", 1)[1] for final in (foreign, signed)
+    }
+    assert client.delete(local(own), headers=bearer(ALICE)).status_code == 204
+    assert not service.storage.exists(path.rsplit("/", 1)[1])
+    assert resource_count(service) == 0

@@ -7,6 +7,8 @@ own stored object stays empty, and what termination and expiry do to partials it
 from __future__ import annotations
 
 import os
+import threading
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -289,3 +291,88 @@ def _count(service):
         return conn.execute(
             select(func.count()).select_from(resources).where(resources.c.terminated_at.is_(None))
         ).scalar_one()
+
+
+# -- issue 11, item 6: concatenation must not amplify hashing ------------------------------------
+
+
+class TestFewParts:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides):
+        return {**settings_overrides, "MAX_CONCAT_PARTS": "4"}
+
+    def test_more_partials_than_allowed_are_refused_before_any_is_looked_at(self, client, service):
+        """Audit: a 7.5 kB header naming one 8 MiB partial 250 times made a 2 GiB final."""
+        a = partial(client, b"abc")
+        before = _count(service)
+        unknown = [MOUNT + "/AAAAAAAAAAAAAAAAAAAAAA"] * 5  # refused for their number, unread
+        body = problem(final(client, unknown, expect=400), 400, "limit-exceeded")
+        assert body["max-concat-parts"] == 4 and body["parts"] == 5
+        problem(final(client, [a] * 5, expect=400), 400, "limit-exceeded")
+        assert _count(service) == before
+        assert read_all(client, final_path(client, [a] * 4)) == b"abc" * 4
+
+
+def test_the_default_cap_stops_the_audits_header(client, service):
+    a = partial(client, b"12345678")
+    problem(final(client, [a] * 250, expect=400), 400, "limit-exceeded")
+    assert read_all(client, final_path(client, [a] * 100)) == b"12345678" * 100
+
+
+def test_concurrent_first_reads_hash_a_final_once(app, client, service, monkeypatch):
+    """Audit: every concurrent first HEAD of a final hashed all of it. One reader hashes (it holds
+    the final's digest lease); the others answer at once, without ETag and Repr-Digest."""
+    from byterange_server.concat import ComposedObject
+
+    a = partial(client, os.urandom(1 << 20))
+    path = final_path(client, [a, a, a])
+    hashed = []
+    release = threading.Event()
+    real = ComposedObject.readinto_at
+
+    def slow_read(self, offset, buffer):
+        hashed.append(len(buffer))
+        release.wait(timeout=30)  # on the old code every reader gets here, and waits this out
+        return real(self, offset, buffer)
+
+    monkeypatch.setattr(ComposedObject, "readinto_at", slow_read)
+    answers: dict[int, object] = {}
+
+    def head(index: int) -> None:
+        answers[index] = app.test_client().head(path)
+
+    hasher = threading.Thread(target=head, args=(0,))
+    hasher.start()
+    deadline = time.monotonic() + 30
+    while not hashed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    others = [threading.Thread(target=head, args=(index,)) for index in range(1, 6)]
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join(timeout=60)
+    release.set()
+    hasher.join(timeout=60)
+    monkeypatch.undo()
+    assert sum(hashed) == 3 << 20  # the final's bytes, read once
+    assert answers[0].status_code == 200 and answers[0].headers["ETag"]
+    for index in range(1, 6):
+        assert answers[index].status_code == 200 and "ETag" not in answers[index].headers
+        assert "Repr-Digest" not in answers[index].headers
+    assert client.head(path).headers["ETag"] == answers[0].headers["ETag"]
+
+
+def test_a_reader_that_died_hashing_is_replaced(client, service, monkeypatch):
+    """A hasher that dies leaves its lease to lapse; the next reader after that hashes."""
+    from byterange_server import service as service_module
+
+    a = partial(client, b"abc")
+    path = final_path(client, [a])
+    monkeypatch.setattr(service_module.UploadService, "_hash_into", _boom)
+    assert client.head(path).status_code == 500
+    monkeypatch.undo()
+    assert client.head(path).headers["ETag"]  # released on the error: no wait for the lease
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("the hashing reader died")

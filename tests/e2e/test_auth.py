@@ -113,3 +113,45 @@ def test_tuspy_through_a_signed_url(server, tmp_path):
     uploader.upload()
     assert "br-sig=" in uploader.url
     assert requests.get(uploader.url, timeout=30).content == data
+
+
+def test_the_default_quota_stops_the_audits_allocations(server):
+    """Audit (issue 11): 50,491 allocations declaring 1 TiB each in 120 s. With the default
+    quota (16 TiB declared per principal) the 17th is refused; other principals are not."""
+    token = {"Authorization": f"Bearer {ALICE}", "Upload-Length": str(1024**4)}
+    for _ in range(16):
+        assert requests.post(server.url, headers=token, timeout=10).status_code == 201
+    refused = requests.post(server.url, headers=token, timeout=10)
+    assert refused.status_code == 403, refused.text
+    body = refused.json()
+    assert body["type"].endswith("quota-exceeded") and body["bytes"] == 16 * 1024**4
+    assert body["max-bytes"] == 16 * 1024**4 and body["max-resources"] == 10_000
+    bob = {"Authorization": f"Bearer {BOB}", "Upload-Length": str(1024**4)}
+    assert requests.post(server.url, headers=bob, timeout=10).status_code == 201
+
+
+def test_tus_concatenation_through_signed_urls(server):
+    """Each partial is created through a URL minted for it; the final names the partials by the
+    signed Locations they were given. Someone holding only a URL signed with the same key, and
+    a partial's id (it shows in logs and Upload-Concat), gets nothing."""
+    tus = {"Tus-Resumable": "1.0.0"}
+    octets = {**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+    locations = []
+    for piece in (b"first half, ", b"second half"):
+        created = requests.post(sign(server.url, "--max-size", "1KiB"), timeout=10, headers={
+            **tus, "Upload-Concat": "partial", "Upload-Length": str(len(piece))})
+        assert created.status_code == 201, created.text
+        locations.append(created.headers["Location"])
+        wrote = requests.patch(created.headers["Location"], data=piece, headers=octets, timeout=10)
+        assert wrote.status_code == 204
+    ids = [urlsplit(location).path for location in locations]
+    stolen = requests.post(sign(server.url), timeout=10,
+                           headers={**tus, "Upload-Concat": "final;" + " ".join(ids)})
+    assert stolen.status_code == 403 and stolen.json()["type"].endswith("partial-not-readable"), stolen.text
+    final = requests.post(sign(server.url), timeout=10, headers={
+        **tus, "Upload-Concat": "final;" + " ".join(locations)})
+    assert final.status_code == 201, final.text
+    assert requests.get(final.headers["Location"], timeout=10).content == b"first half, second half"
+    # The owner of a partial deleting it takes the final (another grant's) with it.
+    assert requests.delete(locations[0], headers=tus, timeout=10).status_code == 204
+    assert requests.head(final.headers["Location"], timeout=10).status_code == 404

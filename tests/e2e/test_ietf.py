@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from byterange_server.signing import signed_url
+
 from .conftest import GunicornServer
 from .conftest import running
 
@@ -232,3 +234,64 @@ def test_head_ends_a_stalled_append_in_another_worker(two_workers: GunicornServe
         if crossed >= 2:
             break
     assert crossed >= 2, "the stalled append and the HEAD never met different workers"
+
+
+def test_a_read_only_signed_head_does_not_cut_the_owners_append(database_url: str, tmp_path: Path):
+    """Audit (issue 11, item 11): a signed URL for reading (GET, HEAD) could end the owner's
+    in-flight append by sending an IETF HEAD. Ending an append is a write: a read-only URL gets
+    the state and the append carries on; the upload's own signed URL still ends a stalled one."""
+    key = "ietf-e2e-key-0123456789abcdef"
+    env = {"BYTERANGE_AUTH": "required", "BYTERANGE_SIGNING_KEYS": f"web:{key}"}
+    with running(GunicornServer(database_url, tmp_path / "server", workers=2, extra_env=env)) as server:
+
+        def mint(url: str, methods: set[str]) -> str:
+            return signed_url(url, key_id="web", secret=key.encode(), methods=methods,
+                              expires=int(time.time()) + 600, max_size=1 << 20)
+
+        data = random.Random(11).randbytes(300_000)
+        sent = 100_000
+        created = request(
+            server,
+            f"POST {local(mint(server.url, {'POST'}))} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Upload-Draft-Interop-Version: 8\r\nUpload-Complete: ?0\r\nUpload-Length: {len(data)}\r\n"
+            "Content-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        location = created[-1][1]["location"]
+        assert created[-1][0] == 201 and "br-sig=" in location, created
+        read_only = mint(location.split("?")[0], {"GET", "HEAD"})
+        stalled = _stalled_append(server, local(location), data, sent)
+        try:
+            time.sleep(0.5)  # the append has reserved its range and is blocked reading
+            head = requests.head(read_only, headers={"Upload-Draft-Interop-Version": "8"}, timeout=30)
+            assert head.status_code == 204 and head.headers["Upload-Offset"] == "0", dict(head.headers)
+            time.sleep(1.0)  # four revocation polls: a revoked append would have stopped by now
+            stalled.sendall(data[sent:])
+            stalled.settimeout(30)
+            status, fields, _ = read_head(stalled, b"")
+        finally:
+            stalled.close()
+        assert status == 204 and fields["upload-complete"] == "?1", (status, fields)
+        assert requests.get(read_only, timeout=30).content == data
+
+        # The upload's own URL (it may PATCH) still ends a stalled append, as the draft asks.
+        other = request(
+            server,
+            f"POST {local(mint(server.url, {'POST'}))} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Upload-Draft-Interop-Version: 8\r\nUpload-Complete: ?0\r\nUpload-Length: {len(data)}\r\n"
+            "Content-Length: 0\r\nConnection: close\r\n\r\n",
+        )[-1][1]["location"]
+        stalled = _stalled_append(server, local(other), data, sent)
+        try:
+            time.sleep(0.5)
+            head = requests.head(other, headers={"Upload-Draft-Interop-Version": "8"}, timeout=30)
+            assert head.status_code == 204 and head.headers["Upload-Offset"] == str(sent), dict(head.headers)
+            stalled.settimeout(10)
+            status, _fields, _ = read_head(stalled, b"")
+            assert status == 400
+        finally:
+            stalled.close()
+
+
+def local(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")

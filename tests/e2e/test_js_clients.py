@@ -47,9 +47,13 @@ def js_clients() -> Path:
     return JS_DIR
 
 
-def run_upload(js_dir: Path, endpoint: str, source: Path, protocol: str, parallel: int, chunk: int) -> dict:
+def run_upload(js_dir: Path, endpoint: str, source: Path, protocol: str, parallel: int, chunk: int,
+               creation_urls: Path | None = None) -> dict:
+    argv = ["node", str(js_dir / "upload.cjs"), endpoint, str(source), protocol, str(parallel), str(chunk)]
+    if creation_urls is not None:
+        argv.append(str(creation_urls))
     result = subprocess.run(
-        ["node", str(js_dir / "upload.cjs"), endpoint, str(source), protocol, str(parallel), str(chunk)],
+        argv,
         cwd=js_dir, capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, f"tus-js-client failed:\n{result.stdout}\n{result.stderr}"
@@ -116,3 +120,36 @@ def test_tus_js_client_through_a_signed_url(database_url, tmp_path, js_clients: 
         assert {r["status"] for r in report["requests"]} <= {201, 204}, report["requests"]
         assert requests.get(report["url"], timeout=30).content == data
         assert requests.head(report["url"].split("?")[0], timeout=30).status_code == 401
+
+
+def test_tus_js_client_parallel_uploads_through_signed_urls(database_url, tmp_path, js_clients: Path, source):
+    """parallelUploads (tus concatenation) with nothing but signed URLs: the backend mints one
+    creation URL per resource (4 partials, 1 final), the client creates each through its own, and
+    the final names the partials by their signed Locations, which prove the right to read them."""
+    key = "js-signing-key-0123456789abcdef"
+    env = {"BYTERANGE_AUTH": "required", "BYTERANGE_SIGNING_KEYS": f"web:{key}"}
+    path, data = source
+    with running(GunicornServer(database_url, tmp_path / "server", extra_env=env)) as server:
+        minted = [
+            signed_url(server.url, key_id="web", secret=key.encode(), methods={"POST"},
+                       expires=int(time.time()) + 600, max_size=len(data))
+            for _ in range(5)
+        ]
+        urls = tmp_path / "creation-urls.json"
+        urls.write_text(json.dumps(minted))
+        report = run_upload(js_clients, server.url, path, "tus-v1", 4, 512 * 1024, urls)
+        posts = [r for r in report["requests"] if r["method"] == "POST"]
+        assert sorted(r["url"] for r in posts) == sorted(minted), report["requests"]
+        final = next(r for r in posts if (r["concat"] or "").startswith("final;"))
+        assert final["status"] == 201 and final["concat"].count("br-sig=") == 4, final
+        assert {r["status"] for r in report["requests"]} <= {201, 204}, report["requests"]
+        assert "br-sig=" in report["url"]
+        assert requests.get(report["url"], timeout=30).content == data
+        # The same partials named without their signatures: nobody else may concatenate them.
+        bare = " ".join(urlsplit(url).path for url in final["concat"][len("final;"):].split(" "))
+        stolen = requests.post(
+            signed_url(server.url, key_id="web", secret=key.encode(), methods={"POST"},
+                       expires=int(time.time()) + 600, max_size=len(data)),
+            headers={"Tus-Resumable": "1.0.0", "Upload-Concat": f"final;{bare}"}, timeout=30,
+        )
+        assert stolen.status_code == 403, stolen.text

@@ -6,6 +6,7 @@ loopback proxy between tuspy and gunicorn cuts one PATCH connection in the middl
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import random
@@ -311,3 +312,40 @@ def test_parallel_partials_and_an_unfinished_final(gunicorn_server: GunicornServ
     assert response.status_code == 200 and digest == hashlib.sha256(data).hexdigest()
     ranged = requests.get(final, headers={"Range": "bytes=999990-1000020"}, timeout=30)
     assert ranged.status_code == 206 and ranged.content == data[999990:1000021]
+
+
+def test_concurrent_first_heads_of_a_final_hash_it_once_across_workers(gunicorn_server: GunicornServer):
+    """Audit (issue 11, item 6): each concurrent first HEAD of a final hashed all of it. Across
+    4 worker processes, one reader holds the final's digest lease and hashes; the others answer
+    without ETag meanwhile, and every later read has the digest."""
+    tus = {"Tus-Resumable": "1.0.0"}
+    data = random.Random(6).randbytes(32 * MiB)
+    created = requests.post(gunicorn_server.url, timeout=30, headers={
+        **tus, "Upload-Concat": "partial", "Upload-Length": str(len(data))})
+    partial = created.headers["Location"]
+    wrote = requests.patch(partial, data=data, timeout=60, headers={
+        **tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"})
+    assert wrote.status_code == 204
+    final = requests.post(gunicorn_server.url, timeout=30, headers={
+        **tus, "Upload-Concat": "final;" + " ".join([urlsplit(partial).path] * 8)})
+    url = final.headers["Location"]
+    final_id = urlsplit(url).path.rsplit("/", 1)[1]
+    start = threading.Barrier(8)
+    heads: list[requests.Response] = []
+
+    def head() -> None:
+        start.wait()
+        heads.append(requests.head(url, timeout=120))
+
+    threads = [threading.Thread(target=head) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert len(heads) == 8 and all(response.status_code == 200 for response in heads)
+    expected = '"' + base64.urlsafe_b64encode(hashlib.sha256(data * 8).digest()).decode().rstrip("=") + '"'
+    assert {response.headers.get("ETag") for response in heads} <= {expected, None}
+    assert requests.head(url, timeout=120).headers["ETag"] == expected
+    log = gunicorn_server.log_path.read_text()
+    hashed = [line for line in log.splitlines() if "computing the digest" in line and final_id in line]
+    assert len(hashed) == 1, hashed

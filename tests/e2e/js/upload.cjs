@@ -1,14 +1,30 @@
 // Upload one file with tus-js-client, as an application would, and print a JSON report:
-//   node upload.cjs <endpoint> <file> <protocol> <parallelUploads> <chunkSize>
+//   node upload.cjs <endpoint> <file> <protocol> <parallelUploads> <chunkSize> [<creation-urls.json>]
 // protocol is tus-js-client's own option: "tus-v1" or "ietf-draft-05".
 // The report lists every request (method, protocol headers) and response status it made.
+// With creation URLs (signed URLs from the application's backend, one per resource created:
+// parallelUploads partials and the final), each creation POST goes to the next of them, through
+// tus-js-client's httpStack option: a signed creation URL creates exactly one resource.
 'use strict'
 const fs = require('fs')
 const path = require('path')
-const { Upload } = require('tus-js-client')
+const { Upload, DefaultHttpStack } = require('tus-js-client')
 
-const [endpoint, file, protocol, parallel, chunkSize] = process.argv.slice(2)
+const [endpoint, file, protocol, parallel, chunkSize, creationUrls] = process.argv.slice(2)
 const data = fs.readFileSync(file)
+const minted = creationUrls ? JSON.parse(fs.readFileSync(creationUrls, 'utf8')) : null
+const defaultStack = new DefaultHttpStack()
+const httpStack = {
+  createRequest(method, url) {
+    if (minted && method === 'POST' && url === endpoint) {
+      url = minted.shift()
+    }
+    return defaultStack.createRequest(method, url)
+  },
+  getName() {
+    return 'minted-urls'
+  },
+}
 const requests = []
 const entries = new Map() // request object → its entry (parallel requests share URLs)
 
@@ -19,6 +35,7 @@ const upload = new Upload(data, {
   chunkSize: Number(chunkSize),
   retryDelays: [0, 500, 1000],
   metadata: { filename: path.basename(file) },
+  httpStack,
   onBeforeRequest(req) {
     const entry = {
       method: req.getMethod(),
