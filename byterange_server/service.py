@@ -1596,7 +1596,8 @@ class _WriteSession:
             # Counting is a scan of the resource's extents: skip it when every new extent
             # joined an existing one (then the count cannot have grown), as appends do.
             added = normalize(new)
-            may_grow = any(extent in added for extent in merged)
+            fresh = set(added)  # a set: a request of many separate parts is not quadratic here
+            may_grow = any(extent in fresh for extent in merged)
             if new and limit and may_grow and ledger.extent_count(conn, self.resource_id) > limit:
                 # Rolled back with the rest of this transaction: nothing of the request commits.
                 raise TooManyExtentsError(
@@ -1608,8 +1609,9 @@ class _WriteSession:
             if new and events.active:
                 # The offset costs a query; only a recorded event (a hook payload) needs it.
                 offset = ledger.prefix_stop(conn, self.resource_id) if events.recorded else None
+                # Coalesced: 10,000 adjacent one-byte parts are one newly committed range.
                 self.service._publish(
-                    conn, "progress", record, ranges=[[e.start, e.stop] for e in new], offset=offset
+                    conn, "progress", record, ranges=[[e.start, e.stop] for e in added], offset=offset
                 )
             ledger.release(conn, ids)
             ledger.release_write_slot(conn, self.slot_id)
