@@ -20,6 +20,7 @@ Readers (HEAD, GET) take no lock: extents are only ever added in one committed s
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import secrets
@@ -36,9 +37,13 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.expression import Insert
 
 from .concat import Piece
 from .errors import LengthConflictError
+from .errors import ResourceExistsError
 from .errors import ResourceGoneError
 from .errors import ResourceNotFoundError
 from .errors import TooManyWritesError
@@ -103,12 +108,26 @@ _DELETE_EXTENTS_AT = delete(extents).where(
     extents.c.resource_id == bindparam("id"), extents.c.start.in_(bindparam("starts", expanding=True))
 )
 _INSERT_EXTENT = insert(extents)
+_EXTENTS_STARTING_BELOW_AT_MOST = _EXTENTS_STARTING_BELOW.limit(bindparam("limit"))
 _OVERLAPPING_RESERVATIONS = select(reservations.c.id, reservations.c.lease_expires_ms).where(
     reservations.c.resource_id == bindparam("id"),
     reservations.c.start < bindparam("stop"),
     reservations.c.stop > bindparam("start"),
 )
+_RESERVATIONS_MEETING = (
+    select(reservations.c.id, reservations.c.start, reservations.c.stop, reservations.c.lease_expires_ms)
+    .where(
+        reservations.c.resource_id == bindparam("id"),
+        reservations.c.start < bindparam("stop"),
+        reservations.c.stop > bindparam("start"),
+    )
+    .order_by(reservations.c.start)
+)
+_RESERVATIONS_MEETING_AT_MOST = _RESERVATIONS_MEETING.limit(bindparam("limit"))
 _INSERT_RESERVATION = insert(reservations)
+_RESERVATION_FLAGS = select(reservations.c.id, reservations.c.revoked).where(
+    reservations.c.id.in_(bindparam("ids", expanding=True))
+)
 _RESERVATIONS_IN = select(reservations.c.id).where(reservations.c.id.in_(bindparam("ids", expanding=True)))
 _DELETE_RESERVATIONS = delete(reservations).where(reservations.c.id.in_(bindparam("ids", expanding=True)))
 _DELETE_DEAD_SLOTS = delete(write_slots).where(
@@ -158,6 +177,13 @@ class ResourceRecord:
     terminated_at: dt.datetime | None = None
     #: The principal that created it; None when created without authentication.
     owner: str | None = None
+    #: The ``storage_key`` column: None for rows that store their bytes under their id.
+    storage_key: str | None = None
+
+    @property
+    def object_key(self) -> str:
+        """The storage key of this generation's bytes (see storage/base.py)."""
+        return self.storage_key or self.id
 
     @property
     def is_complete(self) -> bool:
@@ -204,6 +230,7 @@ def _record(row: object) -> ResourceRecord:
         concat=mapping["concat"],
         terminated_at=_aware(mapping["terminated_at"]),
         owner=mapping["owner"],
+        storage_key=mapping["storage_key"],
     )
 
 
@@ -222,10 +249,16 @@ def insert_resource(
     upload_metadata: str | None = None,
     concat: str | None = None,
     owner: str | None = None,
+    storage_key: str | None = None,
 ) -> None:
+    """Insert the row; ``storage_key`` names the object already created for it (None: the id).
+
+    :raises ResourceExistsError: a row with this id exists (a replayed signed creation URL:
+        two replays can both pass an earlier check, the unique id decides).
+    """
     now = utcnow()
-    conn.execute(
-        insert(resources).values(
+    result = conn.execute(
+        _insert_if_new(conn).values(
             id=resource_id,
             length=length,
             status=STATUS_INCOMPLETE,
@@ -239,8 +272,40 @@ def insert_resource(
             upload_metadata=upload_metadata,
             concat=concat,
             owner=owner,
+            storage_key=storage_key,
         )
     )
+    if result.rowcount != 1:
+        raise ResourceExistsError(extra={"resource": resource_id})
+
+
+def _insert_if_new(conn: Connection) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` where the dialect has it: a taken id is then a
+    row count of 0, not an error that aborts the transaction (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        statement = postgresql_insert(resources).on_conflict_do_nothing(index_elements=["id"])
+    elif conn.dialect.name == "sqlite":
+        statement = sqlite_insert(resources).on_conflict_do_nothing(index_elements=["id"])
+    else:
+        statement = insert(resources)
+    # SQLAlchemy keeps an INSERT's row count only when asked.
+    return statement.execution_options(preserve_rowcount=True)
+
+
+def resource_row_exists(conn: Connection, resource_id: str) -> bool:
+    """Whether a row has this id, terminated or expired ones included (an id taken)."""
+    return conn.execute(select(resources.c.id).where(resources.c.id == resource_id)).first() is not None
+
+
+def object_keys(conn: Connection, resource_ids: Iterable[str]) -> dict[str, str]:
+    """The storage key of each existing resource of ``resource_ids`` (terminated ones too)."""
+    ids = list(set(resource_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(resources.c.id, resources.c.storage_key).where(resources.c.id.in_(ids))
+    ).all()
+    return {row.id: row.storage_key or row.id for row in rows}
 
 
 def load_resource(
@@ -339,6 +404,44 @@ def extents_within(conn: Connection, resource_id: str, start: int, stop: int) ->
     ]
 
 
+def _batch_bound(count: int) -> int:
+    """Rows a batch statement reads over the span of ``count`` ranges before it falls back to
+    one statement per range: spans crowded with other rows cost what the ranges do, not more."""
+    return 4 * count + 64
+
+
+def extents_within_many(
+    conn: Connection, resource_id: str, ranges: Sequence[tuple[int, int]]
+) -> list[list[Extent]]:
+    """:func:`extents_within` for each of ``ranges``, in two statements for all of them (over
+    their span; per range when the span holds many more extents than the ranges)."""
+    if not ranges:
+        return []
+    low = min(start for start, _ in ranges)
+    high = max(stop for _, stop in ranges)
+    first = conn.execute(_FIRST_STOP_AFTER, {"id": resource_id, "at": low}).first()
+    if first is None:
+        return [[] for _ in ranges]
+    bound = _batch_bound(len(ranges))
+    rows = conn.execute(
+        _EXTENTS_STARTING_BELOW_AT_MOST,
+        {"id": resource_id, "first": first.start, "stop": high, "limit": bound + 1},
+    ).all()
+    if len(rows) > bound:
+        return [extents_within(conn, resource_id, start, stop) for start, stop in ranges]
+    # Coalesced extents are disjoint: sorted by start, their stops are sorted too.
+    starts = [row.start for row in rows]
+    stops = [row.stop for row in rows]
+    out = []
+    for start, stop in ranges:
+        first_index = bisect.bisect_right(stops, start)
+        last_index = bisect.bisect_left(starts, stop)
+        out.append(
+            [Extent(max(starts[k], start), min(stops[k], stop)) for k in range(first_index, last_index)]
+        )
+    return out
+
+
 def prefix_stop(conn: Connection, resource_id: str) -> int:
     """End of the committed prefix that starts at byte 0 (the tus offset); 0 if none.
 
@@ -408,6 +511,118 @@ def reserve(
         },
     )
     return reservation_id
+
+
+def _conflict(start: int, stop: int, expiries_ms: Iterable[int], now: int) -> WriteInProgressError:
+    wait_s = -(-(min(expiries_ms) - now) // 1000)
+    # A live writer usually finishes well before its lease ends, and a dead one frees the
+    # range when it does: suggest the remaining lease, but never more than 5 s.
+    return WriteInProgressError(
+        "Another request is writing bytes in this range right now.",
+        extra={"first": start, "last": stop - 1},
+        headers={"Retry-After": str(max(1, min(5, wait_s)))},
+    )
+
+
+def reserve_many(
+    conn: Connection,
+    resource_id: str,
+    ranges: Sequence[tuple[int, int]],
+    *,
+    lease_seconds: float,
+    revocable: bool = False,
+) -> list[str]:
+    """:func:`reserve` for each of ``ranges`` (in request order), in one transaction and a few
+    statements whatever their number: one read of the reservations over their span (per range
+    when that span is crowded), one delete of the lapsed ones they meet, one multi-row insert.
+    The caller holds the resource row lock.
+
+    All or none: the first range (in order) that meets a live reservation, or an earlier range
+    of this batch, raises, and the caller's transaction rolls back the batch.
+
+    :raises WriteInProgressError: (409, ``Retry-After``) as :func:`reserve`.
+    """
+    if not ranges:
+        return []
+    now = now_ms()
+    lease_ms = int(lease_seconds * 1000)
+    low = min(start for start, _ in ranges)
+    high = max(stop for _, stop in ranges)
+    bound = _batch_bound(len(ranges))
+    rows = conn.execute(
+        _RESERVATIONS_MEETING_AT_MOST, {"id": resource_id, "start": low, "stop": high, "limit": bound + 1}
+    ).all()
+    if len(rows) > bound:
+        found = {}
+        for start, stop in ranges:
+            for row in conn.execute(_RESERVATIONS_MEETING, {"id": resource_id, "start": start, "stop": stop}):
+                found[row.id] = row
+        rows = sorted(found.values(), key=lambda row: row.start)
+    # Rows sorted by start; ``reach[k]`` is the furthest stop among rows[0..k], so the rows
+    # meeting [start, stop) are found walking back from the last one starting before ``stop``
+    # until none further back can reach past ``start`` (whether or not the rows overlap).
+    row_starts = [row.start for row in rows]
+    reach: list[int] = []
+    for row in rows:
+        reach.append(max(row.stop, reach[-1]) if reach else row.stop)
+    expired: set[str] = set()
+    ours_starts: list[int] = []
+    ours_stops: list[int] = []
+    for start, stop in ranges:
+        live_expiries = []
+        k = bisect.bisect_left(row_starts, stop) - 1
+        while k >= 0 and reach[k] > start:
+            row = rows[k]
+            if row.stop > start:
+                if row.lease_expires_ms > now:
+                    live_expiries.append(row.lease_expires_ms)
+                else:
+                    expired.add(row.id)
+            k -= 1
+        # Earlier ranges of this batch are live reservations too; they never overlap each
+        # other (or this raised already), so only the neighbours of ``start`` can meet it.
+        index = bisect.bisect_left(ours_starts, start)
+        meets_next = index < len(ours_starts) and ours_starts[index] < stop
+        if meets_next or (index and ours_stops[index - 1] > start):
+            live_expiries.append(now + lease_ms)
+        if live_expiries:
+            raise _conflict(start, stop, live_expiries, now)
+        ours_starts.insert(index, start)
+        ours_stops.insert(index, stop)
+    if expired:
+        conn.execute(_DELETE_RESERVATIONS, {"ids": sorted(expired)})
+    ids = [secrets.token_hex(16) for _ in ranges]
+    conn.execute(
+        _INSERT_RESERVATION,
+        [
+            {
+                "id": reservation_id,
+                "resource_id": resource_id,
+                "start": start,
+                "stop": stop,
+                "lease_expires_ms": now + lease_ms,
+                "revocable": revocable,
+            }
+            for reservation_id, (start, stop) in zip(ids, ranges, strict=True)
+        ],
+    )
+    return ids
+
+
+def reservation_flags(conn: Connection, reservation_ids: Sequence[str]) -> dict[str, bool]:
+    """``{id: revoked}`` for those of ``reservation_ids`` that still exist: one statement for
+    every write a process keeps (an id missing from the answer was ended: its resource was
+    deleted, or its lapsed lease was taken over)."""
+    if not reservation_ids:
+        return {}
+    rows = conn.execute(_RESERVATION_FLAGS, {"ids": list(reservation_ids)}).all()
+    return {row.id: bool(row.revoked) for row in rows}
+
+
+def end_reservations(conn: Connection, resource_id: str) -> None:
+    """Delete every reservation of a resource: its live writers find theirs gone and stop (the
+    lease keepers look every tick) without writing or committing anything more."""
+    conn.execute(delete(reservations).where(reservations.c.resource_id == resource_id))
 
 
 def revoke_writes(conn: Connection, resource_id: str) -> list[str]:
@@ -620,15 +835,21 @@ def touch(conn: Connection, resource_id: str) -> None:
     conn.execute(_TOUCH, {"rid": resource_id, "at": utcnow()})
 
 
-def mark_complete(conn: Connection, resource_id: str, sha256: bytes | None, *, failed: bool) -> bool:
+def mark_complete(
+    conn: Connection, resource_id: str, sha256: bytes | None, *, failed: bool, storage_key: str | None = None
+) -> bool:
     """Record the digest and the final status; False if another request did it first.
 
     ``sha256`` is None for a final concatenation, whose digest is computed on first read.
+    ``storage_key``: only if the row is still that generation (the one that was hashed).
     """
     now = utcnow()
+    condition = [resources.c.id == resource_id, resources.c.status == STATUS_INCOMPLETE]
+    if storage_key is not None:
+        condition.append(func.coalesce(resources.c.storage_key, resources.c.id) == storage_key)
     result = conn.execute(
         update(resources)
-        .where(resources.c.id == resource_id, resources.c.status == STATUS_INCOMPLETE)
+        .where(*condition)
         .values(
             sha256=sha256,
             status=STATUS_FAILED if failed else STATUS_COMPLETE,

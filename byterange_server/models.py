@@ -88,6 +88,11 @@ class Resource(Base):
     #: the grant of a signed URL); only that principal may write, read or delete it (a signed
     #: URL: only the path it covers). NULL when created without authentication.
     owner: Mapped[str | None] = mapped_column(String(255))
+    #: Where its bytes are stored when its id can be created more than once (derived from a
+    #: signed creation URL): ``<id>.<generation>``, a fresh random generation for each creation,
+    #: so a resource deleted and created again never shares bytes with its earlier self. NULL:
+    #: the bare id (random ids, created once, and every resource from before revision 0007).
+    storage_key: Mapped[str | None] = mapped_column(String(128))
 
 
 class Extent(Base):

@@ -83,8 +83,9 @@ from .protocol.headers import parse_digest_field
 from .protocol.headers import pick_digest
 from .protocol.tus import CHECKSUM_ALGORITHMS
 from .storage.base import StorageBackend
-from .storage.base import StorageObjectExistsError
+from .storage.base import StorageObjectMissingError
 from .storage.base import StoredObject
+from .storage.base import generation_key
 from .storage.base import validate_resource_id
 
 if TYPE_CHECKING:
@@ -99,8 +100,9 @@ MAX_CONTENT_TYPE_LENGTH = 255
 MAX_FILENAME_LENGTH = 1024
 #: Upper bound on extents read for a HEAD, whatever the header limit.
 _SNAPSHOT_LIMIT = 1024
-#: How often a revocable writer looks for a revocation, and how long the revoking request
-#: waits for it to commit and go (then it answers anyway: see end_stale_appends).
+#: How often the lease keeper asks whether its writes were revoked or fenced, and how long the
+#: revoking request waits for them to commit and go (then it answers anyway: see
+#: end_stale_appends).
 _REVOCATION_POLL = 0.25
 _STALE_WAIT = 5.0
 #: Seconds a final's digest lease lives without renewal (the hasher renews it every quarter).
@@ -112,6 +114,10 @@ def _digest_job(final_id: str) -> str:
     characters, the column too: a longer id is hashed down)."""
     name = f"digest:{final_id}"
     return name if len(name) <= 64 else "digest:" + hashlib.sha256(final_id.encode()).hexdigest()[:48]
+#: A request's parts are reserved in batches: those decoded from one body chunk, at most this
+#: many, holding at most this many bytes of their data until reserved (see _WriteSession._flush).
+_BATCH_PARTS = 256
+_BATCH_BYTES = 1024 * 1024
 
 
 class PatchDecoder(Protocol):
@@ -182,9 +188,10 @@ class WriteOptions:
     #: that arrived in the trailer section (or raises a 400 if it did not).
     trailer_checksum: Callable[[], tuple[str, bytes]] | None = None
     #: IETF append: a newer request for the same upload may end this one (draft §"Concurrency");
-    #: the session then stops reading, commits what it has, and ``on_stale`` is called (from
-    #: the lease keeper's thread) so the API layer can cut the body short.
+    #: the session then stops reading and commits what it has.
     revocable: bool = False
+    #: Called (from the lease keeper's thread) when the write must stop at once -- revoked, or
+    #: fenced by a DELETE of its resource -- so the API layer can cut the body short.
     on_stale: Callable[[], None] | None = None
     #: A lower maximum size for this request (a signed URL's ``max-size``).
     max_size: int | None = None
@@ -260,7 +267,7 @@ class UploadService:
         """The thread that renews streaming writes' leases (started with the first of them)."""
         with self._keeper_lock:
             if self._keeper is None:
-                self._keeper = _LeaseKeeper(self.settings)
+                self._keeper = _LeaseKeeper(self.settings, self.db)
             return self._keeper
 
     def _publish(
@@ -337,44 +344,38 @@ class UploadService:
                     owner=creator.owner,
                 )
             )
-        derived = creator.resource_id is not None
-        resource_id = creator.resource_id or secrets.token_urlsafe(16)
-        # Storage first: a crash leaves an unreferenced file, never a row without its file.
-        try:
-            self.storage.create(resource_id)
-        except StorageObjectExistsError:
-            if not derived:
-                raise
-            raise ResourceExistsError(extra={"resource": resource_id}) from None
+        resource_id, storage_key, derived = self._create_object(creator)
         expires_at = ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
-        with self.db.write() as conn:
-            try:
+        try:
+            with self.db.write() as conn:
                 self._check_quota(conn, creator.owner, length)
-            except QuotaExceededError:
-                self.storage.delete(resource_id)
-                raise
-            ledger.insert_resource(
-                conn,
-                resource_id,
-                length=length,
-                content_type=content_type,
-                filename=filename,
-                expected_digest=expected_digest,
-                expires_at=expires_at,
-                upload_metadata=upload_metadata,
-                concat=concat,
-                owner=creator.owner,
-            )
-            if self.events.active:
-                self._publish(
+                # The unique id decides a replay that raced past _create_object (ResourceExistsError).
+                ledger.insert_resource(
                     conn,
-                    "created",
-                    ledger.load_resource(conn, resource_id),
+                    resource_id,
+                    length=length,
                     content_type=content_type,
                     filename=filename,
+                    expected_digest=expected_digest,
+                    expires_at=expires_at,
                     upload_metadata=upload_metadata,
                     concat=concat,
+                    owner=creator.owner,
+                    storage_key=storage_key if derived else None,
                 )
+                if self.events.active:
+                    self._publish(
+                        conn,
+                        "created",
+                        ledger.load_resource(conn, resource_id),
+                        content_type=content_type,
+                        filename=filename,
+                        upload_metadata=upload_metadata,
+                        concat=concat,
+                    )
+        except BaseException:
+            self.storage.delete(storage_key)
+            raise
         if length == 0:  # nothing to upload: complete at once
             self._finalize(resource_id)
         return self.state(resource_id)
@@ -402,6 +403,30 @@ class UploadService:
                     "length": length,
                 },
             )
+
+    def _create_object(self, creator: Creator) -> tuple[str, str, bool]:
+        """A new resource's id and its stored object, created before its row: a crash leaves an
+        unreferenced object, never a row without its object.
+
+        :returns: ``(resource id, storage key, whether the id was derived)``.
+        :raises ResourceExistsError: the derived id of a signed creation URL exists already (a
+            replay; the row's unique id decides a replay that races past this check).
+        """
+        derived = creator.resource_id is not None
+        resource_id = creator.resource_id or secrets.token_urlsafe(16)
+        if derived and self._id_taken(resource_id):
+            raise ResourceExistsError(extra={"resource": resource_id})
+        # A derived id is created again by its URL after a DELETE: each creation is a generation
+        # with an object of its own, so a writer of an earlier one can never reach the bytes of
+        # a later one (see storage/base.py). A random id is created once: its object keeps the
+        # bare id, which a release before generations also finds (a rolling upgrade).
+        storage_key = generation_key(resource_id, secrets.token_urlsafe(9)) if derived else resource_id
+        self.storage.create(storage_key)
+        return resource_id, storage_key, derived
+
+    def _id_taken(self, resource_id: str) -> bool:
+        with self.db.read() as conn:
+            return ledger.resource_row_exists(conn, resource_id)
 
     def owner_of(self, resource_id: str) -> tuple[bool, str | None]:
         """(exists, owner) of a resource, expired or not; (False, None) for a malformed id."""
@@ -504,16 +529,19 @@ class UploadService:
         """
         validate_resource_id(resource_id)
         if record is not None and record.concat != "final":
-            return self.storage.open(resource_id)
+            return self.storage.open(record.object_key)
         with self.db.read() as conn:
-            pieces = ledger.load_pieces(conn, resource_id)
+            if record is None:
+                record = ledger.load_resource(conn, resource_id, expired_ok=True)
+            pieces = ledger.load_pieces(conn, resource_id) if record.concat == "final" else []
+            keys = ledger.object_keys(conn, [piece.source_id for piece in pieces])
         if not pieces:
-            return self.storage.open(resource_id)
+            return self.storage.open(record.object_key)
         opened: dict[str, StoredObject] = {}
         try:
             for piece in pieces:
                 if piece.source_id not in opened:
-                    opened[piece.source_id] = self.storage.open(piece.source_id)
+                    opened[piece.source_id] = self.storage.open(keys.get(piece.source_id, piece.source_id))
         except BaseException:
             for stored in opened.values():
                 stored.close()
@@ -626,16 +654,9 @@ class UploadService:
                     owner=creator.owner,
                 )
             )
-        # A signed creation URL creates exactly one resource, a final too.
-        resource_id = creator.resource_id or secrets.token_urlsafe(16)
-        # Storage first, as in allocate(): the final keeps an (empty) object of its own, so
-        # every resource has one.
-        try:
-            self.storage.create(resource_id)
-        except StorageObjectExistsError:
-            if creator.resource_id is None:
-                raise
-            raise ResourceExistsError(extra={"resource": resource_id}) from None
+        # A signed creation URL creates exactly one resource, a final too; the final keeps an
+        # (empty) object of its own, so every resource has one.
+        resource_id, storage_key, derived = self._create_object(creator)
         try:
             with self.db.write() as conn:
                 pieces: list[Piece] = []
@@ -685,6 +706,7 @@ class UploadService:
                     upload_metadata=upload_metadata,
                     concat="final",
                     owner=creator.owner,
+                    storage_key=storage_key if derived else None,
                 )
                 ledger.insert_pieces(conn, resource_id, pieces)
                 if self.events.active:
@@ -697,7 +719,7 @@ class UploadService:
                         sources=list(source_ids),
                     )
         except BaseException:
-            self.storage.delete(resource_id)
+            self.storage.delete(storage_key)
             raise
         self._assemble(resource_id)
         return self.state(resource_id)
@@ -756,18 +778,26 @@ class UploadService:
     # -- deletion and expiry ---------------------------------------------------------------------
 
     def delete(self, resource_id: str) -> None:
-        """Remove rows, then bytes. Live writers find their reservation gone and stop."""
+        """Remove rows, then bytes.
+
+        The resource's reservations go in the same transaction, so its live writers are
+        fenced at once: each process's lease keeper sees them gone within a tick, cuts the
+        body and the write answers 404 having committed nothing (see _LeaseKeeper). A writer
+        the keeper has not reached yet writes at most into this generation's object, never
+        into a resource created again under the same id (which gets a new storage key).
+        """
         validate_resource_id(resource_id)
         with self.db.write() as conn:
             record = ledger.load_resource(conn, resource_id, for_update=True)
             gone = self._remove(conn, record)
             if self.events.active:
                 self._publish(conn, "deleted", record)
-        for removed in gone:
-            self.storage.delete(removed)
+        for key in gone:
+            self.storage.delete(key)
 
     def _remove(self, conn: Connection, record: ResourceRecord) -> list[str]:
-        """Delete the rows of a resource (or only hide it while a final of its owner reads it).
+        """Delete the rows of a resource (or only hide it while a final of its owner reads it),
+        and end its live writes either way.
 
         A partial's owner who deletes it (or lets it expire) takes back every other principal's
         right to its bytes: the finals of other owners that read it are deleted with it, in
@@ -775,30 +805,37 @@ class UploadService:
         the same owner keeps reading them, so the partial is only hidden (``terminated_at``)
         until the last such final goes. (Without authentication everyone is the same owner.)
 
-        :returns: the ids whose stored objects are now unreferenced and must be deleted: the
-            resource, the finals deleted with it, and terminated partials no final reads now.
+        :returns: the storage keys of the objects now unreferenced, to be deleted: the
+            resource's own, those of the finals deleted with it, and those of terminated
+            partials no final reads now.
         """
         resource_id = record.id
-        gone: list[str] = []
-        sources: list[str] = []
+        finals: list[ResourceRecord] = []
         for final_id in ledger.finals_reading(conn, resource_id):
             try:
                 final = ledger.load_resource(conn, final_id, for_update=True, expired_ok=True)
             except ResourceNotFoundError:
                 continue
-            if final.owner == record.owner:
-                continue
-            sources += [piece.source_id for piece in ledger.load_pieces(conn, final_id)]
-            ledger.delete_resource(conn, final_id)
-            ledger.release_job_lease(conn, _digest_job(final_id))
-            gone.append(final_id)
+            if final.owner != record.owner:
+                finals.append(final)
+        hidden = len(finals) < len(ledger.finals_reading(conn, resource_id))
+        sources = [piece.source_id for final in finals for piece in ledger.load_pieces(conn, final.id)]
+        if not hidden:
+            sources += [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
+        # Read the keys before the rows that hold them go.
+        keys = ledger.object_keys(conn, [resource_id, *(final.id for final in finals), *sources])
+        gone: list[str] = []
+        for final in finals:
+            ledger.delete_resource(conn, final.id)
+            ledger.release_job_lease(conn, _digest_job(final.id))
+            gone.append(final.id)
             if self.events.active:
                 self._publish(conn, "deleted", final, cause="source-deleted", source=resource_id)
-        if ledger.finals_reading(conn, resource_id):
+        if hidden:
             # A final of the same owner serves these bytes: gone for clients, the bytes stay.
             ledger.mark_terminated(conn, resource_id)
+            ledger.end_reservations(conn, resource_id)
         else:
-            sources += [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
             ledger.delete_resource(conn, resource_id)
             if record.concat == "final":
                 ledger.release_job_lease(conn, _digest_job(resource_id))
@@ -806,7 +843,7 @@ class UploadService:
         orphans = ledger.unreferenced_terminated(conn, [other for other in sources if other != resource_id])
         for orphan in orphans:
             ledger.delete_resource(conn, orphan)
-        return gone + orphans
+        return [keys.get(rid, rid) for rid in (*gone, *orphans)]
 
     def remove_expired(self, *, limit: int = 1000) -> int:
         """Delete expired incomplete resources, rows first, then bytes. Returns the count."""
@@ -827,8 +864,8 @@ class UploadService:
                 gone = self._remove(conn, record)
                 if self.events.active:
                     self._publish(conn, "expired", record)
-            for stored_id in gone:
-                self.storage.delete(stored_id)
+            for key in gone:
+                self.storage.delete(key)
             removed += 1
         return removed
 
@@ -856,14 +893,19 @@ class UploadService:
 
     # -- completion ------------------------------------------------------------------------------
 
-    def _finalize(self, resource_id: str) -> None:
+    def _finalize(self, resource_id: str, storage_key: str | None = None) -> None:
         """Hash the complete representation and make it immutable.
+
+        ``storage_key``: the generation a write just covered; nothing is done if the resource
+        was deleted (and perhaps created again) since.
 
         :raises ReprDigestMismatchError: (409) when an expected digest was declared and differs.
         """
         with self.db.read() as conn:
             # A write that began before the expiry and covered the last gap completes it.
             record = ledger.load_resource(conn, resource_id, expired_ok=True)
+        if storage_key is not None and record.object_key != storage_key:
+            return
         if record.is_complete:
             self.check_not_failed(record)
             return
@@ -872,7 +914,7 @@ class UploadService:
         expected_hash = None
         if record.expected_digest_algorithm and record.expected_digest_algorithm != "sha-256":
             expected_hash = SUPPORTED_DIGESTS[record.expected_digest_algorithm]()
-        with self.storage.open(resource_id) as stored:
+        with self.storage.open(record.object_key) as stored:
             self._hash_into(stored, record.length, [h for h in (sha256, expected_hash) if h])
         digest = sha256.digest()
         failed = False
@@ -880,7 +922,9 @@ class UploadService:
             actual = digest if expected_hash is None else expected_hash.digest()
             failed = not secrets.compare_digest(actual, record.expected_digest)
         with self.db.write() as conn:
-            if ledger.mark_complete(conn, resource_id, digest, failed=failed) and self.events.active:
+            key = record.object_key
+            marked = ledger.mark_complete(conn, resource_id, digest, failed=failed, storage_key=key)
+            if marked and self.events.active:
                 self._publish(conn, "completed", record, failed=failed)
             record = ledger.load_resource(conn, resource_id, expired_ok=True)
             finals = ledger.finals_reading(conn, resource_id) if record.concat == "partial" else []
@@ -910,10 +954,21 @@ class _Part:
     limit: int
     #: Declared exclusive end, None when the part did not say.
     stop: int | None
-    reservation_id: str
+    #: None until the part's batch is reserved (see _WriteSession._flush).
+    reservation_id: str | None = None
     #: Committed extents inside [start, limit): bytes there are compared, not written.
-    committed: list[Extent]
+    committed: list[Extent] = dataclasses.field(default_factory=list)
+    #: Bytes applied to storage (written into gaps, or compared with committed bytes).
     received: int = 0
+    #: Bytes decoded before the part was reserved: views of the received chunks (immutable,
+    #: see protocol/events.py), applied in order once it is.
+    queued: list[memoryview] = dataclasses.field(default_factory=list)
+    queued_bytes: int = 0
+
+    @property
+    def seen(self) -> int:
+        """Bytes of this part taken from the body so far, applied or queued."""
+        return self.received + self.queued_bytes
 
     @property
     def written_extent(self) -> Extent | None:
@@ -924,7 +979,9 @@ class _Part:
 
 class _LeaseKeeper:
     """One thread per service renews the leases of the writes whose bodies are streaming, and
-    asks revocable (IETF) appends whether a newer request ended them.
+    tells each of them, within a tick, that its reservations were ended: by a DELETE of the
+    resource (fenced: the write stops and answers 404) or, for an IETF append, by a newer
+    request for the upload (revoked: it commits what it has).
 
     A body read blocks until a whole chunk arrives, so the request thread cannot renew on time
     for a slow client; this thread does, every ``renew_interval``, for each registered write.
@@ -933,19 +990,28 @@ class _LeaseKeeper:
     it over (the stalled request finds out before it writes again, see
     ``_WriteSession._write``).
 
+    Every tick it asks the database about all its writes at once: one statement reading the
+    first reservation of each (:func:`ledger.reservation_flags`); a write's reservations are
+    all deleted with its resource and all revoked together, so the first one tells. A write
+    whose reservation is gone is fenced: ``on_stale`` cuts its body, and it writes nothing
+    more.
+
     One thread for all writes, not one per request: registering is a dict insert, and a write
     that ends within a tick is never looked at (starting and joining a thread per request was
     7% of a 64 KiB write's time). The price: a renewal that waits on the database delays the
     others' by as long. That costs liveness, never safety: a write whose lease ran out renews
-    before its next storage write, or finds its range taken and stops (``_WriteSession._write``).
+    before its next storage write, or finds its range taken and stops (``_WriteSession._write``),
+    and a write the keeper has not yet fenced can only reach the storage object of the resource
+    generation it reserved in, never the next one's.
     """
 
     #: The thread ends after this long with nothing to keep; the next write starts another.
     IDLE_EXIT = 60.0
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         renew_interval = min(settings.lease_seconds / 3, 5.0)
         self.tick = min(renew_interval, _REVOCATION_POLL)
+        self.db = db
         self._lock = threading.Lock()
         self._sessions: dict[int, _WriteSession] = {}
         self._thread: threading.Thread | None = None
@@ -977,10 +1043,33 @@ class _LeaseKeeper:
                         return
                     continue
             idle_since = time.monotonic()
+            self._poll(sessions)
             for session in sessions:
                 with session.keeper_lock:
                     if session.kept:
                         session.keep(self.tick)
+
+    def _poll(self, sessions: list[_WriteSession]) -> None:
+        """Fence the writes whose reservations were ended, and stop the revoked appends."""
+        watched = {session.sentinel: session for session in sessions if session.sentinel is not None}
+        if not watched:
+            return
+        try:
+            with self.db.read() as conn:
+                flags = ledger.reservation_flags(conn, list(watched))
+        except Exception:  # the next tick asks again; _write and _commit check for themselves
+            log.warning("could not poll the reservations of %d writes", len(watched), exc_info=True)
+            return
+        for reservation_id, session in watched.items():
+            revoked = flags.get(reservation_id)
+            if revoked is None:
+                with session.keeper_lock:
+                    if session.kept:
+                        session.fence()
+            elif revoked and session.options.revocable:
+                with session.keeper_lock:
+                    if session.kept:
+                        session.revoke()
 
 
 class _Interruption(Exception):
@@ -1010,6 +1099,15 @@ class _WriteSession:
         self.resource_id = resource_id
         self.options = options
         self.parts: list[_Part] = []
+        #: How many of ``parts`` (a prefix) are reserved; the others wait for _flush.
+        self.reserved = 0
+        #: Bytes queued in the unreserved parts.
+        self.queued_bytes = 0
+        #: The storage key of the resource generation this request reserved in (from the row
+        #: its first reservation locked); it writes there and nowhere else.
+        self.storage_key: str | None = None
+        #: The first reservation, which the keeper polls for all of them (see _LeaseKeeper).
+        self.sentinel: str | None = None
         #: Starts and stops of the ended parts, sorted by start (see _overlapping_part).
         self.part_starts: list[int] = []
         self.part_stops: list[int] = []
@@ -1046,6 +1144,12 @@ class _WriteSession:
         self.parts_released = False
         #: Set when a newer request revoked this (IETF) append: stop, commit the prefix.
         self.revoked = False
+        #: Set by the keeper when this request's reservations were ended (its resource was
+        #: deleted): stop, write and commit nothing (see _fenced_error).
+        self.fenced = False
+        #: Set just before the commit transaction, which releases the reservations: from then
+        #: on a missing reservation is our own doing, not a fence.
+        self.committing = False
         #: The state after the commit, read in its transaction (None: read it afresh).
         self.snapshot: ledger.ResourceSnapshot | None = None
 
@@ -1067,6 +1171,10 @@ class _WriteSession:
                 self._pump(decoder, body)
             except _Interruption as interruption:
                 if not self.options.atomic:
+                    try:
+                        self._flush()  # what was decoded before the interruption counts too
+                    except _Interruption:
+                        pass  # revoked while applying it: commit what was applied
                     self._commit(prefixes_only=True)
                 raise interruption.error from None
             if self.options.content_digest is not None:
@@ -1086,14 +1194,21 @@ class _WriteSession:
     def _pump(self, decoder: PatchDecoder, body: BodySource) -> None:
         for chunk in body:
             self.last_progress = time.monotonic()
+            if self.fenced:
+                raise self._fenced_error()
             if self.keeper_error is not None:
                 raise self.keeper_error  # the resource was deleted, or the lease taken over
             decoder.receive_data(chunk)
             self._drain(decoder)
+            # Whatever the chunk held is reserved before the next read: a part's range is
+            # taken as soon as its fields arrive, however long its bytes take.
+            self._flush()
             if self.revoked:
                 # Revoked: keep what already arrived (written under a lease still ours, see
                 # _write), read nothing more.
                 break
+        if self.fenced:
+            raise self._fenced_error()  # the keeper cut the body: not an interruption
         if self.revoked:
             raise _Interruption(self._stale_error())
         interrupted = body.interrupted
@@ -1104,6 +1219,7 @@ class _WriteSession:
             raise _Interruption(exc) from None
         if interrupted:
             raise _Interruption(TruncatedBodyError("The request body ended before its declared length."))
+        self._flush()
 
     def _drain(self, decoder: PatchDecoder) -> None:
         while True:
@@ -1174,14 +1290,13 @@ class _WriteSession:
             self.current = None
             self.no_bytes_error = self._past_end_error(header.start, known_length)
             return
-        with self.lease_lock:
-            reservation_id, committed = self._reserve(header.start, limit)
-            part = _Part(header, header.start, limit, header.stop, reservation_id, committed)
-            self.parts.append(part)
+        # Reserved with the others decoded from the same chunk (see _flush), or at once when
+        # the batch is full.
+        part = _Part(header, header.start, limit, header.stop)
+        self.parts.append(part)
         self.current = part
-        if not self.registered:
-            self.registered = self.kept = True
-            self.service.keeper.add(self)
+        if len(self.parts) - self.reserved >= _BATCH_PARTS:
+            self._flush()
 
     def _overlapping_part(self, start: int, limit: int) -> int | None:
         """The start of an earlier part whose range meets ``[start, limit)``, or None.
@@ -1192,7 +1307,7 @@ class _WriteSession:
         ``start``.
         """
         for part in self.parts[len(self.part_starts) :]:  # ended since: index them
-            stop = part.stop if part.stop is not None else part.start + part.received
+            stop = part.stop if part.stop is not None else part.start + part.seen
             index = bisect.bisect_right(self.part_starts, part.start)
             self.part_starts.insert(index, part.start)
             self.part_stops.insert(index, stop)
@@ -1210,34 +1325,67 @@ class _WriteSession:
         part = self.current
         if part is None:
             raise self.no_bytes_error or MalformedBodyError("Data outside of a part.")
-        room = part.limit - (part.start + part.received)
+        room = part.limit - (part.start + part.seen)
         if len(data) > room:
             if part.stop is None:
                 # No declared end (Content-Offset): the bytes ran past the length or the size limit.
                 raise self._past_end_error(part.limit, self._known_length())
             if room:
-                self._apply(part, data[:room])
+                self._take(part, data[:room])
             raise _Interruption(
                 MalformedBodyError(
                     "A part body is longer than its range.",
                     extra={"first": part.start, "range-length": part.limit - part.start},
                 )
             )
-        self._apply(part, data)
+        self._take(part, data)
+
+    def _take(self, part: _Part, data: memoryview) -> None:
+        """Apply ``data`` now if its part is reserved, else queue it for its batch."""
+        if part.reservation_id is not None:
+            self._apply(part, data)
+            return
+        part.queued.append(data)
+        part.queued_bytes += len(data)
+        self.queued_bytes += len(data)
+        if self.queued_bytes >= _BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Reserve the parts decoded since the last batch, in one transaction, then apply the
+        bytes they queued, in order. Many tiny parts then cost a transaction per batch, not one
+        each; and no byte reaches storage before its part's range is reserved."""
+        pending = self.parts[self.reserved :]
+        if not pending:
+            return
+        with self.lease_lock:
+            ids, committed = self._reserve_batch(pending)
+            for part, reservation_id, within in zip(pending, ids, committed, strict=True):
+                part.reservation_id = reservation_id
+                part.committed = within
+            self.reserved = len(self.parts)
+        if not self.registered:
+            self.registered = self.kept = True
+            self.service.keeper.add(self)
+        self.queued_bytes = 0
+        for part in pending:
+            queued, part.queued, part.queued_bytes = part.queued, [], 0
+            for data in queued:
+                self._apply(part, data)
 
     def _on_part_end(self) -> None:
         part = self.current
         self.current = None
         if part is None:
             return
-        if part.stop is not None and part.start + part.received < part.stop:
+        if part.stop is not None and part.start + part.seen < part.stop:
             raise _Interruption(
                 TruncatedBodyError(
                     "A part body is shorter than its range.",
                     extra={
                         "first": part.start,
                         "range-length": part.stop - part.start,
-                        "received": part.received,
+                        "received": part.seen,
                     },
                 )
             )
@@ -1245,7 +1393,13 @@ class _WriteSession:
     def _apply(self, part: _Part, data: memoryview) -> None:
         """Write ``data`` at the part's position: gaps are written, committed bytes compared."""
         if self.stored is None:
-            self.stored = self.service.storage.open(self.resource_id)
+            assert self.storage_key is not None  # set by the first reservation
+            try:
+                self.stored = self.service.storage.open(self.storage_key)
+            except StorageObjectMissingError:
+                # Deleted since we reserved (the row went first): never an object of another
+                # generation, so a later creation under this id cannot be touched.
+                raise self._fenced_error() from None
         position = part.start + part.received
         stop = position + len(data)
         cursor = position
@@ -1266,6 +1420,8 @@ class _WriteSession:
 
     def _write(self, data: memoryview, base: int, start: int, stop: int) -> None:
         assert self.stored is not None
+        if self.fenced:
+            raise self._fenced_error()
         # A writer whose lease ran out (a stalled client, a paused process) may have been
         # replaced by another request that already committed these bytes: never write
         # without a lease we know is still ours.
@@ -1387,19 +1543,26 @@ class _WriteSession:
 
     # Transactions ----------------------------------------------------------------------------
 
-    def _reserve(self, start: int, limit: int) -> tuple[str, list[Extent]]:
+    def _reserve_batch(self, pending: list[_Part]) -> tuple[list[str], list[list[Extent]]]:
+        """Reserve the ranges of ``pending`` (one transaction): their reservation ids and the
+        committed extents inside each; renews the earlier parts' leases when due."""
         began = time.monotonic()
-        earlier = [part.reservation_id for part in self.parts]
+        earlier = [part.reservation_id for part in self.parts[: self.reserved]]
+        ranges = [(part.start, part.limit) for part in pending]
         # Not durable (no fsync on SQLite): a reservation means nothing after a crash.
         with self.db.write(durable=False) as conn:
             record = ledger.load_resource(conn, self.resource_id, for_update=True)
+            if self.storage_key is not None and record.object_key != self.storage_key:
+                raise self._gone_error()  # deleted and created again since our first batch
             self.record = record
-            if record.length is not None and limit > record.length:
-                raise BytesPastLengthError(
-                    "The range ends past the length of the resource.",
-                    extra={"length": record.length, "last": limit - 1},
-                )
-            if not self.parts:
+            if record.length is not None:
+                for _, limit in ranges:
+                    if limit > record.length:
+                        raise BytesPastLengthError(
+                            "The range ends past the length of the resource.",
+                            extra={"length": record.length, "last": limit - 1},
+                        )
+            if not earlier:
                 self._check_offset(ledger.prefix_stop(conn, self.resource_id))
                 if self.settings.max_writes_per_resource or self.settings.max_writes_per_principal:
                     # Taken with the first reservation, in its transaction: no extra round trip.
@@ -1411,24 +1574,26 @@ class _WriteSession:
                         max_per_resource=self.settings.max_writes_per_resource,
                         max_per_principal=self.settings.max_writes_per_principal,
                     )
-            reservation_id = ledger.reserve(
+            ids = ledger.reserve_many(
                 conn,
                 self.resource_id,
-                start,
-                limit,
+                ranges,
                 lease_seconds=self.settings.lease_seconds,
                 revocable=self.options.revocable,
             )
-            committed = ledger.extents_within(conn, self.resource_id, start, limit)
+            committed = ledger.extents_within_many(conn, self.resource_id, ranges)
             # One lease clock for the whole request: the earlier parts' leases are renewed
-            # with this one when due (every part would make a many-part request quadratic).
+            # with this batch's when due (every batch would make a many-part request quadratic).
             renew = not earlier or began - self.last_renewal >= self.renew_interval
             lease = self.settings.lease_seconds
             if earlier and renew and not ledger.renew(conn, earlier, lease_seconds=lease):
                 raise self._lease_lost()
         if renew:  # otherwise the earlier leases, renewed before, still end first
             self._leases_renewed(began)
-        return reservation_id, committed
+        self.storage_key = record.object_key
+        if self.sentinel is None:
+            self.sentinel = ids[0]
+        return ids, committed
 
     def _leases_renewed(self, began: float) -> None:
         self.last_renewal = began
@@ -1441,13 +1606,36 @@ class _WriteSession:
             headers={"Retry-After": "1"},
         )
 
+    @staticmethod
+    def _gone_error() -> ResourceNotFoundError:
+        # 404, not 409 with Retry-After: sending these bytes again would write them into
+        # whatever resource now has this id, if any.
+        return ResourceNotFoundError(
+            "The resource was deleted while this request was writing to it; nothing of this "
+            "request was applied."
+        )
+
+    def _fenced_error(self) -> ByterangeError:
+        """Why the keeper found this request's reservations gone: its resource was deleted
+        (404, also when created again since), or its lapsed lease was taken over (409)."""
+        try:
+            with self.db.read() as conn:
+                record = ledger.load_resource(conn, self.resource_id, expired_ok=True)
+        except ResourceNotFoundError:
+            return self._gone_error()
+        if record.object_key != self.storage_key:
+            return self._gone_error()
+        return self._lease_lost()
+
     def _renew(self) -> None:
         """Extend the leases; sets ``revoked`` instead when a newer request revoked them."""
         with self.lease_lock:
             began = time.monotonic()
-            ids = [part.reservation_id for part in self.parts]
+            ids = [part.reservation_id for part in self.parts[: self.reserved]]
             with self.db.write(durable=False) as conn:
-                ledger.load_resource(conn, self.resource_id)  # 404 once deleted
+                record = ledger.load_resource(conn, self.resource_id)  # 404 once deleted
+                if record.object_key != self.storage_key:
+                    raise self._gone_error()
                 alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
                 ledger.renew_write_slot(conn, self.slot_id, lease_seconds=self.settings.lease_seconds)
                 if not alive and self.options.revocable and ledger.any_revoked(conn, ids):
@@ -1458,12 +1646,9 @@ class _WriteSession:
             self._leases_renewed(began)
 
     def keep(self, tick: float) -> None:
-        """(Keeper thread, every ``tick``, under ``keeper_lock``) Poll for a revocation, renew
-        the leases when due; stop being kept on an error or a revocation."""
+        """(Keeper thread, every ``tick``, under ``keeper_lock``) Renew the leases when due;
+        stop being kept on an error or a revocation."""
         try:
-            if self.options.revocable and self.poll_revocation():
-                self.kept = False
-                return
             now = time.monotonic()
             if now - self.last_progress > self.settings.write_idle_seconds:
                 return
@@ -1476,20 +1661,27 @@ class _WriteSession:
         except ByterangeError as error:
             self.keeper_error = error
             self.kept = False
+            if isinstance(error, ResourceNotFoundError):
+                self.stale()  # deleted: as fenced, the body is of no use any more
         except Exception:  # a thread's exception would vanish; log it and stop renewing
             log.exception("renewing the leases of %s failed", self.resource_id)
             self.kept = False
 
-    def poll_revocation(self) -> bool:
-        """(Keeper thread) True, after stopping the body, once this append was revoked."""
-        with self.lease_lock:
-            ids = [part.reservation_id for part in self.parts]
-        with self.db.read() as conn:
-            if ledger.any_revoked(conn, ids):
-                self.revoked = True
-        if self.revoked:
-            self.stale()
-        return self.revoked
+    def revoke(self) -> None:
+        """(Keeper thread, under ``keeper_lock``) A newer request revoked this append: stop
+        reading the body; the request commits what it has."""
+        self.revoked = True
+        self.kept = False
+        self.stale()
+
+    def fence(self) -> None:
+        """(Keeper thread, under ``keeper_lock``) This request's reservations were ended (its
+        resource deleted): stop reading the body; it writes and commits nothing more."""
+        if self.committing:
+            return  # the commit released them
+        self.fenced = True
+        self.kept = False
+        self.stale()
 
     def stale(self) -> None:
         """Stop reading: the request thread may be blocked in a read of a stalled body."""
@@ -1497,7 +1689,7 @@ class _WriteSession:
             try:
                 self.options.on_stale()
             except Exception:  # the request still ends at its next chunk or lease check
-                log.exception("could not cut the body of a stale append to %s", self.resource_id)
+                log.exception("could not cut the body of a stopped write to %s", self.resource_id)
 
     @staticmethod
     def _stale_error() -> TruncatedBodyError:
@@ -1512,11 +1704,15 @@ class _WriteSession:
             return
         if new and self.stored is not None:
             self.stored.sync()  # durable before any row claims these bytes
-        ids = [part.reservation_id for part in self.parts]
+        ids = [part.reservation_id for part in self.parts[: self.reserved]]
+        with self.keeper_lock:
+            self.committing = True
         with self.db.write() as conn:
             # A write that began before the resource expired may commit: its live reservations
             # keep the expiry sweep away (see remove_expired).
             record = ledger.load_resource(conn, self.resource_id, for_update=True, expired_ok=True)
+            if self.storage_key is not None and record.object_key != self.storage_key:
+                raise self._gone_error()  # its bytes went to the deleted generation
             if not ledger.reservations_alive(conn, ids):
                 raise self._lease_lost()
             if self.declared_length is not None and not prefixes_only:
@@ -1542,7 +1738,8 @@ class _WriteSession:
             # Counting is a scan of the resource's extents: skip it when every new extent
             # joined an existing one (then the count cannot have grown), as appends do.
             added = normalize(new)
-            may_grow = any(extent in added for extent in merged)
+            fresh = set(added)  # a set: a request of many separate parts is not quadratic here
+            may_grow = any(extent in fresh for extent in merged)
             if new and limit and may_grow and ledger.extent_count(conn, self.resource_id) > limit:
                 # Rolled back with the rest of this transaction: nothing of the request commits.
                 raise TooManyExtentsError(
@@ -1554,8 +1751,9 @@ class _WriteSession:
             if new and events.active:
                 # The offset costs a query; only a recorded event (a hook payload) needs it.
                 offset = ledger.prefix_stop(conn, self.resource_id) if events.recorded else None
+                # Coalesced: 10,000 adjacent one-byte parts are one newly committed range.
                 self.service._publish(
-                    conn, "progress", record, ranges=[[e.start, e.stop] for e in new], offset=offset
+                    conn, "progress", record, ranges=[[e.start, e.stop] for e in added], offset=offset
                 )
             ledger.release(conn, ids)
             ledger.release_write_slot(conn, self.slot_id)
@@ -1575,17 +1773,17 @@ class _WriteSession:
                     self.snapshot = None  # expired meanwhile: state() reports it as it always did
         self.parts_released = True
         if covered and not record.is_complete:
-            self.service._finalize(self.resource_id)
+            self.service._finalize(self.resource_id, self.storage_key)
         elif record.is_failed:
             self.service.check_not_failed(record)
 
     def _release_leftovers(self) -> None:
-        if (self.parts_released or not self.parts) and self.slot_id is None:
+        if (self.parts_released or not self.reserved) and self.slot_id is None:
             return
         try:
             with self.db.write(durable=False) as conn:
                 if not self.parts_released:
-                    ledger.release(conn, [part.reservation_id for part in self.parts])
+                    ledger.release(conn, [part.reservation_id for part in self.parts[: self.reserved]])
                 ledger.release_write_slot(conn, self.slot_id)
                 self.slot_id = None
         except ByterangeError:

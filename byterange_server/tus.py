@@ -58,6 +58,7 @@ class TusUploads:
         trailer_checksum: Callable[[], tuple[str, bytes]] | None = None,
         max_size: int | None = None,
         principal: str | None = None,
+        on_stale: Callable[[], None] | None = None,
     ) -> ResourceState:
         """PATCH: write the body at ``offset``, which must be the current offset.
 
@@ -66,6 +67,8 @@ class TusUploads:
             interruption then keeps nothing.
         :param trailer_checksum: the same, from the trailer section (checksum-trailer), read
             when the body has ended.
+        :param on_stale: ends the body at once (from another thread) when a DELETE fences
+            this write.
         :raises OffsetMismatchError: (409) when ``offset`` is not the committed prefix's end.
         :raises BytesPastLengthError: (409; tus answers 413) for bytes past the length.
         """
@@ -100,5 +103,6 @@ class TusUploads:
             expected_offset=offset,
             max_size=max_size,
             principal=principal,
+            on_stale=on_stale,
         )
         return self.service.write(resource_id, RawDecoder(fields), body, options)

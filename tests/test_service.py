@@ -27,6 +27,8 @@ from byterange_server.extents import Extent
 from byterange_server.protocol.raw import RawDecoder
 from byterange_server.service import WriteOptions
 
+from .stored import objects_of
+
 
 class ListBody:
     """A BodySource over a list of chunks; ``interrupted`` simulates a short body."""
@@ -205,7 +207,7 @@ def test_mismatch_applies_nothing_and_keeps_committed_bytes(service) -> None:
 
 def test_completion_survives_a_crash_before_hashing(service, monkeypatch) -> None:
     resource = service.allocate(length=4)
-    monkeypatch.setattr(type(service), "_finalize", lambda self, resource_id: None)
+    monkeypatch.setattr(type(service), "_finalize", lambda self, resource_id, storage_key=None: None)
     put(service, resource.id, 0, b"abcd", 4)
     monkeypatch.undo()
     state = service.state(resource.id)  # the next reader finishes the job
@@ -344,3 +346,367 @@ def test_overlapping_parts_are_found_as_by_comparing_every_pair(spans) -> None:
         if found is None:
             got = limit - start if declared else min(received, limit - start)
             session.parts.append(_Part(None, start, limit, stop, "r", [], received=got))  # type: ignore[arg-type]
+
+
+# -- deletion fences live writers (issue 11, item 3) ------------------------------------------------
+
+
+def _multipart(parts: list[tuple[int, bytes]], length: int, boundary: str = "b0und") -> bytes:
+    from byterange_server.protocol.multipart import encode_multipart
+
+    return encode_multipart(
+        [((("Content-Range", f"bytes {start}-{start + len(data) - 1}/{length}"),), data)
+         for start, data in parts],
+        boundary,
+    )
+
+
+def _multipart_decoder(boundary: str = "b0und"):
+    from byterange_server.protocol.multipart import MultipartDecoder
+
+    return MultipartDecoder(boundary)
+
+
+@pytest.mark.parametrize("keeper", ["polling", "late"])
+def test_a_write_whose_resource_was_deleted_never_reaches_its_recreation(service, monkeypatch, keeper):
+    """The audit's sequence: a multipart PATCH reserves [0, 100000) with only its fields sent;
+    the resource is deleted and created again under the same (derived) id; another writer
+    completes it; then the first writer's bytes arrive. Whether the keeper fenced the first
+    writer already or not yet ("late"), they never reach the new resource."""
+    from byterange_server.service import Creator
+    from byterange_server.service import _LeaseKeeper
+
+    if keeper == "late":
+        monkeypatch.setattr(_LeaseKeeper, "_poll", lambda self, sessions: None, raising=False)
+    creator = Creator(resource_id="signed-derived-id-0123")
+    length = 100_000
+    first, second = b"1" * length, b"2" * length
+    service.allocate(length=length, creator=creator)
+    body = _multipart([(0, first)], length)
+    fields_end = body.index(b"\r\n\r\n") + 4
+    happened: list[str] = []
+
+    def meanwhile(index: int) -> None:
+        if index == 1:  # the fields arrived and [0, 100000) is reserved: the bytes have not
+            service.delete(creator.resource_id)
+            service.allocate(length=length, creator=creator)
+            state = put(service, creator.resource_id, 0, second, length)
+            happened.append("second writer completed" if state.complete else "incomplete")
+
+    with pytest.raises(ResourceNotFoundError):
+        service.write(
+            creator.resource_id,
+            _multipart_decoder(),
+            ListBody([body[:fields_end], body[fields_end:]], on_chunk=meanwhile),
+        )
+    assert happened == ["second writer completed"]
+    state = service.state(creator.resource_id)
+    assert state.complete and state.record.sha256 == hashlib.sha256(second).digest()
+    with service.open_object(creator.resource_id) as stored:
+        assert stored.read_at(0, length) == second
+    with service.db.read() as conn:
+        assert conn.execute(ledger.reservations.select()).all() == []
+
+
+def test_delete_fences_a_stalled_writer_at_once(service) -> None:
+    """The DELETE's own transaction ends the reservations; the keeper sees it within a tick and
+    cuts the body (``on_stale``), whatever the lease, and the write answers 404 having written
+    nothing more."""
+    resource = service.allocate(length=10)
+    cut = threading.Event()
+
+    def stall(index: int) -> None:
+        if index == 1:
+            service.delete(resource.id)
+            # Released by the keeper's cut; the bound only keeps a broken build from hanging.
+            cut.wait(30)
+
+    body = ListBody([b"01234", b"56789"], on_chunk=stall)
+    with pytest.raises(ResourceNotFoundError) as info:
+        service.write(
+            resource.id,
+            RawDecoder((("content-range", "bytes 0-9/10"),)),
+            body,
+            WriteOptions(on_stale=cut.set),
+        )
+    assert cut.is_set(), "the keeper never cut the body of the deleted resource's writer"
+    assert "deleted while this request was writing" in info.value.detail
+
+
+def test_the_keeper_polls_all_its_writes_in_one_statement(service) -> None:
+    """Three stalled writers on three resources: the keeper asks about all three in one
+    statement per tick, not one each."""
+    resources = [service.allocate(length=10) for _ in range(3)]
+    arrived = threading.Barrier(4, timeout=30)
+    go = threading.Event()
+    polls: list[str] = []
+
+    def stall(index: int) -> None:
+        if index == 1:
+            arrived.wait()
+            go.wait(30)
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if threading.current_thread().name == "byterange-leases" and statement.lstrip().startswith("SELECT"):
+            polls.append(statement + " " + str(parameters))
+
+    writers = [
+        threading.Thread(target=put, args=(service, r.id, 0, b"x" * 10, 10), kwargs={"on_chunk": stall})
+        for r in resources
+    ]
+    event.listen(service.db.engine, "before_cursor_execute", before)
+    try:
+        for writer in writers:
+            writer.start()
+        arrived.wait()
+        with service.db.read() as conn:
+            ids = [row.id for row in conn.execute(ledger.reservations.select()).all()]
+        assert len(ids) == 3
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(all(rid in poll for rid in ids) for poll in polls):
+            time.sleep(0.05)
+        time.sleep(1.0)  # a few more ticks, all three writes still kept
+        seen = list(polls)
+    finally:
+        go.set()
+        for writer in writers:
+            writer.join(30)
+        event.remove(service.db.engine, "before_cursor_execute", before)
+    covering = [index for index, poll in enumerate(seen) if all(rid in poll for rid in ids)]
+    assert covering, seen
+    # From then on every statement of the keeper's that names one of them names all three.
+    later = [poll for poll in seen[covering[0] :] if any(rid in poll for rid in ids)]
+    assert len(later) >= 2 and all(all(rid in poll for rid in ids) for poll in later), later
+    assert all(service.state(r.id).complete for r in resources)
+
+
+def test_a_derived_id_is_taken_by_its_row_not_by_its_stored_object(service) -> None:
+    """Replays of a signed creation URL are told by the database row: a second creation is
+    refused while the row exists, and once it is deleted the id is free again even if a crash
+    left the old generation's object behind (today's main answered 409 resource-exists to that
+    URL for ever)."""
+    from byterange_server.errors import ResourceExistsError
+    from byterange_server.service import Creator
+
+    creator = Creator(resource_id="signed-derived-id-4567")
+    service.allocate(length=4, creator=creator)
+    with pytest.raises(ResourceExistsError):
+        service.allocate(length=4, creator=creator)
+    [old_key] = objects_of(service.storage, creator.resource_id)
+    with service.db.write() as conn:  # a crash between the row's removal and the object's
+        ledger.delete_resource(conn, creator.resource_id)
+    service.allocate(length=4, creator=creator)
+    assert len(objects_of(service.storage, creator.resource_id)) == 2
+    put(service, creator.resource_id, 0, b"abcd", 4)
+    with service.open_object(creator.resource_id) as stored:
+        assert stored.read_at(0, 4) == b"abcd"
+    with service.storage.open(old_key) as orphan:
+        assert orphan.read_at(0, 4) == b""  # the orphan was never written
+
+
+def test_racing_replays_create_one_resource_and_leave_no_object(service, monkeypatch) -> None:
+    """Two replays that both pass the early check: the unique id decides, and the loser deletes
+    the object it created first."""
+    from byterange_server.errors import ResourceExistsError
+    from byterange_server.service import Creator
+
+    creator = Creator(resource_id="signed-derived-id-89ab")
+    service.allocate(length=4, creator=creator)
+    created: list[str] = []
+    real_create = service.storage.create
+    monkeypatch.setattr(service, "_id_taken", lambda resource_id: False, raising=False)
+    monkeypatch.setattr(service.storage, "create", lambda key: (created.append(key), real_create(key))[1])
+    with pytest.raises(ResourceExistsError):
+        service.allocate(length=4, creator=creator)
+    assert created and not service.storage.exists(created[0])
+
+
+# -- many tiny parts: reservations in batches (issue 11, item 5) ------------------------------------
+
+
+def _chunks(body: bytes) -> list[bytes]:
+    """As the body reader reads: 16 KiB first, then up to 1 MiB at a time."""
+    out = [body[: 16 * 1024]]
+    for offset in range(16 * 1024, len(body), 1024 * 1024):
+        out.append(body[offset : offset + 1024 * 1024])
+    return out
+
+
+def _count_transactions(service):
+    began: list[int] = []
+
+    def on_begin(conn):
+        began.append(1)
+
+    event.listen(service.db.engine, "begin", on_begin)
+    return began, lambda: event.remove(service.db.engine, "begin", on_begin)
+
+
+def test_many_tiny_parts_take_a_transaction_per_batch_not_per_part(service) -> None:
+    parts = 3000
+    resource = service.allocate(length=parts)
+    data = bytes(65 + i % 26 for i in range(parts))
+    body = _multipart([(i, data[i : i + 1]) for i in range(parts)], parts)
+    began, stop = _count_transactions(service)
+    try:
+        state = service.write(resource.id, _multipart_decoder(), ListBody(_chunks(body)))
+    finally:
+        stop()
+    assert state.complete and state.record.sha256 == hashlib.sha256(data).digest()
+    # Batches of at most 256 parts (and one per chunk): 12 here, plus the early read, the
+    # commit and the completion's reads and writes. One per part was 3000+.
+    assert len(began) <= 30, len(began)
+
+
+def test_an_over_limit_request_is_refused_before_its_excess_is_reserved(service) -> None:
+    """Sent as the body reader reads it: the batches of the chunks before the one that holds
+    part 601 are reserved (parts the client sent in good faith), part 601 and the parts
+    decoded with it never are; nothing is committed."""
+    from byterange_server.errors import LimitExceededError
+
+    limited = _with_settings(service, max_parts=600)
+    resource = limited.allocate(length=601)
+    body = _multipart([(i, b"x") for i in range(601)], 601)
+    inserted: list[int] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO reservations"):
+            inserted.append(len(parameters) if executemany else 1)
+
+    event.listen(limited.db.engine, "before_cursor_execute", before)
+    try:
+        with pytest.raises(LimitExceededError) as info:
+            limited.write(resource.id, _multipart_decoder(), ListBody(_chunks(body)))
+    finally:
+        event.remove(limited.db.engine, "before_cursor_execute", before)
+    assert info.value.extra == {"max-parts": 600}
+    first_chunk_parts = _chunks(body)[0].count(b"Content-Range")
+    assert sum(inserted) <= first_chunk_parts < 600, inserted
+    assert limited.state(resource.id).extents == []
+    with limited.db.read() as conn:
+        assert conn.execute(ledger.reservations.select()).all() == []
+
+
+def test_an_over_limit_request_in_one_chunk_reserves_nothing(service) -> None:
+    from byterange_server.errors import LimitExceededError
+
+    limited = _with_settings(service, max_parts=50)
+    resource = limited.allocate(length=100)
+    body = _multipart([(i, b"x") for i in range(51)], 100)
+    began, stop = _count_transactions(limited)
+    try:
+        with pytest.raises(LimitExceededError):
+            limited.write(resource.id, _multipart_decoder(), ListBody([body]))
+    finally:
+        stop()
+    assert len(began) == 1  # the early read: no reservation, no commit
+    assert limited.state(resource.id).extents == []
+
+
+def test_a_conflict_in_a_later_batch_applies_nothing_of_the_request(service) -> None:
+    parts = 600
+    resource = service.allocate(length=parts)
+    with service.db.write() as conn:
+        ledger.reserve(conn, resource.id, 500, 501, lease_seconds=30)  # another live writer
+    body = _multipart([(i, b"y") for i in range(parts)], parts)
+    with pytest.raises(WriteInProgressError) as info:
+        service.write(resource.id, _multipart_decoder(), ListBody(_chunks(body)))
+    assert info.value.extra == {"first": 500, "last": 500}
+    assert 1 <= int(info.value.headers["Retry-After"]) <= 5
+    assert service.state(resource.id).extents == []
+    with service.db.read() as conn:
+        left = conn.execute(ledger.reservations.select()).all()
+    assert [(row.start, row.stop) for row in left] == [(500, 501)]  # only the other writer's
+
+
+def test_overlapping_parts_within_one_batch_are_422(service) -> None:
+    from byterange_server.errors import OverlappingPartsError
+
+    resource = service.allocate(length=100)
+    body = _multipart([(0, b"ab"), (10, b"cd"), (11, b"e")], 100)
+    with pytest.raises(OverlappingPartsError):
+        service.write(resource.id, _multipart_decoder(), ListBody([body]))
+    assert service.state(resource.id).extents == []
+
+
+def test_an_interrupted_batch_commits_the_prefix_of_every_part(service) -> None:
+    """Parts queued in the unreserved batch when the body ends early are reserved and written
+    before the prefixes commit, as if each had been reserved on its own."""
+    resource = service.allocate(length=1000)
+    body = _multipart([(i * 10, b"0123456789") for i in range(100)], 1000)
+    cut = body.index(b"Content-Range: bytes 500-509") + 40  # inside part 51's bytes
+    with pytest.raises(TruncatedBodyError):
+        service.write(resource.id, _multipart_decoder(), ListBody([body[:cut]], interrupted=True))
+    # 50 whole parts and the 3 bytes of the 51st that arrived.
+    assert service.state(resource.id).extents == [Extent(0, 503)]
+    with service.open_object(resource.id) as stored:
+        assert stored.read_at(0, 503) == b"0123456789" * 50 + b"012"
+
+
+def _disjoint(rng, count: int, space: int, *, touching: bool) -> list[tuple[int, int]]:
+    """Up to ``count`` random disjoint ranges in [0, space) (not even touching, unless asked)."""
+    out: list[tuple[int, int]] = []
+    for _ in range(count):
+        start = rng.randrange(space)
+        stop = min(space, start + rng.randint(1, 8))
+        gap = 0 if touching else 1
+        if all(stop + gap <= s or e + gap <= start for s, e in out):
+            out.append((start, stop))
+    return out
+
+
+def test_batched_reservations_answer_as_one_at_a_time(service) -> None:
+    """``reserve_many`` and ``extents_within_many`` agree with ``reserve`` and
+    ``extents_within`` called per range, in order: the same first conflict (or none), the same
+    lapsed reservations dropped, the same committed extents, through the batch reads and their
+    per-range fallbacks for crowded spans."""
+    import functools
+    import random
+
+    rng = random.Random(20261203)
+    resource = service.allocate(length=1000)
+    seen = set()
+
+    def outcome(conn, tag: str, run) -> tuple[str, object]:
+        inner = conn.begin_nested()
+        try:
+            run()
+            left = conn.execute(
+                ledger.reservations.select().where(ledger.reservations.c.id.like(f"{tag}-%"))
+            ).all()
+            result: tuple[str, object] = ("ok", sorted(row.id for row in left))
+        except WriteInProgressError as error:
+            result = ("409", error.extra)
+        inner.rollback()
+        return result
+
+    def one_at_a_time(conn, ranges):
+        for start, stop in ranges:
+            ledger.reserve(conn, resource.id, start, stop, lease_seconds=30)
+
+    with service.db.write() as conn:
+        for case in range(150):
+            outer = conn.begin_nested()
+            now = ledger.now_ms()
+            crowded = case % 5 == 0  # more rows than the batch bound: the per-range fallback
+            existing = _disjoint(rng, 160 if crowded else 12, 300, touching=True)
+            for index, (start, stop) in enumerate(existing):
+                conn.execute(
+                    ledger.reservations.insert().values(
+                        id=f"r{case}-{index}", resource_id=resource.id, start=start, stop=stop,
+                        lease_expires_ms=now + (30_000 if rng.random() < 0.3 else -1_000),
+                    )
+                )
+            for start, stop in _disjoint(rng, 160 if crowded else 12, 300, touching=False):
+                conn.execute(ledger.extents.insert().values(resource_id=resource.id, start=start, stop=stop))
+            starts = [rng.randrange(300) for _ in range(rng.randint(1, 4))]
+            ranges = [(start, min(300, start + rng.randint(1, 6))) for start in starts]
+            reserve_many = functools.partial(ledger.reserve_many, conn, resource.id, ranges, lease_seconds=30)
+            batched = outcome(conn, f"r{case}", reserve_many)
+            assert batched == outcome(conn, f"r{case}", functools.partial(one_at_a_time, conn, ranges)), case
+            seen.add(batched[0])
+            assert ledger.extents_within_many(conn, resource.id, ranges) == [
+                ledger.extents_within(conn, resource.id, start, stop) for start, stop in ranges
+            ], case
+            outer.rollback()
+    assert seen == {"ok", "409"}

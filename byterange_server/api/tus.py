@@ -44,6 +44,7 @@ from ..service import ResourceState
 from ..storage.base import validate_resource_id
 from ..tus import TusUploads
 from . import auth
+from . import interim
 from .draining import cuttable
 from .limits import body_reader
 from .responses import bodiless
@@ -268,6 +269,7 @@ def _append(resource_id: str, offset: int, declared_length: int | None) -> Resou
                 declared_length=declared_length,
                 checksum=checksum,
                 trailer_checksum=trailer_checksum,
+                on_stale=interim.body_cutter(request.environ, reader),
                 **auth.write_scope(),
             )
     finally:

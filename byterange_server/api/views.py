@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import Blueprint
 from flask import Response
 from flask import current_app
@@ -27,6 +29,7 @@ from ..service import UploadService
 from ..service import WriteOptions
 from . import auth
 from . import conditions
+from . import interim
 from .draining import cuttable
 from .ietf import dispatch as ietf_dispatch
 from .ietf import options_headers as ietf_options_headers
@@ -200,6 +203,8 @@ def _write(resource_id: str, decoder: object) -> Response:
     conditions.check_write_preconditions(svc, resource_id)
     options = _write_options()
     reader = body_reader(svc.settings, options.digest_algorithm)
+    # A DELETE of the resource fences the write: the lease keeper cuts its body at once.
+    options = dataclasses.replace(options, on_stale=interim.body_cutter(request.environ, reader))
     applied = f"transaction={options.applied}"
     try:
         with cuttable(reader, atomic=options.atomic):
@@ -228,7 +233,7 @@ def _write_options() -> WriteOptions:
 
 @bp.delete("/<resource_id>", provide_automatic_options=False)
 def delete(resource_id: str) -> Response:
-    """DELETE: rows and bytes are removed; live writes to it end at their next lease check."""
+    """DELETE: rows and bytes are removed; live writes to it are cut within a lease-keeper tick."""
     svc = service()
     if request.headers.get("If-Match") is not None:
         conditions.check_write_preconditions(svc, resource_id)

@@ -9,13 +9,16 @@ import importlib
 from typing import Any
 
 from .base import RESOURCE_ID_PATTERN
+from .base import STORAGE_KEY_PATTERN
 from .base import InvalidResourceIdError
 from .base import StorageBackend
 from .base import StorageError
 from .base import StorageObjectExistsError
 from .base import StorageObjectMissingError
 from .base import StoredObject
+from .base import generation_key
 from .base import validate_resource_id
+from .base import validate_storage_key
 from .local import LocalSparseStorage
 from .memory import MemoryStorage
 
@@ -24,13 +27,16 @@ __all__ = [
     "LocalSparseStorage",
     "MemoryStorage",
     "RESOURCE_ID_PATTERN",
+    "STORAGE_KEY_PATTERN",
     "StorageBackend",
     "StorageError",
     "StorageObjectExistsError",
     "StorageObjectMissingError",
     "StoredObject",
+    "generation_key",
     "load_backend",
     "validate_resource_id",
+    "validate_storage_key",
 ]
 
 

@@ -2,14 +2,21 @@
 
 Theory of operation
 -------------------
-A backend stores one object per resource: a byte sequence written at absolute offsets, in any
-order, by any number of writers at once. Bytes never written (holes) read as zeros. The service
-drives it like this for every segment it accepts::
+A backend stores one object per *storage key*: a byte sequence written at absolute offsets, in
+any order, by any number of writers at once. Bytes never written (holes) read as zeros. The
+service drives it like this for every segment it accepts::
 
-    with storage.open(resource_id) as obj:
+    with storage.open(key) as obj:
         obj.write_at(offset, chunk)   # as many times as the body needs
         obj.sync()                    # now the bytes survive a crash
     # only now: INSERT the extent row that claims [offset, offset + n) and COMMIT
+
+**Storage keys.** A resource's row names its object's key. An id that can be created more
+than once -- derived from a signed creation URL, which creates its resource again after a
+DELETE -- gets a new *generation* at each creation, and its key is the id, a dot and that
+generation (:func:`generation_key`): a writer that reserved in one generation can only ever
+touch that generation's bytes, never a later one's. A random id is created once, so its key is
+the bare id (as for every resource created before generations).
 
 **Durability invariant.** Bytes are written and then :meth:`StoredObject.sync`-ed *before* the
 extent row that claims them is committed. A crash can therefore leave bytes that no extent
@@ -19,17 +26,19 @@ the resource row that points at the object is committed after it.
 
 **What storage does not do.** It never decides what is committed -- the extent table in SQL is
 the only truth, and a byte is served only if an extent claims it -- and it never serves anything
-itself. It knows nothing of HTTP or SQL: it takes resource ids and offsets, and raises
+itself. It knows nothing of HTTP or SQL: it takes storage keys and offsets, and raises
 :class:`~byterange_server.errors.StorageError` (wrapping the ``OSError`` or client error it
 caught, with ``raise ... from exc``). Error details reach clients, so they never contain a
 filesystem path.
 
 **Concurrency.** Writers of disjoint ranges need no lock from storage: the service reserves a
 range before writing it, and positional writes to disjoint ranges do not interfere, even through
-different :class:`StoredObject` handles of the same resource, in different processes.
+different :class:`StoredObject` handles of the same object, in different processes.
 
-**Resource ids** are checked by :func:`validate_resource_id` before a backend touches anything,
-so an id can be used as a file name or an object key without escaping.
+**Keys** are checked by :func:`validate_storage_key` before a backend touches anything, so a
+key can be used as a file name or an object key without escaping. Client-supplied resource ids
+are checked, more strictly, by :func:`validate_resource_id` (no dot: an id is never a key of
+another resource's generation).
 """
 
 from __future__ import annotations
@@ -48,13 +57,20 @@ __all__ = [
     "StorageError",
     "StorageObjectExistsError",
     "StorageObjectMissingError",
+    "STORAGE_KEY_PATTERN",
     "StoredObject",
+    "generation_key",
     "validate_resource_id",
+    "validate_storage_key",
 ]
 
 #: What a resource id may look like: URL-safe base64 characters, 16 to 64 of them. No dots or
 #: separators, so an id is always a safe path component and object key.
 RESOURCE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+#: What a storage key may look like: a resource id, optionally followed by a dot and a
+#: generation of 1 to 32 of the same characters. Still a safe path component: it never starts
+#: with a dot and holds no separator.
+STORAGE_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}(?:\.[A-Za-z0-9_-]{1,32})?")
 
 
 class InvalidResourceIdError(StorageError):
@@ -77,7 +93,7 @@ class StorageObjectMissingError(StorageError):
 
 
 class StorageObjectExistsError(StorageError):
-    """:meth:`StorageBackend.create` found an object already there (ids are random: a bug)."""
+    """:meth:`StorageBackend.create` found an object already there (keys are random: a bug)."""
 
     code = "storage-object-exists"
     title = "Stored object already exists"
@@ -98,6 +114,28 @@ def validate_resource_id(resource_id: str) -> str:
             "A resource id is 16 to 64 characters from A-Z, a-z, 0-9, '_' and '-'."
         )
     return resource_id
+
+
+def validate_storage_key(key: str) -> str:
+    """Return ``key`` if it matches :data:`STORAGE_KEY_PATTERN`; every backend method calls
+    this first.
+
+    :raises InvalidResourceIdError: (400) for anything else, including non-strings.
+    """
+    if not isinstance(key, str) or STORAGE_KEY_PATTERN.fullmatch(key) is None:
+        raise InvalidResourceIdError(
+            "A storage key is a resource id, optionally followed by '.' and 1 to 32 characters "
+            "from A-Z, a-z, 0-9, '_' and '-'."
+        )
+    return key
+
+
+def generation_key(resource_id: str, generation: str) -> str:
+    """The storage key of one generation of a resource.
+
+    :raises InvalidResourceIdError: (400) if the result is not a valid key.
+    """
+    return validate_storage_key(f"{validate_resource_id(resource_id)}.{generation}")
 
 
 class ClosingMixin:
@@ -186,13 +224,13 @@ class StoredObject(Protocol):
 
 @runtime_checkable
 class StorageBackend(Protocol):
-    """Creates, opens and deletes the stored objects of resources, by resource id.
+    """Creates, opens and deletes stored objects, by storage key (see the module docstring).
 
     Implementations must be safe to share between threads, and between processes over the
-    same underlying store. Every method validates the id first (:func:`validate_resource_id`).
+    same underlying store. Every method validates the key first (:func:`validate_storage_key`).
     """
 
-    def create(self, resource_id: str) -> None:
+    def create(self, key: str) -> None:
         """Create an empty object, durably (for local files: the file and its directory entry
         are fsynced) before returning.
 
@@ -202,8 +240,8 @@ class StorageBackend(Protocol):
         """
         ...
 
-    def open(self, resource_id: str) -> StoredObject:
-        """Open the object of ``resource_id`` for reading and writing.
+    def open(self, key: str) -> StoredObject:
+        """Open the object of ``key`` for reading and writing.
 
         :raises InvalidResourceIdError: (400) before touching storage.
         :raises StorageObjectMissingError: if there is no such object.
@@ -211,7 +249,7 @@ class StorageBackend(Protocol):
         """
         ...
 
-    def delete(self, resource_id: str) -> None:
+    def delete(self, key: str) -> None:
         """Remove the object, durably. Idempotent: a missing object is not an error.
 
         Handles already open keep working on the removed object (POSIX ``unlink`` semantics).
@@ -221,8 +259,8 @@ class StorageBackend(Protocol):
         """
         ...
 
-    def exists(self, resource_id: str) -> bool:
-        """Whether the object of ``resource_id`` exists.
+    def exists(self, key: str) -> bool:
+        """Whether the object of ``key`` exists.
 
         :raises InvalidResourceIdError: (400) before touching storage.
         :raises StorageError: if that could not be determined.

@@ -1,9 +1,11 @@
-"""One sparse file per resource on a local (or shared POSIX) filesystem.
+"""One sparse file per stored object on a local (or shared POSIX) filesystem.
 
-Layout: ``<root>/<id[:2]>/<id>``. The two-character shard directories keep any one directory
-small; they are created on demand and never removed (removing one would race with a ``create``
-in the same shard). Unwritten ranges are holes, so a resource of declared length ``L`` uses
-disk only for the bytes that arrived.
+Layout: ``<root>/<key[:2]>/<key>``, where the key is the id, or ``<id>.<generation>`` for an id
+that can be created more than once, so every generation of a resource is in the same shard.
+The two-character shard directories keep any one directory small; they are created on demand
+and never removed (removing one would race with a ``create`` in the same shard). Unwritten
+ranges are holes, so a resource of declared length ``L`` uses disk only for the bytes that
+arrived.
 
 Writes are positional (``os.pwrite``/``os.pread``/``os.preadv``): no shared file position, so
 any number of threads and processes may write disjoint ranges of one file at once, each through
@@ -26,7 +28,7 @@ from .base import ClosingMixin
 from .base import StorageError
 from .base import StorageObjectExistsError
 from .base import StorageObjectMissingError
-from .base import validate_resource_id
+from .base import validate_storage_key
 
 __all__ = ["LocalSparseStorage", "LocalStoredObject"]
 
@@ -88,7 +90,7 @@ def _fsync_dir(path: str) -> None:
 
 
 class LocalStoredObject(ClosingMixin):
-    """An open descriptor on one resource's file. Not for direct construction: use
+    """An open descriptor on one stored object's file. Not for direct construction: use
     :meth:`LocalSparseStorage.open`.
 
     Safe to share between threads: every operation is positional.
@@ -247,9 +249,9 @@ class LocalSparseStorage:
     def __repr__(self) -> str:
         return f"LocalSparseStorage(root={str(self.root)!r}, fsync={self.fsync})"
 
-    def _path(self, resource_id: str) -> str:
-        resource_id = validate_resource_id(resource_id)
-        return os.path.join(self.root, resource_id[:2], resource_id)
+    def _path(self, key: str) -> str:
+        key = validate_storage_key(key)
+        return os.path.join(self.root, key[:2], key)
 
     def _ensure_dir(self, path: str) -> None:
         """Make sure directory ``path`` exists and its entry is durable.
@@ -272,14 +274,14 @@ class LocalSparseStorage:
             _fsync_dir(parent)
         self._ready_dirs.add(path)
 
-    def create(self, resource_id: str) -> None:
+    def create(self, key: str) -> None:
         """Create an empty file; the file and its directory entry are fsynced before returning.
 
         :raises InvalidResourceIdError: (400) before touching the filesystem.
         :raises StorageObjectExistsError: if the file already exists.
         :raises StorageError: if it could not be created.
         """
-        path = self._path(resource_id)
+        path = self._path(key)
         shard = os.path.dirname(path)
         try:
             self._ensure_dir(shard)
@@ -297,14 +299,14 @@ class LocalSparseStorage:
         except OSError as exc:
             raise _storage_error("create the object", exc) from exc
 
-    def open(self, resource_id: str) -> LocalStoredObject:
+    def open(self, key: str) -> LocalStoredObject:
         """Open the file read-write; the caller closes it (use ``with``).
 
         :raises InvalidResourceIdError: (400) before touching the filesystem.
         :raises StorageObjectMissingError: if there is no such file.
         :raises StorageError: if it could not be opened.
         """
-        path = self._path(resource_id)
+        path = self._path(key)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError as exc:
@@ -313,13 +315,13 @@ class LocalSparseStorage:
             raise _storage_error("open the object", exc) from exc
         return LocalStoredObject(fd, fsync=self.fsync)
 
-    def delete(self, resource_id: str) -> None:
+    def delete(self, key: str) -> None:
         """Unlink the file and fsync its directory; a missing file is not an error.
 
         :raises InvalidResourceIdError: (400) before touching the filesystem.
         :raises StorageError: if it could not be removed.
         """
-        path = self._path(resource_id)
+        path = self._path(key)
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -332,13 +334,13 @@ class LocalSparseStorage:
             except OSError as exc:
                 raise _storage_error("delete the object", exc) from exc
 
-    def exists(self, resource_id: str) -> bool:
+    def exists(self, key: str) -> bool:
         """Whether the file exists.
 
         :raises InvalidResourceIdError: (400) before touching the filesystem.
         :raises StorageError: if that could not be determined.
         """
-        path = self._path(resource_id)
+        path = self._path(key)
         try:
             os.stat(path)
         except FileNotFoundError:

@@ -1,6 +1,6 @@
 """An in-memory fake of :class:`~byterange_server.storage.base.StorageBackend`, for tests only.
 
-It keeps the real contract, so tests of the service can rely on it: ids are validated, objects
+It keeps the real contract, so tests of the service can rely on it: keys are validated, objects
 are sparse (64 KiB pages allocated on first write; holes read as zeros, so a write at a
 terabyte offset costs one page), reads are short only at the end of the written data, and
 handles stay usable after ``delete``, as with an unlinked file.
@@ -21,7 +21,7 @@ from .base import ClosingMixin
 from .base import StorageError
 from .base import StorageObjectExistsError
 from .base import StorageObjectMissingError
-from .base import validate_resource_id
+from .base import validate_storage_key
 
 __all__ = ["MemoryStorage", "MemoryStoredObject"]
 
@@ -171,45 +171,45 @@ class MemoryStorage:
         self.sync_count = 0
         self.healthy = True
 
-    def create(self, resource_id: str) -> None:
+    def create(self, key: str) -> None:
         """Create an empty object, durable at once.
 
-        :raises InvalidResourceIdError: (400) for a malformed id.
+        :raises InvalidResourceIdError: (400) for a malformed key.
         :raises StorageObjectExistsError: if it already exists.
         """
-        validate_resource_id(resource_id)
+        validate_storage_key(key)
         with self._lock:
-            if resource_id in self._objects:
+            if key in self._objects:
                 raise StorageObjectExistsError()
-            self._objects[resource_id] = _Blob()
+            self._objects[key] = _Blob()
 
-    def open(self, resource_id: str) -> MemoryStoredObject:
+    def open(self, key: str) -> MemoryStoredObject:
         """Open a handle on the object.
 
-        :raises InvalidResourceIdError: (400) for a malformed id.
+        :raises InvalidResourceIdError: (400) for a malformed key.
         :raises StorageObjectMissingError: if there is no such object.
         """
-        validate_resource_id(resource_id)
+        validate_storage_key(key)
         with self._lock:
-            blob = self._objects.get(resource_id)
+            blob = self._objects.get(key)
         if blob is None:
             raise StorageObjectMissingError()
         return MemoryStoredObject(self, blob)
 
-    def delete(self, resource_id: str) -> None:
+    def delete(self, key: str) -> None:
         """Remove the object; idempotent. Open handles keep the orphaned bytes.
 
-        :raises InvalidResourceIdError: (400) for a malformed id.
+        :raises InvalidResourceIdError: (400) for a malformed key.
         """
-        validate_resource_id(resource_id)
+        validate_storage_key(key)
         with self._lock:
-            self._objects.pop(resource_id, None)
+            self._objects.pop(key, None)
 
-    def exists(self, resource_id: str) -> bool:
-        """:raises InvalidResourceIdError: (400) for a malformed id."""
-        validate_resource_id(resource_id)
+    def exists(self, key: str) -> bool:
+        """:raises InvalidResourceIdError: (400) for a malformed key."""
+        validate_storage_key(key)
         with self._lock:
-            return resource_id in self._objects
+            return key in self._objects
 
     def check(self) -> None:
         """:raises StorageError: if :attr:`healthy` was set to ``False``."""

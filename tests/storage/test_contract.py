@@ -26,8 +26,10 @@ from byterange_server.storage import StorageBackend
 from byterange_server.storage import StorageObjectExistsError
 from byterange_server.storage import StorageObjectMissingError
 from byterange_server.storage import StoredObject
+from byterange_server.storage import generation_key
 from byterange_server.storage import load_backend
 from byterange_server.storage import validate_resource_id
+from byterange_server.storage import validate_storage_key
 
 GIB = 1 << 30
 
@@ -161,6 +163,72 @@ def test_invalid_ids_rejected_before_touching_storage(storage, monkeypatch, tmp_
         with pytest.raises(InvalidResourceIdError):
             getattr(storage, method)(bad_id)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- storage keys: a resource id and its generation -----------------------------------------------
+
+INVALID_KEYS = [
+    pytest.param("a" * 16 + ".", id="empty-generation"),
+    pytest.param("a" * 16 + "..x", id="two-dots"),
+    pytest.param("a" * 16 + ".x.y", id="two-generations"),
+    pytest.param("a" * 16 + "./x", id="slash-generation"),
+    pytest.param("a" * 16 + "/.x", id="slash-before-dot"),
+    pytest.param("." + "a" * 16, id="leading-dot"),
+    pytest.param("a" * 16 + "." + "x" * 33, id="generation-too-long"),
+    pytest.param("a" * 15 + ".xyz", id="id-too-short"),
+    pytest.param("a" * 16 + ".x\n", id="newline-generation"),
+]
+
+
+@pytest.mark.parametrize("bad_key", INVALID_KEYS)
+def test_validate_storage_key_rejects(bad_key):
+    with pytest.raises(InvalidResourceIdError):
+        validate_storage_key(bad_key)
+
+
+@pytest.mark.parametrize("bad_id", INVALID_IDS)
+def test_every_invalid_id_is_an_invalid_key(bad_id):
+    with pytest.raises(InvalidResourceIdError):
+        validate_storage_key(bad_id)
+
+
+def test_a_generation_key_is_a_valid_key_but_never_a_valid_id():
+    key = generation_key("a" * 16, "Gen_-1")
+    assert key == "a" * 16 + ".Gen_-1" and validate_storage_key(key) == key
+    assert validate_storage_key("a" * 16) == "a" * 16  # a bare id is a key (rows from before)
+    with pytest.raises(InvalidResourceIdError):
+        validate_resource_id(key)  # a client can never name another resource's generation
+    with pytest.raises(InvalidResourceIdError):
+        generation_key("a" * 16, "x/y")
+
+
+@pytest.mark.parametrize("method", ["create", "open", "delete", "exists"])
+@pytest.mark.parametrize("bad_key", INVALID_KEYS)
+def test_invalid_keys_rejected_before_touching_storage(storage, monkeypatch, tmp_path, method, bad_key):
+    def tripwire(*args, **kwargs):
+        raise AssertionError("touched the filesystem with an invalid key")
+
+    with monkeypatch.context() as patch:
+        for name in ("open", "stat", "lstat", "unlink", "mkdir", "makedirs", "fsync"):
+            patch.setattr(os, name, tripwire)
+        patch.setattr(os.path, "isdir", tripwire)
+        with pytest.raises(InvalidResourceIdError):
+            getattr(storage, method)(bad_key)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generations_of_one_id_are_separate_objects(storage):
+    rid = new_id()
+    old, new = generation_key(rid, "one"), generation_key(rid, "two")
+    storage.create(old)
+    storage.create(new)
+    with storage.open(old) as first, storage.open(new) as second:
+        first.write_at(0, b"old bytes")
+        second.write_at(0, b"NEW")
+        storage.delete(old)
+        first.write_at(0, b"late")  # a handle on a deleted generation writes only there
+        assert second.read_at(0, 100) == b"NEW"
+    assert not storage.exists(old) and storage.exists(new) and not storage.exists(rid)
 
 
 def test_valid_boundary_ids_work(storage):
@@ -417,13 +485,16 @@ def test_storage_all_is_pinned():
             "LocalSparseStorage",
             "MemoryStorage",
             "RESOURCE_ID_PATTERN",
+            "STORAGE_KEY_PATTERN",
             "StorageBackend",
             "StorageError",
             "StorageObjectExistsError",
             "StorageObjectMissingError",
             "StoredObject",
+            "generation_key",
             "load_backend",
             "validate_resource_id",
+            "validate_storage_key",
         ]
     )
     for name in storage_pkg.__all__:

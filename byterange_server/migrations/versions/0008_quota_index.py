@@ -1,7 +1,7 @@
 """Quotas: an index of each owner's open resources
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07 12:00:00
 
 A partial index: only incomplete resources and tus finals whose digest is pending are in it,
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
