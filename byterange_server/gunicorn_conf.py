@@ -26,7 +26,9 @@ keepalive = 75
 preload_app = False
 # Header blocks stay small; bodies are streamed by the app. These are backstops: the app's own
 # caps (BYTERANGE_MAX_HEADER_FIELDS / _BYTES, 100 fields and 16 KiB by default) are lower and
-# answer with a problem document; gunicorn answers beyond these in plain text.
+# answer with a problem document; beyond these the worker answers 431 with one too (a request
+# line over limit_request_line gets gunicorn's plain-text 414). The worker's main loop buffers at
+# most the head these allow (about 1.6 MB) per connection, for BYTERANGE_HEADER_TIMEOUT at most.
 limit_request_line = 8190
 limit_request_fields = 200
 limit_request_field_size = 8190

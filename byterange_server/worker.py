@@ -12,8 +12,9 @@ graceful stop, ``max_requests``, the hooks of ``shutdown.py``) and changes three
   gunicorn's parser (its unreader), so nothing is read twice. A head must be complete within
   ``BYTERANGE_HEADER_TIMEOUT`` seconds of the first byte of the request (of the accept, for the
   first request of a connection, as nginx's ``client_header_timeout``) and within gunicorn's own
-  size limits; otherwise the worker answers ``408 header-too-slow`` (or ``431``) itself and
-  closes. A connection that never sent a byte is closed silently.
+  size limits (and twice ``BYTERANGE_MAX_HEADER_BYTES``, which the app would refuse anyway);
+  otherwise the worker answers ``408 header-too-slow`` (or ``431``) itself and closes. A
+  connection that never sent a byte is closed silently.
 - **A refused request closes instead of draining.** When the application answers before it has
   read the whole body (404, 409, 413, 429, ...), the worker discards what has already arrived
   without waiting; if the body is still not complete, the answer carries ``Connection: close``
@@ -508,6 +509,11 @@ class UploadWorker(ThreadWorker):
         settings = _settings_of(self)
         self.header_timeout = float(settings.header_timeout)
         self.problem_base_uri = settings.problem_base_uri
+        if settings.max_header_bytes:
+            # The app refuses a header block over max_header_bytes anyway (431): buffering
+            # more than about twice that, per connection, would only cost memory.
+            app_bound = self.cfg.limit_request_line + 8 + 2 * settings.max_header_bytes
+            self.max_head = min(self.max_head, app_bound)
         super().run()
 
     def _max_head_bytes(self) -> int:

@@ -8,8 +8,8 @@ writes itself): header blocks, the size of one request body, and a minimum body 
   ``chunked`` it accepts, and the still-compressed bytes would have been stored as the content.
 - **Header block** (``max_header_fields``, ``max_header_bytes``): checked before routing, so an
   oversized block is a ``431`` problem document. gunicorn's own caps (``limit_request_fields``,
-  ``limit_request_field_size`` in gunicorn_conf.py) sit above these as a backstop and answer in
-  gunicorn's plain text.
+  ``limit_request_field_size`` in gunicorn_conf.py) sit above these as a backstop; our worker
+  (worker.py) answers those with a ``431`` problem document too.
 - **Body size** (``max_request_bytes``): a larger ``Content-Length`` is refused before a byte is
   read (413); a chunked body is read up to the limit and then ended, keeping what came before
   under ``persist``.

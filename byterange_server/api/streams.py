@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 
 from ..protocol.headers import SUPPORTED_DIGESTS
@@ -104,11 +105,12 @@ class CountingReader:
             started = self._read_started = time.monotonic()
             try:
                 chunk = self._stream.read(want)
-            except (OSError, ClientDisconnected, ValueError) as exc:
+            except (OSError, ClientDisconnected, ValueError, ParseException) as exc:
                 # OSError covers gunicorn's NoMoreData and socket errors; the worker's body
                 # (worker.WireBody) raises BodyFramingError for a malformed chunk, after
-                # returning every byte that came before it.
-                if isinstance(exc, BodyFramingError):
+                # returning every byte that came before it. gunicorn's own body (plain gthread,
+                # TLS) raises ParseException subclasses for one, and loses what it buffered.
+                if isinstance(exc, (BodyFramingError, ParseException)):
                     self.stop_reason = self.stop_reason or "malformed-chunk"
                 self.error = exc
                 break

@@ -136,6 +136,30 @@ def test_a_head_that_arrives_in_time_is_served_however_it_is_split(small):
         assert _head_responses(sock, 2) == [200, 200]
 
 
+def test_an_oversized_head_is_431_without_waiting_for_its_end(small):
+    with _connect(small) as sock:
+        sock.sendall(b"GET /files HTTP/1.1\r\n")
+        try:
+            # 1.9 MB of fields and no blank line: over gunicorn's 200 x 8 KiB, and over twice
+            # BYTERANGE_MAX_HEADER_BYTES, past which the worker buffers no more.
+            for _ in range(60):
+                sock.sendall((b"X-Big: " + b"b" * 32000 + b"\r\n"))
+        except OSError:
+            pass  # refused and closed while we were still sending
+        status, fields, body = read_response(sock)
+    assert status == 431, body
+    assert _problem(body)["type"].endswith(":header-fields-too-large")
+
+
+def test_too_many_header_fields_for_gunicorn_are_a_problem_document(small):
+    fields = "".join(f"X-F{index}: v\r\n" for index in range(250))  # gunicorn allows 200
+    with _connect(small) as sock:
+        sock.sendall(f"GET /files HTTP/1.1\r\nHost: x\r\n{fields}\r\n".encode())
+        status, headers, body = read_response(sock)
+    assert status == 431, body
+    assert headers["content-type"] == "application/problem+json"
+
+
 # -- refused requests with pending bodies (issue 11, item 4) -------------------------------------
 
 
