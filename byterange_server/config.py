@@ -120,6 +120,10 @@ class Settings:
     #: arrived is kept). Frees the thread a slowloris client would hold.
     min_body_rate: int = 1024
     min_body_rate_window: float = 60.0
+    #: Seconds a request head (request line and header fields) may take, from the first byte of
+    #: the request (of the connection, for its first request): a slower head gets 408 and the
+    #: connection closes. Enforced by the gunicorn worker (worker.py) without holding a thread.
+    header_timeout: float = 10.0
 
     # -- authentication (docs/security.md) ------------------------------------------------------
     #: ``required``: every upload request needs a bearer token or a signed URL, and the server

@@ -11,6 +11,7 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── MalformedHeaderError (400)
     │   ├── MalformedBodyError (400)
     │   │   └── TruncatedBodyError (400)  body ended inside a part (an interruption)
+    │   │       └── MalformedChunkError (400) chunked framing broken mid-body (an interruption)
     │   ├── MissingRangeError (422)       a part with no Content-Range / Content-Offset
     │   ├── UnsupportedRangeUnitError (422)
     │   ├── OverlappingPartsError (422)
@@ -20,7 +21,8 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── UnsupportedChecksumError (400)  tus: Upload-Checksum algorithm we do not have
     │   ├── InvalidConcatError (400)        tus: Upload-Concat that cannot be honoured
     │   ├── InconsistentLengthError (400)   IETF: length indicators that disagree
-    │   └── HeaderFieldsTooLargeError (431) more header fields or bytes than allowed
+    │   ├── HeaderFieldsTooLargeError (431) more header fields or bytes than allowed
+    │   └── UnsupportedTransferCodingError (501) a transfer coding other than chunked
     ├── ResourceError                     state conflicts of one resource
     │   ├── ResourceNotFoundError (404)
     │   ├── ResourceGoneError (410)
@@ -43,7 +45,8 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │       ├── TooManyWritesError (429)   concurrent writes per resource or principal
     │       ├── RequestTooLargeError (413) a body above max_request_bytes
     │       ├── QuotaExceededError (403)   a principal's open resources or declared bytes
-    │       └── BodyTooSlowError (408)     a body slower than min_body_rate
+    │       ├── BodyTooSlowError (408)     a body slower than min_body_rate
+    │       └── HeaderTooSlowError (408)   a request head not complete within header_timeout
     ├── StorageError (500)                wraps OSError; 503 when transient
     ├── ServerShuttingDownError (503)     a draining worker; has Retry-After, reports state
     └── AuthError                         who may do what (signed URLs, tokens)
@@ -128,6 +131,15 @@ class TruncatedBodyError(MalformedBodyError):
 
     code = "truncated-body"
     title = "Patch document ended early"
+
+
+class MalformedChunkError(TruncatedBodyError):
+    """The chunked framing of the body broke (a bad chunk size line, no CRLF after a chunk's
+    data, a bad trailer): the body ends there, as an interruption, so the bytes of the chunks
+    before it are kept unless the request is atomic."""
+
+    code = "malformed-chunk"
+    title = "Malformed chunked transfer coding"
 
 
 class MissingRangeError(ProtocolError):
@@ -320,6 +332,15 @@ class QuotaExceededError(LimitExceededError):
     title = "The principal's quota is exhausted"
 
 
+class HeaderTooSlowError(LimitExceededError):
+    """The request head (request line and header fields) did not arrive within the header
+    timeout; answered by the gunicorn worker itself (``worker.py``), which then closes."""
+
+    status = 408
+    code = "header-too-slow"
+    title = "The request head arrived too slowly"
+
+
 class BodyTooSlowError(LimitExceededError):
     """The body arrived slower than the minimum rate; what arrived was kept (unless atomic)."""
 
@@ -332,6 +353,15 @@ class HeaderFieldsTooLargeError(ProtocolError):
     status = 431
     code = "header-fields-too-large"
     title = "Request header fields too large"
+
+
+class UnsupportedTransferCodingError(ProtocolError):
+    """``Transfer-Encoding`` names a coding other than one final ``chunked`` (RFC 9112 §6.1:
+    a coding the server does not understand is answered 501). Nothing is stored."""
+
+    status = 501
+    code = "unsupported-transfer-coding"
+    title = "Unsupported transfer coding"
 
 
 # -- infrastructure ------------------------------------------------------------------------------

@@ -11,8 +11,11 @@ from typing import Any
 
 bind = os.environ.get("BYTERANGE_BIND", "127.0.0.1:8080")
 # gthread: a slow upload occupies a thread, not a whole process, and the worker heartbeat keeps
-# running while a thread streams a large body (sync workers would be killed by `timeout`).
-worker_class = "gthread"
+# running while a thread streams a large body (sync workers would be killed by `timeout`). Ours
+# (byterange_server/worker.py) is gthread with the request head read by the main loop under a
+# deadline (BYTERANGE_HEADER_TIMEOUT), so slow heads hold no thread, and with refused requests
+# closed by the main loop instead of drained by a thread.
+worker_class = "byterange_server.worker.UploadWorker"
 workers = int(os.environ.get("BYTERANGE_WORKERS", max(2, multiprocessing.cpu_count())))
 threads = int(os.environ.get("BYTERANGE_THREADS", 8))
 # For gthread, `timeout` only checks that a worker process is alive, not request duration.
@@ -23,7 +26,9 @@ keepalive = 75
 preload_app = False
 # Header blocks stay small; bodies are streamed by the app. These are backstops: the app's own
 # caps (BYTERANGE_MAX_HEADER_FIELDS / _BYTES, 100 fields and 16 KiB by default) are lower and
-# answer with a problem document; gunicorn answers beyond these in plain text.
+# answer with a problem document; beyond these the worker answers 431 with one too (a request
+# line over limit_request_line gets gunicorn's plain-text 414). The worker's main loop buffers at
+# most the head these allow (about 1.6 MB) per connection, for BYTERANGE_HEADER_TIMEOUT at most.
 limit_request_line = 8190
 limit_request_fields = 200
 limit_request_field_size = 8190

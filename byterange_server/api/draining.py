@@ -27,6 +27,7 @@ from flask import request
 
 from ..config import Settings
 from ..errors import BodyTooSlowError
+from ..errors import MalformedChunkError
 from ..errors import RequestTooLargeError
 from ..errors import ServerShuttingDownError
 from ..errors import TruncatedBodyError
@@ -73,6 +74,11 @@ def cuttable(reader: Any, *, atomic: bool) -> Iterator[None]:
                     raise BodyTooSlowError(
                         f"The body arrived slower than {settings.min_body_rate} bytes/s; {kept}.",
                         extra={"min-body-rate": settings.min_body_rate},
+                    ) from error
+                if reader.stop_reason == "malformed-chunk":
+                    raise MalformedChunkError(
+                        f"The chunked framing of the body is malformed ({reader.error}); {kept}.",
+                        extra={"received": reader.received},
                     ) from error
                 if reader.stop_reason == "too-large":
                     raise RequestTooLargeError(

@@ -52,8 +52,6 @@ from .draining import cuttable
 from .limits import body_reader
 from .responses import bodiless
 
-#: Leftover body read after an early error so a keep-alive connection can carry on.
-_DRAIN_LIMIT = 1024 * 1024
 _VERSION_FIELD = "Upload-Draft-Interop-Version"
 
 
@@ -210,21 +208,18 @@ def _content_digest() -> tuple[str, bytes] | None:
 def _append(resource_id: str, *, offset: int, complete: bool, upload_length: int | None) -> ResourceState:
     content_digest = _content_digest()
     reader = body_reader(_service().settings, content_digest[0] if content_digest else None)
-    try:
-        with cuttable(reader, atomic=content_digest is not None):
-            return _uploads().append(
-                resource_id,
-                reader,
-                offset=offset,
-                complete=complete,
-                content_length=_content_length(),
-                upload_length=upload_length,
-                content_digest=content_digest,
-                on_stale=interim.body_cutter(request.environ, reader),
-                **auth.write_scope(),
-            )
-    finally:
-        reader.drain(_DRAIN_LIMIT)
+    with cuttable(reader, atomic=content_digest is not None):
+        return _uploads().append(
+            resource_id,
+            reader,
+            offset=offset,
+            complete=complete,
+            content_length=_content_length(),
+            upload_length=upload_length,
+            content_digest=content_digest,
+            on_stale=interim.body_cutter(request.environ, reader),
+            **auth.write_scope(),
+        )
 
 
 def create(**_: Any) -> Response | None:

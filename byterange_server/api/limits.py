@@ -1,10 +1,15 @@
 """Request limits enforced by the HTTP layer (the service enforces sizes, extents and concurrent
 writes itself): header blocks, the size of one request body, and a minimum body rate.
 
+- **Transfer codings**: a ``Transfer-Encoding`` other than one final ``chunked`` (``gzip,
+  chunked``, ``identity, chunked``) is refused with ``501`` before anything is read or stored
+  (RFC 9112 §6.1); framing that cannot be trusted (``chunked`` twice or not last) is a ``400``
+  (§6.3). gunicorn refuses most of these itself; ``gzip``/``deflate``/``compress`` before
+  ``chunked`` it accepts, and the still-compressed bytes would have been stored as the content.
 - **Header block** (``max_header_fields``, ``max_header_bytes``): checked before routing, so an
   oversized block is a ``431`` problem document. gunicorn's own caps (``limit_request_fields``,
-  ``limit_request_field_size`` in gunicorn_conf.py) sit above these as a backstop and answer in
-  gunicorn's plain text.
+  ``limit_request_field_size`` in gunicorn_conf.py) sit above these as a backstop; our worker
+  (worker.py) answers those with a ``431`` problem document too.
 - **Body size** (``max_request_bytes``): a larger ``Content-Length`` is refused before a byte is
   read (413); a chunked body is read up to the limit and then ended, keeping what came before
   under ``persist``.
@@ -28,7 +33,9 @@ from flask import request
 
 from ..config import Settings
 from ..errors import HeaderFieldsTooLargeError
+from ..errors import MalformedHeaderError
 from ..errors import RequestTooLargeError
+from ..errors import UnsupportedTransferCodingError
 from .streams import CountingReader
 
 __all__ = ["GUARD_KEY", "ThroughputGuard", "body_reader", "init_limits"]
@@ -46,6 +53,7 @@ def init_limits(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _check_request_limits() -> None:
+        _check_transfer_coding(request.headers.get("Transfer-Encoding"))
         _check_header_block(settings)
         if request.blueprint != "byterange" or request.method not in _WRITE_METHODS:
             return
@@ -56,6 +64,27 @@ def init_limits(app: Flask, settings: Settings) -> None:
                 "smaller requests.",
                 extra={"max-request-bytes": settings.max_request_bytes, "content-length": length},
             )
+
+
+def _check_transfer_coding(value: str | None) -> None:
+    if value is None:
+        return
+    codings = [coding.strip(" \t").lower() for coding in value.split(",")]
+    codings = [coding for coding in codings if coding]
+    if codings == ["chunked"]:
+        return
+    names = [coding.split(";", 1)[0].rstrip(" \t") for coding in codings]
+    if not names or names[-1] != "chunked" or names.count("chunked") > 1:
+        raise MalformedHeaderError(
+            "Transfer-Encoding must end with chunked, once (RFC 9112 §6.3): the body's length "
+            "cannot be known otherwise.",
+            extra={"transfer-encoding": value[:200]},
+        )
+    raise UnsupportedTransferCodingError(
+        "This server supports no transfer coding but chunked; send the body uncompressed "
+        "(Content-Encoding describes the content, and is stored as it is).",
+        extra={"transfer-encoding": value[:200]},
+    )
 
 
 def _check_header_block(settings: Settings) -> None:

@@ -12,10 +12,12 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 
 from ..protocol.headers import SUPPORTED_DIGESTS
 from ..protocol.tus import CHECKSUM_ALGORITHMS
+from ..worker import BodyFramingError
 
 # Content-Digest names (sha-256) and tus Upload-Checksum names (sha256) do not collide.
 _HASHES = {**SUPPORTED_DIGESTS, **CHECKSUM_ALGORITHMS}
@@ -46,7 +48,8 @@ class CountingReader:
         #: Most bytes taken from a body of unknown length (chunked); more ends it as too large.
         self.max_bytes = max_bytes
         #: Why the server ended the body early: ``"cut"`` (shutdown, revocation), ``"too-slow"``
-        #: (the throughput guard) or ``"too-large"``; None when it did not.
+        #: (the throughput guard), ``"too-large"`` or ``"malformed-chunk"`` (broken chunked
+        #: framing); None when it did not.
         self.stop_reason: str | None = None
         #: Seconds spent blocked in reads of the body (waiting for the client), and the start of
         #: the read in progress; the throughput guard divides bytes by this, not by wall time,
@@ -102,8 +105,13 @@ class CountingReader:
             started = self._read_started = time.monotonic()
             try:
                 chunk = self._stream.read(want)
-            except (OSError, ClientDisconnected, ValueError) as exc:
-                # OSError covers gunicorn's NoMoreData/ChunkMissingTerminator and socket errors.
+            except (OSError, ClientDisconnected, ValueError, ParseException) as exc:
+                # OSError covers gunicorn's NoMoreData and socket errors; the worker's body
+                # (worker.WireBody) raises BodyFramingError for a malformed chunk, after
+                # returning every byte that came before it. gunicorn's own body (plain gthread,
+                # TLS) raises ParseException subclasses for one, and loses what it buffered.
+                if isinstance(exc, (BodyFramingError, ParseException)):
+                    self.stop_reason = self.stop_reason or "malformed-chunk"
                 self.error = exc
                 break
             finally:
@@ -134,21 +142,3 @@ class CountingReader:
         if self._hash is None or algorithm != self._algorithm:
             raise ValueError(f"this reader was not hashing with {algorithm}")
         return self._hash.digest()
-
-    def drain(self, limit: int) -> bool:
-        """Read and drop up to ``limit`` leftover bytes so the connection can be reused.
-
-        :returns: True when the body is now fully read (or broken anyway).
-        """
-        if self._exhausted or self.error is not None:
-            return True
-        left = limit
-        try:
-            while left > 0:
-                chunk = self._stream.read(min(self.chunk_size, left))
-                if not chunk:
-                    return True
-                left -= len(chunk)
-        except (OSError, ClientDisconnected, ValueError):
-            return True
-        return False

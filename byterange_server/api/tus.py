@@ -62,8 +62,6 @@ TUS_EXTENSIONS = (
 )
 #: Status line for tus's own status code (Werkzeug knows no phrase for it).
 _STATUS_LINES = {460: "460 Checksum Mismatch"}
-#: Leftover body read after an early error so a keep-alive connection can carry on.
-_DRAIN_LIMIT = 1024 * 1024
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 
 
@@ -259,21 +257,18 @@ def _append(resource_id: str, offset: int, declared_length: int | None) -> Resou
     trailer_checksum = _trailer_checksum()
     settings = _service().settings
     reader = body_reader(settings, checksum[0] if checksum else None)
-    try:
-        with cuttable(reader, atomic=checksum is not None or trailer_checksum is not None):
-            return _uploads().append(
-                resource_id,
-                reader,
-                offset=offset,
-                content_length=request.content_length,
-                declared_length=declared_length,
-                checksum=checksum,
-                trailer_checksum=trailer_checksum,
-                on_stale=interim.body_cutter(request.environ, reader),
-                **auth.write_scope(),
-            )
-    finally:
-        reader.drain(_DRAIN_LIMIT)
+    with cuttable(reader, atomic=checksum is not None or trailer_checksum is not None):
+        return _uploads().append(
+            resource_id,
+            reader,
+            offset=offset,
+            content_length=request.content_length,
+            declared_length=declared_length,
+            checksum=checksum,
+            trailer_checksum=trailer_checksum,
+            on_stale=interim.body_cutter(request.environ, reader),
+            **auth.write_scope(),
+        )
 
 
 def _source_ids(concat: ConcatFinal) -> tuple[list[str], dict[str, str]]:

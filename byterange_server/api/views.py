@@ -49,8 +49,6 @@ bp.before_request(ietf_dispatch)
 
 RESOURCE_METHODS = "OPTIONS, HEAD, GET, PATCH, PUT, DELETE"
 COLLECTION_METHODS = "OPTIONS, POST"
-#: Leftover body bytes read after an early error so the connection can be kept alive.
-_DRAIN_LIMIT = 1024 * 1024
 
 
 def service() -> UploadService:
@@ -212,10 +210,6 @@ def _write(resource_id: str, decoder: object) -> Response:
     except ByterangeError as error:
         error.headers.setdefault("Preference-Applied", applied)
         raise
-    finally:
-        # After an early error, read a little of what is left so a keep-alive connection can
-        # carry the next request; the server discards anything beyond that itself.
-        reader.drain(_DRAIN_LIMIT)
     return _state_response(state, 204, {"Preference-Applied": applied})
 
 
