@@ -126,7 +126,7 @@ def gunicorn_server(
         argv += ["--workers", str(workers)]
     if threads is not None:
         argv += ["--threads", str(threads)]
-    server = subprocess.Popen([*argv, "byterange_server.wsgi:app"], env=env, start_new_session=True)
+    server = subprocess.Popen([*argv, "byterange_server.app:create_app()"], env=env, start_new_session=True)
     try:
         wait_http(port)
         yield BenchServer(port, server.pid, database_url, data_dir)

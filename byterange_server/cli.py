@@ -32,7 +32,7 @@ def main() -> None:
 @click.option("--threads", type=int, default=None, help="threads per worker")
 @click.option("--no-migrate", is_flag=True, help="do not apply database migrations first")
 def serve(bind: str | None, workers: int | None, threads: int | None, no_migrate: bool) -> None:
-    """Apply migrations, then run the app under gunicorn with gthread workers."""
+    """Apply migrations, then run the app under gunicorn (our threaded worker)."""
     from . import migrate
 
     settings = Settings.from_env()
@@ -47,7 +47,7 @@ def serve(bind: str | None, workers: int | None, threads: int | None, no_migrate
         argv += ["--workers", str(workers)]
     if threads:
         argv += ["--threads", str(threads)]
-    argv.append("byterange_server.wsgi:app")
+    argv.append("byterange_server.app:create_app()")
     os.execvp(sys.executable, [sys.executable, "-m", *argv])
 
 

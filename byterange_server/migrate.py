@@ -1,17 +1,19 @@
 """Schema migrations, run from code: ``byterange-server db upgrade`` and the test fixtures.
 
-The schema always comes from the Alembic history in ``byterange_server/migrations`` (never
+The schema always comes from the Alembic history in ``migrations/`` (the package ``byterange_server.migrations``) (never
 ``create_all``), and :func:`check` fails when the models and the migrations disagree.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: The Alembic scripts: ``migrations/`` at the top of the repository, installed as the package
+#: ``byterange_server.migrations`` (setup.cfg maps it), so a wheel runs them too.
+MIGRATIONS_DIR = files("byterange_server.migrations")
 
 
 def alembic_config(database_url: str) -> Config:

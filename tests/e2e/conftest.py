@@ -246,7 +246,7 @@ class GunicornServer:
             "--graceful-timeout",
             "5",
             *_control_socket_flag(),
-            "byterange_server.wsgi:app",
+            "byterange_server.app:create_app()",
         ]
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log_file.write(f"\n==== start #{self.starts}: {' '.join(argv)}\n".encode())
