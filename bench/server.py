@@ -1,6 +1,6 @@
 """The servers a benchmark talks to: byterange-server under gunicorn, and the process table.
 
-:func:`gunicorn_server` starts ``python -m gunicorn --config python:byterange_server.gunicorn_conf``
+:func:`gunicorn_server` starts ``python -m gunicorn --config python:byterange_server.runtime.gunicorn_conf``
 on loopback with the production settings (the worker and thread counts of gunicorn_conf unless
 given), ``BYTERANGE_AUTH=off``, a fresh data directory and either a fresh SQLite database or the
 PostgreSQL database it is given. :func:`postgres_database` starts a throwaway cluster with
@@ -120,7 +120,7 @@ def gunicorn_server(
     port = free_port()
     env = dict(os.environ, BYTERANGE_DATA_DIR=str(data_dir), BYTERANGE_DATABASE_URL=database_url,
                BYTERANGE_AUTH="off", BYTERANGE_ACCESS_LOG="", BYTERANGE_LOG_LEVEL="warning")
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:byterange_server.gunicorn_conf",
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:byterange_server.runtime.gunicorn_conf",
             "--bind", f"127.0.0.1:{port}"]
     if workers is not None:
         argv += ["--workers", str(workers)]

@@ -1,6 +1,6 @@
 """``python -m bench.slowloris``: how many slow clients a default server withstands.
 
-Starts ``byterange-server`` under gunicorn with the settings of ``byterange_server/gunicorn_conf.py``
+Starts ``byterange-server`` under gunicorn with the settings of ``byterange_server/runtime/gunicorn_conf.py``
 (2 workers x 8 threads on a 2-core machine, our worker class) and, for each scenario and each
 count of attacking connections, keeps that many connections busy while another client sends a
 normal ``HEAD`` on a fresh connection every second. A scenario is *withstood* at a count when

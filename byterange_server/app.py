@@ -11,11 +11,11 @@ from flask import Flask
 from .config import Settings
 from .db import Database
 from .expiry import ExpirySweeper
-from .forwarded import ForwardedMiddleware
-from .metrics import Metrics
-from .metrics import MetricsSink
-from .observe import RequestObserver
-from .requestlog import configure_logging
+from .runtime.forwarded import ForwardedMiddleware
+from .runtime.metrics import Metrics
+from .runtime.metrics import MetricsSink
+from .runtime.observe import RequestObserver
+from .runtime.requestlog import configure_logging
 from .service import UploadService
 from .storage import load_backend
 

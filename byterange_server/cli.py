@@ -40,7 +40,7 @@ def serve(bind: str | None, workers: int | None, threads: int | None, no_migrate
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not no_migrate:
         migrate.upgrade(settings.resolved_database_url)
-    argv = ["gunicorn", "--config", "python:byterange_server.gunicorn_conf"]
+    argv = ["gunicorn", "--config", "python:byterange_server.runtime.gunicorn_conf"]
     if bind:
         argv += ["--bind", bind]
     if workers:

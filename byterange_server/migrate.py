@@ -1,7 +1,8 @@
 """Schema migrations, run from code: ``byterange-server db upgrade`` and the test fixtures.
 
-The schema always comes from the Alembic history in ``migrations/`` (the package ``byterange_server.migrations``) (never
-``create_all``), and :func:`check` fails when the models and the migrations disagree.
+The schema always comes from the Alembic history in ``migrations/`` (installed as the package
+``byterange_server.migrations``), never ``create_all``, and :func:`check` fails when the models
+and the migrations disagree.
 """
 
 from __future__ import annotations

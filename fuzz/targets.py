@@ -21,7 +21,6 @@ from collections.abc import Callable
 from collections.abc import Iterable
 
 from byterange_server import cors
-from byterange_server import forwarded
 from byterange_server import signing
 from byterange_server import units
 from byterange_server.client import remote
@@ -40,6 +39,7 @@ from byterange_server.protocol.events import EndOfPatch
 from byterange_server.protocol.events import PartData
 from byterange_server.protocol.events import PartEnd
 from byterange_server.protocol.events import PartStart
+from byterange_server.runtime import forwarded
 
 Args = tuple  # of str / bytes
 
@@ -705,7 +705,10 @@ def fuzz_cors_setting(value: str) -> None:
         'for="[2001:db8::1]:4711";proto=http',
         "for=unknown, for=_hidden;host=a.example:8080",
     ],
-    ["byterange_server.forwarded:parse_forwarded", "byterange_server.forwarded:ForwardedMiddleware"],
+    [
+        "byterange_server.runtime.forwarded:parse_forwarded",
+        "byterange_server.runtime.forwarded:ForwardedMiddleware",
+    ],
 )
 def fuzz_forwarded(value: str) -> None:
     elements = forwarded.parse_forwarded([value, value])
@@ -840,7 +843,7 @@ PRINTER_PREFIXES = ("format", "encode", "ser")
 SCANNED_MODULES = (
     "byterange_server.client.remote",
     "byterange_server.cors",
-    "byterange_server.forwarded",
+    "byterange_server.runtime.forwarded",
     "byterange_server.signing",
     "byterange_server.units",
 )

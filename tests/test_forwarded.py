@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from byterange_server.errors import MalformedHeaderError
-from byterange_server.forwarded import ForwardedMiddleware
-from byterange_server.forwarded import parse_forwarded
+from byterange_server.runtime.forwarded import ForwardedMiddleware
+from byterange_server.runtime.forwarded import parse_forwarded
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import logging
 
 from gunicorn.http.wsgi import FileWrapper
 
-from byterange_server.observe import RequestObserver
+from byterange_server.runtime.observe import RequestObserver
 
 
 def test_a_file_wrapper_passes_through_and_is_logged_at_close(caplog):

@@ -13,13 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from byterange_server import create_app
-from byterange_server.requestlog import REQUEST_ID
-from byterange_server.requestlog import JsonFormatter
-from byterange_server.requestlog import RequestIdFilter
-from byterange_server.requestlog import TextFormatter
-from byterange_server.requestlog import accept_request_id
-from byterange_server.requestlog import configure_logging
-from byterange_server.requestlog import new_request_id
+from byterange_server.runtime.requestlog import REQUEST_ID
+from byterange_server.runtime.requestlog import JsonFormatter
+from byterange_server.runtime.requestlog import RequestIdFilter
+from byterange_server.runtime.requestlog import TextFormatter
+from byterange_server.runtime.requestlog import accept_request_id
+from byterange_server.runtime.requestlog import configure_logging
+from byterange_server.runtime.requestlog import new_request_id
 
 SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=@/-]{0,127}")
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from byterange_server.config import Settings
-from byterange_server.shutdown import DRAIN
-from byterange_server.shutdown import Drain
-from byterange_server.shutdown import grace_for
-from byterange_server.shutdown import on_worker_init
-from byterange_server.shutdown import on_worker_int
+from byterange_server.runtime.shutdown import DRAIN
+from byterange_server.runtime.shutdown import Drain
+from byterange_server.runtime.shutdown import grace_for
+from byterange_server.runtime.shutdown import on_worker_init
+from byterange_server.runtime.shutdown import on_worker_int
 
 
 class Cuts:

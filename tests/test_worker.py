@@ -1,4 +1,4 @@
-"""The worker's body readers (byterange_server/worker.py): the strict chunked decoder and the
+"""The worker's body readers (byterange_server/runtime/worker.py): the strict chunked decoder and the
 ``wsgi.input`` stream, over a real socket pair. The worker itself runs in tests/e2e."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import threading
 import pytest
 from gunicorn.http.unreader import SocketUnreader
 
-from byterange_server.worker import BodyFramingError
-from byterange_server.worker import ChunkedDecoder
-from byterange_server.worker import IncompleteBodyError
-from byterange_server.worker import WireBody
+from byterange_server.runtime.worker import BodyFramingError
+from byterange_server.runtime.worker import ChunkedDecoder
+from byterange_server.runtime.worker import IncompleteBodyError
+from byterange_server.runtime.worker import WireBody
 
 VALID = b"5\r\nhello\r\n6;ext=1;q=\"a b\"\r\n world\r\n0\r\nX-Sum: 1\r\n\r\nNEXT"
 

@@ -31,7 +31,7 @@ from ..errors import MalformedChunkError
 from ..errors import RequestTooLargeError
 from ..errors import ServerShuttingDownError
 from ..errors import TruncatedBodyError
-from ..shutdown import DRAIN
+from ..runtime.shutdown import DRAIN
 from . import interim
 from .limits import GUARD_KEY
 from .limits import ThroughputGuard

@@ -16,7 +16,7 @@ from flask import Blueprint
 from flask import Response
 
 from ..health import run_checks
-from ..shutdown import DRAIN
+from ..runtime.shutdown import DRAIN
 from .views import service
 
 health_bp = Blueprint("health", __name__)

@@ -1,6 +1,6 @@
 """The Flask side of observability: what only the app knows about a request, and ``/metrics``.
 
-``observe.py`` (WSGI) keeps a :class:`~byterange_server.observe.RequestRecord` per request; here
+``observe.py`` (WSGI) keeps a :class:`~byterange_server.runtime.observe.RequestRecord` per request; here
 a ``before_request`` hook names its protocol, route and resource id, and :func:`note_error`
 (called where problem documents are rendered) its problem code and whether it was a conflict or
 an interruption.
@@ -26,9 +26,9 @@ from ..config import Settings
 from ..errors import ByterangeError
 from ..errors import InvalidCredentialsError
 from ..errors import TruncatedBodyError
-from ..metrics import Metrics
-from ..observe import RECORD_KEY
-from ..observe import RequestRecord
+from ..runtime.metrics import Metrics
+from ..runtime.observe import RECORD_KEY
+from ..runtime.observe import RequestRecord
 
 __all__ = ["METRICS_KEY", "init_app", "note_error", "note_problem", "request_id"]
 

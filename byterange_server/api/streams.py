@@ -17,7 +17,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from ..protocol.headers import SUPPORTED_DIGESTS
 from ..protocol.tus import CHECKSUM_ALGORITHMS
-from ..worker import BodyFramingError
+from ..runtime.worker import BodyFramingError
 
 # Content-Digest names (sha-256) and tus Upload-Checksum names (sha256) do not collide.
 _HASHES = {**SUPPORTED_DIGESTS, **CHECKSUM_ALGORITHMS}

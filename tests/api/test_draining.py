@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from byterange_server.protocol.message import encode_message
-from byterange_server.shutdown import DRAIN
+from byterange_server.runtime.shutdown import DRAIN
 
 from .helpers import MESSAGE
 from .helpers import MOUNT

@@ -1,6 +1,6 @@
 """The end-to-end harness: a real gunicorn serving byterange-server on 127.0.0.1.
 
-``gunicorn_server`` starts ``python -m gunicorn --config python:byterange_server.gunicorn_conf``
+``gunicorn_server`` starts ``python -m gunicorn --config python:byterange_server.runtime.gunicorn_conf``
 with 4 gthread workers × 4 threads on a free port, against the fresh migrated database of
 ``database_url`` (so every e2e test runs on SQLite and on PostgreSQL) and a data directory under
 ``tmp_path``. Leases are 2 s so that a killed writer's range frees itself quickly.
@@ -236,7 +236,7 @@ class GunicornServer:
             "-m",
             "gunicorn",
             "--config",
-            "python:byterange_server.gunicorn_conf",
+            "python:byterange_server.runtime.gunicorn_conf",
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",

@@ -1,4 +1,4 @@
-"""Abuse of the wire itself on a real gunicorn (our worker, byterange_server/worker.py): slow
+"""Abuse of the wire itself on a real gunicorn (our worker, byterange_server/runtime/worker.py): slow
 request heads, refused requests that keep sending body, malformed and interrupted chunked bodies,
 and transfer codings other than chunked. Raw sockets, since clients do none of this.
 

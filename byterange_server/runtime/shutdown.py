@@ -182,7 +182,7 @@ def grace_for(setting: float, graceful_timeout: float) -> float:
 def _settings_of(worker: Any) -> Any:
     settings = getattr(getattr(worker, "wsgi", None), "config", {}).get("BYTERANGE_SETTINGS")
     if settings is None:
-        from .config import Settings
+        from ..config import Settings
 
         settings = Settings.from_env()
     return settings

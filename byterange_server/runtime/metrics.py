@@ -33,8 +33,8 @@ from prometheus_client import multiprocess
 from prometheus_client import values
 from prometheus_client.exposition import choose_encoder
 
-from .events import EventSink
-from .events import ResourceEvent
+from ..events import EventSink
+from ..events import ResourceEvent
 from .multiproc import MULTIPROC_ENV
 
 __all__ = [

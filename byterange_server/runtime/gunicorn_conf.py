@@ -12,10 +12,10 @@ from typing import Any
 bind = os.environ.get("BYTERANGE_BIND", "127.0.0.1:8080")
 # gthread: a slow upload occupies a thread, not a whole process, and the worker heartbeat keeps
 # running while a thread streams a large body (sync workers would be killed by `timeout`). Ours
-# (byterange_server/worker.py) is gthread with the request head read by the main loop under a
+# (byterange_server/runtime/worker.py) is gthread with the request head read by the main loop under a
 # deadline (BYTERANGE_HEADER_TIMEOUT), so slow heads hold no thread, and with refused requests
 # closed by the main loop instead of drained by a thread.
-worker_class = "byterange_server.worker.UploadWorker"
+worker_class = "byterange_server.runtime.worker.UploadWorker"
 workers = int(os.environ.get("BYTERANGE_WORKERS", max(2, multiprocessing.cpu_count())))
 threads = int(os.environ.get("BYTERANGE_THREADS", 8))
 # For gthread, `timeout` only checks that a worker process is alive, not request duration.
@@ -42,22 +42,22 @@ loglevel = os.environ.get("BYTERANGE_LOG_LEVEL", "info")
 control_socket_disable = True
 
 
-# Graceful shutdown (byterange_server/shutdown.py): SIGTERM drains the worker, cutting in-flight
+# Graceful shutdown (byterange_server/runtime/shutdown.py): SIGTERM drains the worker, cutting in-flight
 # writes after BYTERANGE_SHUTDOWN_GRACE so they commit what arrived and answer 503; SIGINT and
 # SIGQUIT cut them at once.
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    from byterange_server.shutdown import on_worker_init
+    from byterange_server.runtime.shutdown import on_worker_init
 
     on_worker_init(worker)
 
 
 def worker_int(worker):  # type: ignore[no-untyped-def]
-    from byterange_server.shutdown import on_worker_int
+    from byterange_server.runtime.shutdown import on_worker_int
 
     on_worker_int(worker)
 
 
-# -- metrics shared by the workers (byterange_server/multiproc.py) -------------------------------
+# -- metrics shared by the workers (byterange_server/runtime/multiproc.py) -------------------------------
 # Self-contained functions so that other hooks can be added beside them.
 
 _metrics_private_dir = None
@@ -67,7 +67,7 @@ def _metrics_on_starting(server: Any) -> None:
     """Master, before any worker forks: an empty PROMETHEUS_MULTIPROC_DIR (a private one when the
     operator set none), so the workers' metrics add up and /metrics shows the total."""
     global _metrics_private_dir
-    from byterange_server import multiproc
+    from byterange_server.runtime import multiproc
 
     path, private = multiproc.prepare()
     _metrics_private_dir = path if private else None
@@ -75,14 +75,14 @@ def _metrics_on_starting(server: Any) -> None:
 
 
 def _metrics_child_exit(server: Any, worker: Any) -> None:
-    from byterange_server import multiproc
+    from byterange_server.runtime import multiproc
 
     multiproc.mark_process_dead(worker.pid)
 
 
 def _metrics_on_exit(server: Any) -> None:
     if _metrics_private_dir is not None:
-        from byterange_server import multiproc
+        from byterange_server.runtime import multiproc
 
         multiproc.remove(_metrics_private_dir)
 

@@ -1,10 +1,10 @@
 """WSGI middleware that observes every request: its id, its metrics and its access-log line.
 
-It sits just inside :class:`~byterange_server.forwarded.ForwardedMiddleware` (so it sees the
+It sits just inside :class:`~byterange_server.runtime.forwarded.ForwardedMiddleware` (so it sees the
 client's address) and outside everything else, so it sees each request whole:
 
 - the request id (``requestlog.py``) is chosen before the app runs, set in
-  :data:`~byterange_server.requestlog.REQUEST_ID` for every log record made meanwhile, and sent
+  :data:`~byterange_server.runtime.requestlog.REQUEST_ID` for every log record made meanwhile, and sent
   back as ``X-Request-Id``;
 - ``wsgi.input`` is wrapped in :class:`CountingInput`, which counts body bytes as the app reads
   them (``byterange_received_bytes_total`` moves during a long upload, not at its end);

@@ -20,7 +20,7 @@ from typing import Any
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .errors import MalformedHeaderError
+from ..errors import MalformedHeaderError
 
 __all__ = ["ForwardedMiddleware", "parse_forwarded"]
 
