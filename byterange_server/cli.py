@@ -77,7 +77,7 @@ def _check_auth(settings: Settings) -> None:
 @click.argument("name")
 def token(name: str) -> None:
     """Print a new random bearer token entry NAME:SECRET (256 bits) for BYTERANGE_TOKENS."""
-    from .auth import parse_entries
+    from .auth.tokens import parse_entries
 
     entry = f"{name}:{secrets.token_urlsafe(32)}"
     try:
@@ -103,7 +103,7 @@ def sign(url: str, methods: str, expires_in: str, max_size: str, key_id: str | N
     grant (a fresh ``br-nonce``): two calls never print the same URL, so two holders never
     share the resource a creation URL creates.
     """
-    from .signing import signed_url
+    from .auth.signing import signed_url
     from .units import parse_size
 
     try:

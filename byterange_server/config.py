@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .auth import Credentials
-from .auth import read_entries
+from .auth.tokens import Credentials
+from .auth.tokens import read_entries
 from .cors import DEFAULT_ALLOW_HEADERS
 from .cors import DEFAULT_EXPOSE_HEADERS
 from .cors import DEFAULT_METHODS

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from collections.abc import Iterable
 
 from byterange_server import cors
-from byterange_server import signing
 from byterange_server import units
+from byterange_server.auth.tokens import signing
 from byterange_server.client import remote
 from byterange_server.client.errors import ProtocolError as ClientProtocolError
 from byterange_server.errors import ByterangeError
@@ -746,7 +746,7 @@ _SIGNED = signing.sign(
         tuple(_SIGNED[name] for name in signing.PARAMS) + ("PATCH", "/files/abc"),
         tuple(_SIGNED[name] for name in signing.PARAMS) + ("GET", "/files/other"),
     ],
-    ["byterange_server.signing:verify"],
+    ["byterange_server.auth.signing:verify"],
 )
 def fuzz_signing(
     key: str, methods: str, expires: str, max_size: str, nonce: str, sig: str, method: str, path: str
@@ -828,12 +828,12 @@ EXEMPT: dict[str, str] = {
     "byterange_server.protocol.events:PartStart.get_all": "accessor of decoded fields",
     "byterange_server.protocol.headers:ContentRange.unsatisfied": "constructor of a printer",
     "byterange_server.protocol.ietf:UploadLimit": "value object (printed, parsed by parse_upload_limit)",
-    "byterange_server.signing:Grant": "value object built by the backend or by verify",
-    "byterange_server.signing:Grant.allows": "membership test on a verified grant",
-    "byterange_server.signing:Grant.canonical": "printer of a verified grant",
-    "byterange_server.signing:sign": "printer (the backend's side)",
-    "byterange_server.signing:new_nonce": "random nonce for the printer",
-    "byterange_server.signing:signed_url": "printer (the backend's side)",
+    "byterange_server.auth.signing:Grant": "value object built by the backend or by verify",
+    "byterange_server.auth.signing:Grant.allows": "membership test on a verified grant",
+    "byterange_server.auth.signing:Grant.canonical": "printer of a verified grant",
+    "byterange_server.auth.signing:sign": "printer (the backend's side)",
+    "byterange_server.auth.signing:new_nonce": "random nonce for the printer",
+    "byterange_server.auth.signing:signed_url": "printer (the backend's side)",
     "byterange_server.cors:CorsPolicy": "built from settings (see CorsPolicy.from_setting)",
 }
 #: Name prefixes of printers: they take our own typed values, not client input.
@@ -844,6 +844,6 @@ SCANNED_MODULES = (
     "byterange_server.client.remote",
     "byterange_server.cors",
     "byterange_server.runtime.forwarded",
-    "byterange_server.signing",
+    "byterange_server.auth.signing",
     "byterange_server.units",
 )

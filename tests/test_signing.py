@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from byterange_server.auth.signing import PARAMS
+from byterange_server.auth.signing import Grant
+from byterange_server.auth.signing import sign
+from byterange_server.auth.signing import signed_url
+from byterange_server.auth.signing import verify
 from byterange_server.errors import InvalidCredentialsError
 from byterange_server.errors import SignatureScopeError
-from byterange_server.signing import PARAMS
-from byterange_server.signing import Grant
-from byterange_server.signing import sign
-from byterange_server.signing import signed_url
-from byterange_server.signing import verify
 
 SECRET = b"0123456789abcdef-the-shared-secret"
 KEYS = {"k1": SECRET, "k2": b"another-secret-of-enough-bytes"}

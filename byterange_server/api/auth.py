@@ -27,16 +27,16 @@ from flask import g
 from flask import request
 from flask import url_for
 
-from ..auth import Credentials
-from ..auth import Principal
+from ..auth.signing import PARAMS
+from ..auth.signing import signed_url
+from ..auth.tokens import Credentials
+from ..auth.tokens import Principal
 from ..config import Settings
 from ..errors import AuthError
 from ..errors import InvalidCredentialsError
 from ..errors import MissingCredentialsError
 from ..errors import NotOwnerError
 from ..service import Creator
-from ..signing import PARAMS
-from ..signing import signed_url
 
 __all__ = [
     "creator",

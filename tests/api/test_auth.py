@@ -18,10 +18,10 @@ from sqlalchemy import func
 from sqlalchemy import select
 
 from byterange_server import create_app
+from byterange_server.auth.signing import signed_url
 from byterange_server.events import EventSink
 from byterange_server.models import resources
 from byterange_server.protocol.message import encode_message
-from byterange_server.signing import signed_url
 
 from .helpers import MESSAGE
 from .helpers import MOUNT

@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from byterange_server.signing import signed_url
+from byterange_server.auth.signing import signed_url
 
 from .conftest import GunicornServer
 from .conftest import running

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from byterange_server.signing import signed_url
+from byterange_server.auth.signing import signed_url
 
 from .conftest import GunicornServer
 from .conftest import MiB

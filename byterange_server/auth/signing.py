@@ -47,8 +47,8 @@ from urllib.parse import urlencode
 from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
 
-from .errors import InvalidCredentialsError
-from .errors import SignatureScopeError
+from ..errors import InvalidCredentialsError
+from ..errors import SignatureScopeError
 
 __all__ = ["PARAMS", "Grant", "new_nonce", "sign", "signed_url", "verify"]
 

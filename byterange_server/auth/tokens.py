@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
-from .errors import AmbiguousCredentialsError
-from .errors import InvalidCredentialsError
-from .errors import MissingCredentialsError
-from .errors import SignatureScopeError
+from ..errors import AmbiguousCredentialsError
+from ..errors import InvalidCredentialsError
+from ..errors import MissingCredentialsError
+from ..errors import SignatureScopeError
 from .signing import Grant
 from .signing import verify
 
