@@ -44,8 +44,8 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from byterange_server import ledger
-from byterange_server.db import Database
+from byterange_server.db import ledger
+from byterange_server.db.engine import Database
 from byterange_server.extents import Extent
 from byterange_server.units import parse_size
 

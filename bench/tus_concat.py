@@ -21,7 +21,7 @@ import time
 from urllib.parse import urlsplit
 
 from byterange_server import create_app
-from byterange_server import migrate
+from byterange_server.db import migrate
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}

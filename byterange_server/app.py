@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from .config import Settings
-from .db import Database
+from .db.engine import Database
 from .expiry import ExpirySweeper
 from .runtime.forwarded import ForwardedMiddleware
 from .runtime.metrics import Metrics

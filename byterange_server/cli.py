@@ -33,7 +33,7 @@ def main() -> None:
 @click.option("--no-migrate", is_flag=True, help="do not apply database migrations first")
 def serve(bind: str | None, workers: int | None, threads: int | None, no_migrate: bool) -> None:
     """Apply migrations, then run the app under gunicorn (our threaded worker)."""
-    from . import migrate
+    from .db import migrate
 
     settings = Settings.from_env()
     _check_auth(settings)
@@ -144,7 +144,7 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
-    from . import migrate
+    from .db import migrate
 
     url = Settings.from_env().resolved_database_url
     migrate.upgrade(url, revision)
@@ -154,7 +154,7 @@ def upgrade(revision: str) -> None:
 @db.command()
 def check() -> None:
     """Fail when the models and the migrations disagree."""
-    from . import migrate
+    from .db import migrate
 
     migrate.check(Settings.from_env().resolved_database_url)
     click.echo("models and migrations agree")
@@ -163,7 +163,7 @@ def check() -> None:
 @db.command()
 def current() -> None:
     """Print the revision the database is at."""
-    from . import migrate
+    from .db import migrate
 
     click.echo(migrate.current(Settings.from_env().resolved_database_url) or "(empty)")
 

@@ -34,11 +34,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Protocol
 
-from . import ledger
 from .concat import ComposedObject
 from .concat import Piece
 from .config import Settings
-from .db import Database
+from .db import ledger
+from .db.engine import Database
+from .db.ledger import ResourceRecord
+from .db.models import STATUS_COMPLETE
 from .errors import ByterangeError
 from .errors import BytesPastLengthError
 from .errors import BytesPastMaxSizeError
@@ -70,8 +72,6 @@ from .extents import Extent
 from .extents import normalize
 from .extents import prefix_end
 from .hooks.precreate import CreationRequest
-from .ledger import ResourceRecord
-from .models import STATUS_COMPLETE
 from .protocol.events import NEED_DATA
 from .protocol.events import EndOfPatch
 from .protocol.events import PartData

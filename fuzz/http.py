@@ -34,8 +34,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from byterange_server import create_app
-from byterange_server import migrate
 from byterange_server.config import Settings
+from byterange_server.db import migrate
 from byterange_server.protocol import binary
 from byterange_server.protocol import multipart
 from byterange_server.protocol.message import encode_message

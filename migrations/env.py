@@ -1,14 +1,14 @@
-"""Alembic environment: the URL comes from the caller (``byterange_server.migrate``) or from
+"""Alembic environment: the URL comes from the caller (``byterange_server.db.migrate``) or from
 ``BYTERANGE_DATABASE_URL`` when the ``alembic`` command is run by hand."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from byterange_server import models  # noqa: F401  (registers the tables on Base.metadata)
 from byterange_server.config import Settings
-from byterange_server.db import Base
-from byterange_server.db import create_db_engine
+from byterange_server.db import models  # noqa: F401  (registers the tables on Base.metadata)
+from byterange_server.db.engine import Base
+from byterange_server.db.engine import create_db_engine
 
 config = context.config
 target_metadata = Base.metadata

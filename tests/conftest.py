@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from byterange_server import create_app
-from byterange_server import migrate
+from byterange_server.db import migrate
 
 from .pgcluster import create_database
 from .pgcluster import postgres_cluster

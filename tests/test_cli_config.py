@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from byterange_server import migrate
 from byterange_server.cli import main
 from byterange_server.config import Settings
 from byterange_server.config import parse_size
+from byterange_server.db import migrate
 
 
 @pytest.mark.parametrize(

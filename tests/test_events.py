@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from byterange_server import ledger
+from byterange_server.db import ledger
 from byterange_server.errors import ContentMismatchError
 from byterange_server.events import EventSink
 from byterange_server.service import Creator

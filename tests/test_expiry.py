@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from byterange_server import expiry
-from byterange_server import ledger
+from byterange_server.db import ledger
 from byterange_server.errors import ResourceGoneError
 from byterange_server.errors import ResourceNotFoundError
 from byterange_server.expiry import ExpirySweeper

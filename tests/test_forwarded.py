@@ -162,7 +162,7 @@ def test_unusable_x_forwarded_values_are_ignored_not_reflected(headers, expected
 
 def test_a_bad_x_forwarded_prefix_is_not_a_500(tmp_path):
     from byterange_server import create_app
-    from byterange_server import migrate
+    from byterange_server.db import migrate
 
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     migrate.upgrade(url)

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import strategies as st
 from sqlalchemy import event
 
-from byterange_server import ledger
+from byterange_server.db import ledger
 from byterange_server.errors import ContentMismatchError
 from byterange_server.errors import ResourceGoneError
 from byterange_server.errors import ResourceNotFoundError

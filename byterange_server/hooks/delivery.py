@@ -32,9 +32,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import Settings
-from ..db import Database
+from ..db.engine import Database
+from ..db.ledger import utcnow
 from ..errors import ByterangeError
-from ..ledger import utcnow
 from . import outbox
 from .outbox import OutboxRow
 from .signature import SIGNATURE_HEADER

@@ -42,13 +42,13 @@ from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 
+from ..db.ledger import _aware
+from ..db.ledger import now_ms
+from ..db.models import HOOK_ABANDONED
+from ..db.models import HOOK_DELIVERED
+from ..db.models import HOOK_PENDING
+from ..db.models import hook_events
 from ..events import ResourceEvent
-from ..ledger import _aware
-from ..ledger import now_ms
-from ..models import HOOK_ABANDONED
-from ..models import HOOK_DELIVERED
-from ..models import HOOK_PENDING
-from ..models import hook_events
 
 __all__ = [
     "OutboxRow",

@@ -261,7 +261,7 @@ def extent_rows(service: Any, path: str) -> list[tuple[int, int]]:
     """The extent rows of a resource straight from the database, half-open."""
     from sqlalchemy import select
 
-    from byterange_server.models import extents
+    from byterange_server.db.models import extents
 
     resource_id = path.rsplit("/", 1)[1]
     with service.db.read() as conn:

@@ -105,8 +105,8 @@ class TestDeleteDuringWrite:
 def _expire(service, path):
     from sqlalchemy import update
 
-    from byterange_server import ledger
-    from byterange_server.models import resources
+    from byterange_server.db import ledger
+    from byterange_server.db.models import resources
 
     with service.db.write() as conn:
         conn.execute(
@@ -131,7 +131,7 @@ def test_expired_incomplete_resource_is_removed_with_its_bytes(client, service):
 
 
 def test_new_resources_expire_after_the_configured_time(client, service):
-    from byterange_server import ledger
+    from byterange_server.db import ledger
 
     path = allocate(client)
     record = service.state(_resource_id(path)).record

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError
 
-from byterange_server import ledger
+from byterange_server.db import ledger
 
 from .helpers import BINARY
 from .helpers import MESSAGE
@@ -271,7 +271,7 @@ def test_expired_resource_is_410(client, service):
     write(client, path, 0, b"ab")
     from sqlalchemy import update
 
-    from byterange_server.models import resources
+    from byterange_server.db.models import resources
 
     with service.db.write() as conn:
         conn.execute(

@@ -80,7 +80,7 @@ def count(service):
     from sqlalchemy import func
     from sqlalchemy import select
 
-    from byterange_server.models import resources
+    from byterange_server.db.models import resources
 
     with service.db.read() as conn:
         return conn.execute(select(func.count()).select_from(resources)).scalar_one()
@@ -276,8 +276,8 @@ def test_unknown_and_expired_uploads(client, service):
     path = create_path(client, length=10)
     from sqlalchemy import update
 
-    from byterange_server import ledger
-    from byterange_server.models import resources
+    from byterange_server.db import ledger
+    from byterange_server.db.models import resources
 
     with service.db.write() as conn:
         conn.execute(update(resources).where(resources.c.id == path.rsplit("/", 1)[1])
@@ -481,7 +481,7 @@ def test_head_ends_a_stale_append_and_reports_its_prefix(client, app):
 
 def test_a_stale_append_that_never_ends_costs_the_bounded_wait(client, service):
     """The writer cannot be reached (killed worker): its lease lapses; HEAD waits, then answers."""
-    from byterange_server import ledger
+    from byterange_server.db import ledger
 
     path = create_path(client, length=100)
     resource_id = path.rsplit("/", 1)[1]

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from byterange_server import create_app
-from byterange_server import ledger
+from byterange_server.db import ledger
 from byterange_server.runtime.requestlog import ACCESS_LOGGER
 from byterange_server.runtime.requestlog import configure_logging
 

@@ -183,7 +183,7 @@ def _resource_count(service):
     from sqlalchemy import func
     from sqlalchemy import select
 
-    from byterange_server.models import resources
+    from byterange_server.db.models import resources
 
     with service.db.read() as conn:
         return conn.execute(select(func.count()).select_from(resources)).scalar_one()

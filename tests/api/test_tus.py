@@ -79,8 +79,8 @@ def checksum(algorithm, data):
 def expire(service, path):
     from sqlalchemy import update
 
-    from byterange_server import ledger
-    from byterange_server.models import resources
+    from byterange_server.db import ledger
+    from byterange_server.db.models import resources
 
     with service.db.write() as conn:
         conn.execute(
@@ -94,7 +94,7 @@ def resource_count(service):
     from sqlalchemy import func
     from sqlalchemy import select
 
-    from byterange_server.models import resources
+    from byterange_server.db.models import resources
 
     with service.db.read() as conn:
         return conn.execute(select(func.count()).select_from(resources)).scalar_one()

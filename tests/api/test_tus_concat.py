@@ -285,7 +285,7 @@ def _count(service):
     from sqlalchemy import func
     from sqlalchemy import select
 
-    from byterange_server.models import resources
+    from byterange_server.db.models import resources
 
     with service.db.read() as conn:
         return conn.execute(

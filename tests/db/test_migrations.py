@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy
 from alembic.script import ScriptDirectory
 
-from byterange_server import migrate
+from byterange_server.db import migrate
 
 
 def test_upgrade_head_matches_models(database_url: str) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from byterange_server.db import Database
-from byterange_server.db import DatabaseUnavailableError
+from byterange_server.db.engine import Database
+from byterange_server.db.engine import DatabaseUnavailableError
 
 from ..immutable import chattr
 from ..immutable import chattr_works

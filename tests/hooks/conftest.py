@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from byterange_server.db.models import hook_events
 from byterange_server.hooks import OutboxSink
 from byterange_server.hooks.delivery import DeliveryError
 from byterange_server.hooks.delivery import DeliveryWorker
 from byterange_server.hooks.outbox import OutboxRow
-from byterange_server.models import hook_events
 
 
 class Receiver:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from byterange_server import ledger
+from byterange_server.db import ledger
 from byterange_server.errors import ContentMismatchError
 from byterange_server.events import EventSink
 from byterange_server.hooks import outbox as sql

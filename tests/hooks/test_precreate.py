@@ -13,8 +13,8 @@ from sqlalchemy import func
 from sqlalchemy import select
 
 from byterange_server import create_app
+from byterange_server.db.models import resources
 from byterange_server.hooks import verify_signature
-from byterange_server.models import resources
 
 from . import deciders
 from .receiver import closed_port_url

@@ -34,8 +34,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
-from .errors import ByterangeError
-from .events import AFTER_COMMIT_KEY
+from ..errors import ByterangeError
+from ..events import AFTER_COMMIT_KEY
 
 # Every constraint has a name, so Alembic (SQLite batch mode included) can drop it.
 NAMING_CONVENTION = {

@@ -14,7 +14,7 @@ A write goes through three short transactions and never holds one while bytes st
    reservations.
 
 On PostgreSQL the row lock is ``SELECT … FOR UPDATE``; on SQLite the write transaction starts
-with ``BEGIN IMMEDIATE`` (see :mod:`byterange_server.db`), which serialises writers the same way.
+with ``BEGIN IMMEDIATE`` (see :mod:`byterange_server.db.engine`), which serialises writers the same way.
 Readers (HEAD, GET) take no lock: extents are only ever added in one committed step.
 """
 
@@ -41,15 +41,15 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import Insert
 
-from .concat import Piece
-from .errors import LengthConflictError
-from .errors import ResourceExistsError
-from .errors import ResourceGoneError
-from .errors import ResourceNotFoundError
-from .errors import TooManyWritesError
-from .errors import WriteInProgressError
-from .extents import Extent
-from .extents import normalize
+from ..concat import Piece
+from ..errors import LengthConflictError
+from ..errors import ResourceExistsError
+from ..errors import ResourceGoneError
+from ..errors import ResourceNotFoundError
+from ..errors import TooManyWritesError
+from ..errors import WriteInProgressError
+from ..extents import Extent
+from ..extents import normalize
 from .models import OPEN_RESOURCES
 from .models import STATUS_COMPLETE
 from .models import STATUS_FAILED

@@ -41,7 +41,7 @@ def check(database_url: str) -> None:
 def current(database_url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    from .db import create_db_engine
+    from .engine import create_db_engine
 
     engine = create_db_engine(database_url)
     try:

@@ -30,7 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
-from .db import Base
+from .engine import Base
 
 STATUS_INCOMPLETE = "incomplete"
 STATUS_COMPLETE = "complete"
