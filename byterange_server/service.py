@@ -34,8 +34,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Protocol
 
-from .concat import ComposedObject
-from .concat import Piece
+from .storage.composed import ComposedObject
+from .storage.composed import Piece
 from .config import Settings
 from .db import ledger
 from .db.engine import Database

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from byterange_server.concat import ComposedObject
-from byterange_server.concat import Piece
+from byterange_server.storage.composed import ComposedObject
+from byterange_server.storage.composed import Piece
 from byterange_server.errors import StorageError
 from byterange_server.storage import MemoryStorage
 from byterange_server.storage.base import StoredObject

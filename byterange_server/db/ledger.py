@@ -41,7 +41,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import Insert
 
-from ..concat import Piece
+from ..storage.composed import Piece
 from ..errors import LengthConflictError
 from ..errors import ResourceExistsError
 from ..errors import ResourceGoneError

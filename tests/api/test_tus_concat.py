@@ -322,7 +322,7 @@ def test_the_default_cap_stops_the_audits_header(client, service):
 def test_concurrent_first_reads_hash_a_final_once(app, client, service, monkeypatch):
     """Audit: every concurrent first HEAD of a final hashed all of it. One reader hashes (it holds
     the final's digest lease); the others answer at once, without ETag and Repr-Digest."""
-    from byterange_server.concat import ComposedObject
+    from byterange_server.storage.composed import ComposedObject
 
     a = partial(client, os.urandom(1 << 20))
     path = final_path(client, [a, a, a])

@@ -30,9 +30,9 @@ import dataclasses
 from bisect import bisect_right
 from collections.abc import Sequence
 
-from .storage.base import ClosingMixin
-from .storage.base import StorageError
-from .storage.base import StoredObject
+from .base import ClosingMixin
+from .base import StorageError
+from .base import StoredObject
 
 
 @dataclasses.dataclass(frozen=True)
