@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .app import create_app
     from .config import Settings
-    from .service import UploadService
+    from .uploads.service import UploadService
 
 _LAZY = {"create_app": "app", "EXTENSION_KEY": "app", "Settings": "config", "UploadService": "service"}
 

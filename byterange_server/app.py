@@ -10,21 +10,21 @@ from flask import Flask
 
 from .config import Settings
 from .db.engine import Database
-from .expiry import ExpirySweeper
 from .runtime.forwarded import ForwardedMiddleware
 from .runtime.metrics import Metrics
 from .runtime.metrics import MetricsSink
 from .runtime.observe import RequestObserver
 from .runtime.requestlog import configure_logging
-from .service import UploadService
 from .storage import load_backend
+from .uploads.expiry import ExpirySweeper
+from .uploads.service import UploadService
 
 __all__ = ["EXTENSION_KEY", "HOOKS_KEY", "SWEEPER_KEY", "build_service", "create_app"]
 
 EXTENSION_KEY = "byterange"
 #: ``app.extensions[HOOKS_KEY]``: the installed :class:`~byterange_server.hooks.Hooks`, or None.
 HOOKS_KEY = "byterange_hooks"
-#: ``app.extensions[SWEEPER_KEY]``: the periodic :class:`~byterange_server.expiry.ExpirySweeper`.
+#: ``app.extensions[SWEEPER_KEY]``: the periodic :class:`~byterange_server.uploads.expiry.ExpirySweeper`.
 SWEEPER_KEY = "byterange_expiry_sweeper"
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import ByterangeError
-from .service import UploadService
+from .uploads.service import UploadService
 
 __all__ = ["Check", "run_checks"]
 

@@ -9,14 +9,14 @@ from urllib.parse import parse_qsl
 from urllib.parse import urlsplit
 
 import pytest
-from byterange_server.auth.tokens import Credentials
-from byterange_server.auth.tokens import parse_entries
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
 from byterange_server.auth.signing import signed_url
 from byterange_server.auth.signing import verify
+from byterange_server.auth.tokens import Credentials
+from byterange_server.auth.tokens import parse_entries
 from byterange_server.auth.tokens import tokens as auth_module
 from byterange_server.cli import main
 from byterange_server.errors import AmbiguousCredentialsError
@@ -87,9 +87,8 @@ def test_every_configured_token_is_compared_whatever_matches(monkeypatch):
 @given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=43,
                max_size=43))
 def test_derived_ids_are_valid_resource_ids_and_differ_per_signature(signature):
-    from byterange_server.auth.tokens import Principal
-
     from byterange_server.auth.signing import Grant
+    from byterange_server.auth.tokens import Principal
     from byterange_server.storage.base import validate_resource_id
 
     creds = credentials()

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from byterange_server.storage.composed import ComposedObject
-from byterange_server.storage.composed import Piece
 from byterange_server.errors import StorageError
 from byterange_server.storage import MemoryStorage
 from byterange_server.storage.base import StoredObject
+from byterange_server.storage.composed import ComposedObject
+from byterange_server.storage.composed import Piece
 
 
 def compose(sources: list[bytes], order: list[int]) -> tuple[ComposedObject, bytes]:

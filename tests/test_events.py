@@ -9,8 +9,8 @@ import pytest
 
 from byterange_server.db import ledger
 from byterange_server.errors import ContentMismatchError
-from byterange_server.events import EventSink
-from byterange_server.service import Creator
+from byterange_server.uploads.lifecycle import EventSink
+from byterange_server.uploads.service import Creator
 
 from .test_service import put
 

@@ -8,11 +8,11 @@ import datetime as dt
 
 import pytest
 
-from byterange_server import expiry
 from byterange_server.db import ledger
 from byterange_server.errors import ResourceGoneError
 from byterange_server.errors import ResourceNotFoundError
-from byterange_server.expiry import ExpirySweeper
+from byterange_server.uploads import expiry
+from byterange_server.uploads.expiry import ExpirySweeper
 
 from .test_service import put
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from byterange_server.events import ResourceEvent
 from byterange_server.runtime import multiproc
 from byterange_server.runtime.metrics import Metrics
 from byterange_server.runtime.metrics import MetricsSink
 from byterange_server.runtime.metrics import method_label
 from byterange_server.runtime.metrics import multiprocess_dir
 from byterange_server.runtime.metrics import status_class
+from byterange_server.uploads.lifecycle import ResourceEvent
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_every_metric_is_prefixed_and_documented() -> None:
 _CHILD = """
 import json, os, sys
 from byterange_server.runtime.metrics import Metrics, MetricsSink, multiprocess_dir
-from byterange_server.events import ResourceEvent
+from byterange_server.uploads.lifecycle import ResourceEvent
 import datetime as dt
 assert multiprocess_dir() == os.environ["PROMETHEUS_MULTIPROC_DIR"]
 metrics = Metrics()

@@ -25,7 +25,7 @@ from byterange_server.errors import TruncatedBodyError
 from byterange_server.errors import WriteInProgressError
 from byterange_server.extents import Extent
 from byterange_server.protocol.raw import RawDecoder
-from byterange_server.service import WriteOptions
+from byterange_server.uploads.service import WriteOptions
 
 from .stored import objects_of
 
@@ -240,7 +240,7 @@ def test_expired_incomplete_resources_are_gone_then_removed(app, service) -> Non
 def _with_settings(service, **changes):
     from dataclasses import replace
 
-    from byterange_server.service import UploadService
+    from byterange_server.uploads.service import UploadService
 
     return UploadService(replace(service.settings, **changes), service.db, service.storage)
 
@@ -327,8 +327,8 @@ def test_overlapping_parts_are_found_as_by_comparing_every_pair(spans) -> None:
     from types import SimpleNamespace
 
     from byterange_server.config import Settings
-    from byterange_server.service import _Part
-    from byterange_server.service import _WriteSession
+    from byterange_server.uploads.service import _Part
+    from byterange_server.uploads.service import _WriteSession
 
     session = _WriteSession(SimpleNamespace(settings=Settings(), db=None), "x", WriteOptions())
     for start, size, declared, received in spans:
@@ -373,8 +373,8 @@ def test_a_write_whose_resource_was_deleted_never_reaches_its_recreation(service
     the resource is deleted and created again under the same (derived) id; another writer
     completes it; then the first writer's bytes arrive. Whether the keeper fenced the first
     writer already or not yet ("late"), they never reach the new resource."""
-    from byterange_server.service import Creator
-    from byterange_server.service import _LeaseKeeper
+    from byterange_server.uploads.service import Creator
+    from byterange_server.uploads.service import _LeaseKeeper
 
     if keeper == "late":
         monkeypatch.setattr(_LeaseKeeper, "_poll", lambda self, sessions: None, raising=False)
@@ -486,7 +486,7 @@ def test_a_derived_id_is_taken_by_its_row_not_by_its_stored_object(service) -> N
     left the old generation's object behind (today's main answered 409 resource-exists to that
     URL for ever)."""
     from byterange_server.errors import ResourceExistsError
-    from byterange_server.service import Creator
+    from byterange_server.uploads.service import Creator
 
     creator = Creator(resource_id="signed-derived-id-4567")
     service.allocate(length=4, creator=creator)
@@ -508,7 +508,7 @@ def test_racing_replays_create_one_resource_and_leave_no_object(service, monkeyp
     """Two replays that both pass the early check: the unique id decides, and the loser deletes
     the object it created first."""
     from byterange_server.errors import ResourceExistsError
-    from byterange_server.service import Creator
+    from byterange_server.uploads.service import Creator
 
     creator = Creator(resource_id="signed-derived-id-89ab")
     service.allocate(length=4, creator=creator)

@@ -36,7 +36,7 @@ from ..errors import AuthError
 from ..errors import InvalidCredentialsError
 from ..errors import MissingCredentialsError
 from ..errors import NotOwnerError
-from ..service import Creator
+from ..uploads.service import Creator
 
 __all__ = [
     "creator",

@@ -31,7 +31,6 @@ from ..errors import LengthConflictError
 from ..errors import MalformedHeaderError
 from ..errors import OffsetMismatchError
 from ..errors import UnsupportedMediaTypeError
-from ..ietf import IetfUploads
 from ..protocol.headers import format_digest
 from ..protocol.headers import parse_content_disposition_filename
 from ..protocol.headers import parse_digest_field
@@ -45,7 +44,8 @@ from ..protocol.ietf import parse_upload_complete
 from ..protocol.ietf import parse_upload_number
 from ..protocol.ietf import parse_want_digest
 from ..protocol.media import parse_media_type
-from ..service import ResourceState
+from ..uploads.ietf import IetfUploads
+from ..uploads.service import ResourceState
 from . import auth
 from . import interim
 from .draining import cuttable

@@ -29,9 +29,9 @@ from ..protocol.headers import parse_range
 from ..protocol.headers import resolve_ranges
 from ..protocol.headers import should_reject_ranges
 from ..protocol.multipart import MultipartEncoder
-from ..service import ResourceState
-from ..service import UploadService
 from ..storage import StoredObject
+from ..uploads.service import ResourceState
+from ..uploads.service import UploadService
 from . import conditions
 from .responses import representation_headers
 from .responses import state_headers

@@ -40,9 +40,9 @@ from ..protocol.tus import parse_defer_length
 from ..protocol.tus import parse_upload_checksum
 from ..protocol.tus import parse_upload_concat
 from ..protocol.tus import parse_upload_metadata
-from ..service import ResourceState
 from ..storage.base import validate_resource_id
-from ..tus import TusUploads
+from ..uploads.service import ResourceState
+from ..uploads.tus import TusUploads
 from . import auth
 from . import interim
 from .draining import cuttable

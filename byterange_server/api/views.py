@@ -24,9 +24,9 @@ from ..protocol.headers import pick_digest
 from ..protocol.headers import transaction_preference
 from ..protocol.media import decoder_for
 from ..protocol.raw import RawDecoder
-from ..service import ResourceState
-from ..service import UploadService
-from ..service import WriteOptions
+from ..uploads.service import ResourceState
+from ..uploads.service import UploadService
+from ..uploads.service import WriteOptions
 from . import auth
 from . import conditions
 from . import interim

@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
 from ..errors import ByterangeError
-from ..events import AFTER_COMMIT_KEY
+from ..uploads.lifecycle import AFTER_COMMIT_KEY
 
 # Every constraint has a name, so Alembic (SQLite batch mode included) can drop it.
 NAMING_CONVENTION = {

@@ -41,7 +41,6 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import Insert
 
-from ..storage.composed import Piece
 from ..errors import LengthConflictError
 from ..errors import ResourceExistsError
 from ..errors import ResourceGoneError
@@ -50,6 +49,7 @@ from ..errors import TooManyWritesError
 from ..errors import WriteInProgressError
 from ..extents import Extent
 from ..extents import normalize
+from ..storage.composed import Piece
 from .models import OPEN_RESOURCES
 from .models import STATUS_COMPLETE
 from .models import STATUS_FAILED

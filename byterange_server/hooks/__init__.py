@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from ..config import Settings
-from ..events import EventSink
-from ..events import ResourceEvent
+from ..uploads.lifecycle import EventSink
+from ..uploads.lifecycle import ResourceEvent
 from . import outbox
 from .delivery import DeliveryWorker
 from .delivery import HookEvent
@@ -36,7 +36,7 @@ from .signature import verify_signature
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from ..service import UploadService
+    from ..uploads.service import UploadService
 
 __all__ = [
     "CreationRejected",

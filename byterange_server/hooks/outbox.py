@@ -48,7 +48,7 @@ from ..db.models import HOOK_ABANDONED
 from ..db.models import HOOK_DELIVERED
 from ..db.models import HOOK_PENDING
 from ..db.models import hook_events
-from ..events import ResourceEvent
+from ..uploads.lifecycle import ResourceEvent
 
 __all__ = [
     "OutboxRow",

@@ -3,7 +3,7 @@
 One :class:`Metrics` per app holds the metric objects. Where they count:
 
 - lifecycle counters (created, completed, deleted, expired, commits and committed bytes) come
-  from :class:`MetricsSink`, an :class:`~byterange_server.events.EventSink` that counts in
+  from :class:`MetricsSink`, an :class:`~byterange_server.uploads.lifecycle.EventSink` that counts in
   ``after_commit``, so a change that rolled back is never counted;
 - request figures (received bytes, latency, in-flight, conflicts, interruptions) come from the
   WSGI middleware in ``observe.py``.
@@ -33,8 +33,8 @@ from prometheus_client import multiprocess
 from prometheus_client import values
 from prometheus_client.exposition import choose_encoder
 
-from ..events import EventSink
-from ..events import ResourceEvent
+from ..uploads.lifecycle import EventSink
+from ..uploads.lifecycle import ResourceEvent
 from .multiproc import MULTIPROC_ENV
 
 __all__ = [

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from byterange_server import create_app
 from byterange_server.auth.signing import signed_url
 from byterange_server.db.models import resources
-from byterange_server.events import EventSink
 from byterange_server.protocol.message import encode_message
+from byterange_server.uploads.lifecycle import EventSink
 
 from .helpers import MESSAGE
 from .helpers import MOUNT

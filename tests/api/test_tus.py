@@ -606,7 +606,7 @@ def _append_with_trailer(service, path, data, trailer):
     import io
 
     from byterange_server.api.streams import CountingReader
-    from byterange_server.tus import TusUploads
+    from byterange_server.uploads.tus import TusUploads
 
     body = CountingReader(io.BytesIO(data), content_length=None, chunk_size=4)
     return TusUploads(service).append(

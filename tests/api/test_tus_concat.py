@@ -364,7 +364,7 @@ def test_concurrent_first_reads_hash_a_final_once(app, client, service, monkeypa
 
 def test_a_reader_that_died_hashing_is_replaced(client, service, monkeypatch):
     """A hasher that dies leaves its lease to lapse; the next reader after that hashes."""
-    from byterange_server import service as service_module
+    from byterange_server.uploads import service as service_module
 
     a = partial(client, b"abc")
     path = final_path(client, [a])

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from byterange_server.db import ledger
 from byterange_server.errors import ContentMismatchError
-from byterange_server.events import EventSink
 from byterange_server.hooks import outbox as sql
 from byterange_server.hooks.delivery import backoff
-from byterange_server.service import Creator
+from byterange_server.uploads.lifecycle import EventSink
+from byterange_server.uploads.service import Creator
 
 from ..test_service import put
 

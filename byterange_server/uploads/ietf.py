@@ -1,6 +1,6 @@
 """IETF Resumable Uploads on the shared resources: creation, append, completion.
 
-As for tus (:mod:`byterange_server.tus`), an upload *is* a resource, its offset is the end of
+As for tus (:mod:`byterange_server.uploads.tus`), an upload *is* a resource, its offset is the end of
 the committed prefix, and an append is one ``Content-Offset`` part through the ordinary write
 path (reserve with a lease, stream, ``fdatasync``, commit), so durability, the idempotent
 overlap check and the lease protection hold unchanged. What is specific to the draft is the
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .errors import InconsistentLengthError
-from .protocol.headers import ContentOffset
-from .protocol.ietf import resolve_length
-from .protocol.raw import RawDecoder
+from ..errors import InconsistentLengthError
+from ..protocol.headers import ContentOffset
+from ..protocol.ietf import resolve_length
+from ..protocol.raw import RawDecoder
 from .service import ANONYMOUS
 from .service import BodySource
 from .service import Creator

@@ -26,8 +26,8 @@ from sqlalchemy import or_
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from .db.ledger import now_ms
-from .db.models import job_leases
+from ..db.ledger import now_ms
+from ..db.models import job_leases
 from .service import UploadService
 
 __all__ = ["JOB_NAME", "ExpirySweeper", "take_lease"]

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .errors import BytesPastLengthError
-from .errors import LengthConflictError
-from .errors import OffsetMismatchError
-from .protocol.headers import ContentOffset
-from .protocol.raw import RawDecoder
+from ..errors import BytesPastLengthError
+from ..errors import LengthConflictError
+from ..errors import OffsetMismatchError
+from ..protocol.headers import ContentOffset
+from ..protocol.raw import RawDecoder
 from .service import ANONYMOUS
 from .service import BodySource
 from .service import Creator
