@@ -18,6 +18,7 @@ import time
 
 import click
 
+from .auth.tokens import Credentials
 from .config import Settings
 
 
@@ -61,7 +62,7 @@ def _check_auth(settings: Settings) -> None:
         )
         return
     try:
-        empty = settings.credentials().empty
+        empty = Credentials.from_settings(settings).empty
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     if empty:
@@ -107,7 +108,7 @@ def sign(url: str, methods: str, expires_in: str, max_size: str, key_id: str | N
     from .units import parse_size
 
     try:
-        keys = Settings.from_env().credentials().signing_keys
+        keys = Credentials.from_settings(Settings.from_env()).signing_keys
         if not keys:
             raise click.ClickException("no signing keys configured (BYTERANGE_SIGNING_KEYS)")
         key_id = key_id or next(iter(keys))

@@ -15,12 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .auth.tokens import Credentials
-from .auth.tokens import read_entries
-from .cors import DEFAULT_ALLOW_HEADERS
-from .cors import DEFAULT_EXPOSE_HEADERS
-from .cors import DEFAULT_METHODS
-from .cors import CorsPolicy
 from .units import parse_size
 
 ENV_PREFIX = "BYTERANGE_"
@@ -192,31 +186,8 @@ class Settings:
     request_log: bool = True
 
     @property
-    def cors_policy(self) -> CorsPolicy:
-        """:raises ValueError: an entry of ``cors_origins`` is not an origin."""
-        def listed(value: str) -> tuple[str, ...]:
-            return tuple(item for item in value.replace(",", " ").split() if item)
-
-        return CorsPolicy.from_setting(
-            self.cors_origins,
-            allow_credentials=self.cors_allow_credentials,
-            max_age=self.cors_max_age,
-            methods=tuple(m.upper() for m in listed(self.cors_methods)) or DEFAULT_METHODS,
-            allow_headers=DEFAULT_ALLOW_HEADERS + listed(self.cors_allow_headers),
-            expose_headers=DEFAULT_EXPOSE_HEADERS + listed(self.cors_expose_headers),
-        )
-
-    @property
     def auth_required(self) -> bool:
         return self.auth == "required"
-
-    def credentials(self) -> Credentials:
-        """:raises ValueError: a malformed entry, or an unreadable file."""
-        return Credentials(
-            tokens=read_entries(self.tokens, self.tokens_file, what="token"),
-            signing_keys=read_entries(self.signing_keys, self.signing_keys_file, what="signing key"),
-            admin_tokens=[name for name in self.admin_tokens.replace(",", " ").split() if name],
-        )
 
     def __post_init__(self) -> None:
         if self.auth not in ("required", "off"):

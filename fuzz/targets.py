@@ -20,13 +20,13 @@ import zlib
 from collections.abc import Callable
 from collections.abc import Iterable
 
-from byterange_server import cors
 from byterange_server import units
 from byterange_server.auth.tokens import signing
 from byterange_server.client import remote
 from byterange_server.client.errors import ProtocolError as ClientProtocolError
 from byterange_server.errors import ByterangeError
 from byterange_server.protocol import binary
+from byterange_server.protocol import cors
 from byterange_server.protocol import headers
 from byterange_server.protocol import ietf
 from byterange_server.protocol import media
@@ -666,10 +666,10 @@ _POLICIES = (
         ("https://evil.example", "DELETE", "x-custom"),
     ],
     [
-        "byterange_server.cors:CorsPolicy.preflight",
-        "byterange_server.cors:CorsPolicy.actual",
-        "byterange_server.cors:CorsPolicy.is_preflight",
-        "byterange_server.cors:merge_vary",
+        "byterange_server.protocol.cors:CorsPolicy.preflight",
+        "byterange_server.protocol.cors:CorsPolicy.actual",
+        "byterange_server.protocol.cors:CorsPolicy.is_preflight",
+        "byterange_server.protocol.cors:merge_vary",
     ],
     allowed=(),
 )
@@ -691,7 +691,7 @@ def fuzz_cors(origin: str, method: str, asked: str) -> None:
 @target(
     "CORS origin setting",
     ["https://app.example, http://localhost:5173", "*", "https://a.example b"],
-    ["byterange_server.cors:CorsPolicy.from_setting"],
+    ["byterange_server.protocol.cors:CorsPolicy.from_setting"],
     allowed=(ValueError,),
 )
 def fuzz_cors_setting(value: str) -> None:
@@ -834,7 +834,7 @@ EXEMPT: dict[str, str] = {
     "byterange_server.auth.signing:sign": "printer (the backend's side)",
     "byterange_server.auth.signing:new_nonce": "random nonce for the printer",
     "byterange_server.auth.signing:signed_url": "printer (the backend's side)",
-    "byterange_server.cors:CorsPolicy": "built from settings (see CorsPolicy.from_setting)",
+    "byterange_server.protocol.cors:CorsPolicy": "built from settings (see CorsPolicy.from_setting)",
 }
 #: Name prefixes of printers: they take our own typed values, not client input.
 PRINTER_PREFIXES = ("format", "encode", "ser")
@@ -842,7 +842,7 @@ PRINTER_PREFIXES = ("format", "encode", "ser")
 #: The modules scanned for parsers (every module of protocol/ is added by the test).
 SCANNED_MODULES = (
     "byterange_server.client.remote",
-    "byterange_server.cors",
+    "byterange_server.protocol.cors",
     "byterange_server.runtime.forwarded",
     "byterange_server.auth.signing",
     "byterange_server.units",

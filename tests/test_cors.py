@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from byterange_server.cors import CorsPolicy
-from byterange_server.cors import merge_vary
+from byterange_server.protocol.cors import CorsPolicy
+from byterange_server.protocol.cors import merge_vary
 
 APP = "https://app.example"
 POLICY = CorsPolicy(origins=(APP, "http://localhost:5173"))

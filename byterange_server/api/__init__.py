@@ -11,19 +11,17 @@ import logging
 
 from flask import Flask
 from flask import Response
-from flask import g
 from flask import request
 from werkzeug.exceptions import HTTPException
 
 from ..config import Settings
-from ..cors import CorsPolicy
-from ..cors import merge_vary
 from ..errors import ByterangeError
 from ..errors import ResourceGoneError
 from ..errors import ResourceNotFoundError
 from ..errors import ServerShuttingDownError
 from ..errors import UnsupportedVersionError
 from .auth import init_auth
+from .cors import init_cors
 from .draining import init_app as init_draining
 from .health import health_bp
 from .ietf import error_headers as ietf_error_headers
@@ -49,7 +47,7 @@ log = logging.getLogger(__name__)
 def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(bp, url_prefix=settings.mount)
     app.register_blueprint(health_bp)
-    _init_cors(app, settings.cors_policy)
+    init_cors(app, settings)
     init_draining(app, settings)
     init_limits(app, settings)
     init_auth(app, settings)  # after CORS: a preflight carries no credentials
@@ -91,38 +89,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, "internal-error", "Internal server error", None, settings)
-
-
-def _init_cors(app: Flask, policy: CorsPolicy) -> None:
-    """Answer browser preflights before routing; add CORS headers to every other response."""
-    if not policy.enabled:
-        return
-
-    @app.before_request
-    def _cors_preflight() -> Response | None:
-        origin = request.headers.get("Origin")
-        asked_method = request.headers.get("Access-Control-Request-Method")
-        if not policy.is_preflight(request.method, origin, asked_method):
-            return None  # an ordinary request, or a protocol's own OPTIONS discovery
-        asked_headers = request.headers.get("Access-Control-Request-Headers")
-        granted = policy.preflight(origin, asked_method, asked_headers)
-        g.cors_preflight = True
-        response = Response(status=204)
-        del response.headers["Content-Type"]
-        # A refused preflight gets no Access-Control-* headers: the browser then blocks the request.
-        response.headers.update(granted or {"Vary": "Origin"})
-        return response
-
-    @app.after_request
-    def _cors_headers(response: Response) -> Response:
-        if g.get("cors_preflight"):
-            return response  # a preflight answer, complete already
-        for name, value in policy.actual(request.headers.get("Origin")).items():
-            if name == "Vary":
-                response.headers["Vary"] = merge_vary(response.headers.get("Vary"), [value])
-            else:
-                response.headers[name] = value
-        return response
 
 
 def _add_state_headers(response: Response, error: ByterangeError) -> None:

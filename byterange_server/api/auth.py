@@ -60,7 +60,7 @@ def init_auth(app: Flask, settings: Settings) -> None:
     that can authenticate nobody is a misconfiguration, not a locked door)."""
     if not settings.auth_required:
         return
-    credentials = settings.credentials()
+    credentials = Credentials.from_settings(settings)
     if credentials.empty:
         raise ValueError(
             "authentication is required but no credentials are configured: set BYTERANGE_TOKENS "

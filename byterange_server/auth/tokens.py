@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
+from ..config import Settings
 from ..errors import AmbiguousCredentialsError
 from ..errors import InvalidCredentialsError
 from ..errors import MissingCredentialsError
@@ -123,6 +124,18 @@ class Credentials:
             for name, secret in tokens.items()
         ]
         self.signing_keys = {key_id: secret.encode("ascii") for key_id, secret in signing_keys.items()}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Credentials:
+        """The tokens, signing keys and admin tokens configured in ``settings``.
+
+        :raises ValueError: a malformed entry, or an unreadable file.
+        """
+        return cls(
+            tokens=read_entries(settings.tokens, settings.tokens_file, what="token"),
+            signing_keys=read_entries(settings.signing_keys, settings.signing_keys_file, what="signing key"),
+            admin_tokens=[name for name in settings.admin_tokens.replace(",", " ").split() if name],
+        )
 
     @property
     def empty(self) -> bool:
