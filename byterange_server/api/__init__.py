@@ -22,7 +22,6 @@ from ..errors import ServerShuttingDownError
 from ..errors import UnsupportedVersionError
 from .auth import init_auth
 from .cors import init_cors
-from .draining import init_app as init_draining
 from .health import health_bp
 from .ietf import error_headers as ietf_error_headers
 from .ietf import ietf_problem
@@ -34,6 +33,7 @@ from .responses import problem
 from .responses import render_error
 from .responses import render_http_exception
 from .responses import state_headers
+from .shutdown import init_app as init_draining
 from .tus import MethodOverride
 from .tus import is_tus_request
 from .tus import tus_error_status

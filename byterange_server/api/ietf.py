@@ -48,9 +48,9 @@ from ..uploads.ietf import IetfUploads
 from ..uploads.service import ResourceState
 from . import auth
 from . import interim
-from .draining import cuttable
 from .limits import body_reader
 from .responses import bodiless
+from .shutdown import cuttable
 
 _VERSION_FIELD = "Upload-Draft-Interop-Version"
 

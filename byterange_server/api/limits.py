@@ -36,7 +36,7 @@ from ..errors import HeaderFieldsTooLargeError
 from ..errors import MalformedHeaderError
 from ..errors import RequestTooLargeError
 from ..errors import UnsupportedTransferCodingError
-from .streams import CountingReader
+from .body import CountingReader
 
 __all__ = ["GUARD_KEY", "ThroughputGuard", "body_reader", "init_limits"]
 

@@ -45,9 +45,9 @@ from ..uploads.service import ResourceState
 from ..uploads.tus import TusUploads
 from . import auth
 from . import interim
-from .draining import cuttable
 from .limits import body_reader
 from .responses import bodiless
+from .shutdown import cuttable
 
 #: What ``Tus-Extension`` advertises: only what is implemented and tested.
 TUS_EXTENSIONS = (

@@ -30,7 +30,6 @@ from ..uploads.service import WriteOptions
 from . import auth
 from . import conditions
 from . import interim
-from .draining import cuttable
 from .ietf import dispatch as ietf_dispatch
 from .ietf import options_headers as ietf_options_headers
 from .limits import body_reader
@@ -39,6 +38,7 @@ from .responses import ACCEPT_PATCH
 from .responses import bodiless
 from .responses import representation_headers
 from .responses import state_headers
+from .shutdown import cuttable
 from .tus import discovery_headers as tus_discovery_headers
 from .tus import dispatch as tus_dispatch
 

@@ -6,7 +6,7 @@ commits nothing, because a write commits only when its body ends. Instead:
 
 1. the worker's SIGTERM handler calls :meth:`Drain.begin` (the gunicorn hooks below install it):
    the process is *draining*. New requests that still reach it (on kept-alive connections) are
-   refused with 503 + ``Retry-After``, and ``/healthz`` answers 503 (see ``api/draining.py``);
+   refused with 503 + ``Retry-After``, and ``/healthz`` answers 503 (see ``api/shutdown.py``);
 2. in-flight writes keep streaming for ``shutdown_grace`` seconds, so those about to finish do;
 3. then every write still registered here is *cut*: its body reader stops at the next chunk and
    the connection's read side is shut down (waking a ``recv`` blocked on a slow client), exactly
@@ -18,7 +18,7 @@ commits nothing, because a write commits only when its body ends. Instead:
 SIGINT and SIGQUIT (gunicorn's fast shutdown) cut at once, without the grace.
 
 This module knows neither Flask nor gunicorn beyond the duck-typed ``worker`` of the hooks; the
-HTTP side lives in ``api/draining.py``.
+HTTP side lives in ``api/shutdown.py``.
 """
 
 from __future__ import annotations

@@ -605,7 +605,7 @@ def test_checksum_trailer_is_refused_where_trailers_cannot_be_read(client):
 def _append_with_trailer(service, path, data, trailer):
     import io
 
-    from byterange_server.api.streams import CountingReader
+    from byterange_server.api.body import CountingReader
     from byterange_server.uploads.tus import TusUploads
 
     body = CountingReader(io.BytesIO(data), content_length=None, chunk_size=4)

@@ -31,7 +31,7 @@ from .conftest import running
 KEY = "fence-e2e-key-0123456789abcdef"
 CREDENTIALS = {"BYTERANGE_AUTH": "required", "BYTERANGE_SIGNING_KEYS": f"web:{KEY}"}
 LENGTH = 100_000
-FIRST_READ = 16 * 1024  # the server's first read of a body (api/streams.py)
+FIRST_READ = 16 * 1024  # the server's first read of a body (api/body.py)
 
 
 @pytest.fixture
