@@ -21,7 +21,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 
 from byterange_server import units
-from byterange_server.auth.tokens import signing
+from byterange_server.auth import signing
 from byterange_server.client import remote
 from byterange_server.client.errors import ProtocolError as ClientProtocolError
 from byterange_server.errors import ByterangeError
