@@ -17,7 +17,11 @@ import pytest
 from hypothesis import strategies as st
 from sqlalchemy import event
 
-from byterange_server.db import ledger
+from byterange_server.db import clock
+from byterange_server.db import models
+from byterange_server.db.ledger import extents
+from byterange_server.db.ledger import reservations
+from byterange_server.db.ledger import resources
 from byterange_server.errors import ContentMismatchError
 from byterange_server.errors import ResourceGoneError
 from byterange_server.errors import ResourceNotFoundError
@@ -71,14 +75,14 @@ def test_bytes_are_synced_before_the_extent_commits(service, monkeypatch) -> Non
         stored.sync = sync
         return stored
 
-    real_add = ledger.add_extents
+    real_add = extents.add_extents
 
     def tracking_add(conn, resource_id, new):
         events.append("commit-extents")
         return real_add(conn, resource_id, new)
 
     monkeypatch.setattr(service.storage, "open", tracking_open)
-    monkeypatch.setattr(ledger, "add_extents", tracking_add)
+    monkeypatch.setattr(extents, "add_extents", tracking_add)
     put(service, resource.id, 0, b"abcd", 8)
     assert events == ["sync", "commit-extents"]
 
@@ -127,7 +131,7 @@ def test_a_write_takes_three_transactions_and_only_its_commit_is_durable(service
 def test_overlapping_live_reservation_conflicts_with_retry_after(service) -> None:
     resource = service.allocate(length=100)
     with service.db.write() as conn:
-        ledger.reserve(conn, resource.id, 10, 20, lease_seconds=30)
+        reservations.reserve(conn, resource.id, 10, 20, lease_seconds=30)
     with pytest.raises(WriteInProgressError) as info:
         put(service, resource.id, 15, b"x" * 10, 100)
     assert 1 <= int(info.value.headers["Retry-After"]) <= 30
@@ -139,7 +143,7 @@ def test_overlapping_live_reservation_conflicts_with_retry_after(service) -> Non
 def test_expired_reservation_frees_its_range(service) -> None:
     resource = service.allocate(length=100)
     with service.db.write() as conn:
-        ledger.reserve(conn, resource.id, 0, 100, lease_seconds=0.05)
+        reservations.reserve(conn, resource.id, 0, 100, lease_seconds=0.05)
     time.sleep(0.1)
     put(service, resource.id, 0, b"z" * 100, 100)
     assert service.state(resource.id).complete
@@ -153,7 +157,7 @@ def test_writer_that_lost_its_lease_commits_nothing(service) -> None:
             return  # the reservation is taken once the first chunk has arrived
         # Another request took over the range after our lease ran out.
         with service.db.write() as conn:
-            conn.execute(ledger.reservations.delete())
+            conn.execute(models.reservations.delete())
 
     with pytest.raises(WriteInProgressError):
         put(service, resource.id, 0, b"0123456789", 10, on_chunk=steal)
@@ -227,7 +231,7 @@ def test_expired_incomplete_resources_are_gone_then_removed(app, service) -> Non
     put(service, resource.id, 0, b"01", 10)
     with service.db.write() as conn:
         conn.execute(
-            ledger.resources.update().values(expires_at=ledger.utcnow().replace(year=2000))
+            models.resources.update().values(expires_at=clock.utcnow().replace(year=2000))
         )
     with pytest.raises(ResourceGoneError):
         service.state(resource.id)
@@ -405,7 +409,7 @@ def test_a_write_whose_resource_was_deleted_never_reaches_its_recreation(service
     with service.open_object(creator.resource_id) as stored:
         assert stored.read_at(0, length) == second
     with service.db.read() as conn:
-        assert conn.execute(ledger.reservations.select()).all() == []
+        assert conn.execute(models.reservations.select()).all() == []
 
 
 def test_delete_fences_a_stalled_writer_at_once(service) -> None:
@@ -460,7 +464,7 @@ def test_the_keeper_polls_all_its_writes_in_one_statement(service) -> None:
             writer.start()
         arrived.wait()
         with service.db.read() as conn:
-            ids = [row.id for row in conn.execute(ledger.reservations.select()).all()]
+            ids = [row.id for row in conn.execute(models.reservations.select()).all()]
         assert len(ids) == 3
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(all(rid in poll for rid in ids) for poll in polls):
@@ -494,7 +498,7 @@ def test_a_derived_id_is_taken_by_its_row_not_by_its_stored_object(service) -> N
         service.allocate(length=4, creator=creator)
     [old_key] = objects_of(service.storage, creator.resource_id)
     with service.db.write() as conn:  # a crash between the row's removal and the object's
-        ledger.delete_resource(conn, creator.resource_id)
+        resources.delete_resource(conn, creator.resource_id)
     service.allocate(length=4, creator=creator)
     assert len(objects_of(service.storage, creator.resource_id)) == 2
     put(service, creator.resource_id, 0, b"abcd", 4)
@@ -584,7 +588,7 @@ def test_an_over_limit_request_is_refused_before_its_excess_is_reserved(service)
     assert sum(inserted) <= first_chunk_parts < 600, inserted
     assert limited.state(resource.id).extents == []
     with limited.db.read() as conn:
-        assert conn.execute(ledger.reservations.select()).all() == []
+        assert conn.execute(models.reservations.select()).all() == []
 
 
 def test_an_over_limit_request_in_one_chunk_reserves_nothing(service) -> None:
@@ -607,7 +611,7 @@ def test_a_conflict_in_a_later_batch_applies_nothing_of_the_request(service) -> 
     parts = 600
     resource = service.allocate(length=parts)
     with service.db.write() as conn:
-        ledger.reserve(conn, resource.id, 500, 501, lease_seconds=30)  # another live writer
+        reservations.reserve(conn, resource.id, 500, 501, lease_seconds=30)  # another live writer
     body = _multipart([(i, b"y") for i in range(parts)], parts)
     with pytest.raises(WriteInProgressError) as info:
         service.write(resource.id, _multipart_decoder(), ListBody(_chunks(body)))
@@ -615,7 +619,7 @@ def test_a_conflict_in_a_later_batch_applies_nothing_of_the_request(service) -> 
     assert 1 <= int(info.value.headers["Retry-After"]) <= 5
     assert service.state(resource.id).extents == []
     with service.db.read() as conn:
-        left = conn.execute(ledger.reservations.select()).all()
+        left = conn.execute(models.reservations.select()).all()
     assert [(row.start, row.stop) for row in left] == [(500, 501)]  # only the other writer's
 
 
@@ -672,7 +676,7 @@ def test_batched_reservations_answer_as_one_at_a_time(service) -> None:
         try:
             run()
             left = conn.execute(
-                ledger.reservations.select().where(ledger.reservations.c.id.like(f"{tag}-%"))
+                models.reservations.select().where(models.reservations.c.id.like(f"{tag}-%"))
             ).all()
             result: tuple[str, object] = ("ok", sorted(row.id for row in left))
         except WriteInProgressError as error:
@@ -682,31 +686,33 @@ def test_batched_reservations_answer_as_one_at_a_time(service) -> None:
 
     def one_at_a_time(conn, ranges):
         for start, stop in ranges:
-            ledger.reserve(conn, resource.id, start, stop, lease_seconds=30)
+            reservations.reserve(conn, resource.id, start, stop, lease_seconds=30)
 
     with service.db.write() as conn:
         for case in range(150):
             outer = conn.begin_nested()
-            now = ledger.now_ms()
+            now = clock.now_ms()
             crowded = case % 5 == 0  # more rows than the batch bound: the per-range fallback
             existing = _disjoint(rng, 160 if crowded else 12, 300, touching=True)
             for index, (start, stop) in enumerate(existing):
                 conn.execute(
-                    ledger.reservations.insert().values(
+                    models.reservations.insert().values(
                         id=f"r{case}-{index}", resource_id=resource.id, start=start, stop=stop,
                         lease_expires_ms=now + (30_000 if rng.random() < 0.3 else -1_000),
                     )
                 )
             for start, stop in _disjoint(rng, 160 if crowded else 12, 300, touching=False):
-                conn.execute(ledger.extents.insert().values(resource_id=resource.id, start=start, stop=stop))
+                conn.execute(models.extents.insert().values(resource_id=resource.id, start=start, stop=stop))
             starts = [rng.randrange(300) for _ in range(rng.randint(1, 4))]
             ranges = [(start, min(300, start + rng.randint(1, 6))) for start in starts]
-            reserve_many = functools.partial(ledger.reserve_many, conn, resource.id, ranges, lease_seconds=30)
+            reserve_many = functools.partial(
+                reservations.reserve_many, conn, resource.id, ranges, lease_seconds=30
+            )
             batched = outcome(conn, f"r{case}", reserve_many)
             assert batched == outcome(conn, f"r{case}", functools.partial(one_at_a_time, conn, ranges)), case
             seen.add(batched[0])
-            assert ledger.extents_within_many(conn, resource.id, ranges) == [
-                ledger.extents_within(conn, resource.id, start, stop) for start, stop in ranges
+            assert extents.extents_within_many(conn, resource.id, ranges) == [
+                extents.extents_within(conn, resource.id, start, stop) for start, stop in ranges
             ], case
             outer.rollback()
     assert seen == {"ok", "409"}

@@ -35,9 +35,14 @@ from typing import TYPE_CHECKING
 from typing import Protocol
 
 from ..config import Settings
-from ..db import ledger
+from ..db import clock
 from ..db.engine import Database
-from ..db.ledger import ResourceRecord
+from ..db.ledger import extents
+from ..db.ledger import jobs
+from ..db.ledger import pieces
+from ..db.ledger import reservations
+from ..db.ledger import resources
+from ..db.ledger.resources import ResourceRecord
 from ..db.models import STATUS_COMPLETE
 from ..errors import ByterangeError
 from ..errors import BytesPastLengthError
@@ -109,11 +114,6 @@ _STALE_WAIT = 5.0
 _DIGEST_LEASE = 30.0
 
 
-def _digest_job(final_id: str) -> str:
-    """The ``job_leases`` row of the one reader that hashes a final (ids are at most 64
-    characters, the column too: a longer id is hashed down)."""
-    name = f"digest:{final_id}"
-    return name if len(name) <= 64 else "digest:" + hashlib.sha256(final_id.encode()).hexdigest()[:48]
 #: A request's parts are reserved in batches: those decoded from one body chunk, at most this
 #: many, holding at most this many bytes of their data until reserved (see _WriteSession._flush).
 _BATCH_PARTS = 256
@@ -278,7 +278,7 @@ class UploadService:
             ResourceEvent(
                 kind=kind,
                 resource_id=record.id,
-                at=ledger.utcnow(),
+                at=clock.utcnow(),
                 owner=record.owner,
                 length=record.length,
                 data=data,
@@ -345,12 +345,12 @@ class UploadService:
                 )
             )
         resource_id, storage_key, derived = self._create_object(creator)
-        expires_at = ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
+        expires_at = clock.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
         try:
             with self.db.write() as conn:
                 self._check_quota(conn, creator.owner, length)
                 # The unique id decides a replay that raced past _create_object (ResourceExistsError).
-                ledger.insert_resource(
+                resources.insert_resource(
                     conn,
                     resource_id,
                     length=length,
@@ -367,7 +367,7 @@ class UploadService:
                     self._publish(
                         conn,
                         "created",
-                        ledger.load_resource(conn, resource_id),
+                        resources.load_resource(conn, resource_id),
                         content_type=content_type,
                         filename=filename,
                         upload_metadata=upload_metadata,
@@ -382,7 +382,7 @@ class UploadService:
 
     def _check_quota(self, conn: Connection, owner: str | None, length: int | None) -> None:
         """Refuse a creation that would take ``owner`` past its quota (in the creation's own
-        transaction: ledger.principal_usage serialises one principal's creations).
+        transaction: resources.principal_usage serialises one principal's creations).
 
         :raises QuotaExceededError: (403) with the limits and the current usage.
         """
@@ -390,7 +390,7 @@ class UploadService:
         most, most_bytes = settings.max_resources_per_principal, settings.max_bytes_per_principal
         if owner is None or not (most or most_bytes):
             return
-        count, used = ledger.principal_usage(conn, owner)
+        count, used = resources.principal_usage(conn, owner)
         if (most and count >= most) or (most_bytes and used + (length or 0) > most_bytes):
             raise QuotaExceededError(
                 "Creating this resource would exceed your quota of open resources or of bytes "
@@ -426,7 +426,7 @@ class UploadService:
 
     def _id_taken(self, resource_id: str) -> bool:
         with self.db.read() as conn:
-            return ledger.resource_row_exists(conn, resource_id)
+            return resources.resource_row_exists(conn, resource_id)
 
     def owner_of(self, resource_id: str) -> tuple[bool, str | None]:
         """(exists, owner) of a resource, expired or not; (False, None) for a malformed id."""
@@ -435,7 +435,7 @@ class UploadService:
         except ByterangeError:
             return False, None
         with self.db.read() as conn:
-            return ledger.resource_owner(conn, resource_id)
+            return resources.resource_owner(conn, resource_id)
 
     def state(self, resource_id: str) -> ResourceState:
         """The resource and its first committed extents (one indexed query).
@@ -458,9 +458,9 @@ class UploadService:
             snapshot = self._snapshot(resource_id)
         return ResourceState(snapshot.resource, snapshot.extents, snapshot.truncated)
 
-    def _snapshot(self, resource_id: str) -> ledger.ResourceSnapshot:
+    def _snapshot(self, resource_id: str) -> resources.ResourceSnapshot:
         with self.db.read() as conn:
-            return ledger.load_snapshot(
+            return resources.load_snapshot(
                 conn, resource_id, limit=_SNAPSHOT_LIMIT, fits=self._header_room()
             )
 
@@ -502,23 +502,23 @@ class UploadService:
         """
         validate_resource_id(resource_id)
         with self.db.write() as conn:
-            ledger.load_resource(conn, resource_id, for_update=True)
-            revoked = ledger.revoke_writes(conn, resource_id)
+            resources.load_resource(conn, resource_id, for_update=True)
+            revoked = reservations.revoke_writes(conn, resource_id)
         deadline = time.monotonic() + min(_STALE_WAIT, self.settings.lease_seconds)
         while revoked and time.monotonic() < deadline:
             time.sleep(0.02)
             with self.db.read() as conn:
-                revoked = ledger.live(conn, revoked)
+                revoked = reservations.live(conn, revoked)
 
     def committed_page(self, resource_id: str, *, after: int, limit: int) -> tuple[list[Extent], bool]:
         validate_resource_id(resource_id)
         with self.db.read() as conn:
-            ledger.load_resource(conn, resource_id)
-            return ledger.page_extents(conn, resource_id, after=after, limit=limit)
+            resources.load_resource(conn, resource_id)
+            return extents.page_extents(conn, resource_id, after=after, limit=limit)
 
     def extents_within(self, resource_id: str, start: int, stop: int) -> list[Extent]:
         with self.db.read() as conn:
-            return ledger.extents_within(conn, resource_id, start, stop)
+            return extents.extents_within(conn, resource_id, start, stop)
 
     def open_object(self, resource_id: str, record: ResourceRecord | None = None) -> StoredObject:
         """The bytes of a resource: its own object, or for a final concatenation a read-only
@@ -532,21 +532,21 @@ class UploadService:
             return self.storage.open(record.object_key)
         with self.db.read() as conn:
             if record is None:
-                record = ledger.load_resource(conn, resource_id, expired_ok=True)
-            pieces = ledger.load_pieces(conn, resource_id) if record.concat == "final" else []
-            keys = ledger.object_keys(conn, [piece.source_id for piece in pieces])
-        if not pieces:
+                record = resources.load_resource(conn, resource_id, expired_ok=True)
+            found = pieces.load_pieces(conn, resource_id) if record.concat == "final" else []
+            keys = resources.object_keys(conn, [piece.source_id for piece in found])
+        if not found:
             return self.storage.open(record.object_key)
         opened: dict[str, StoredObject] = {}
         try:
-            for piece in pieces:
+            for piece in found:
                 if piece.source_id not in opened:
                     opened[piece.source_id] = self.storage.open(keys.get(piece.source_id, piece.source_id))
         except BaseException:
             for stored in opened.values():
                 stored.close()
             raise
-        return ComposedObject(pieces, [opened[piece.source_id] for piece in pieces])
+        return ComposedObject(found, [opened[piece.source_id] for piece in found])
 
     def with_digest(self, state: ResourceState) -> ResourceState:
         """``state``, with the SHA-256 computed first if a complete resource has none yet.
@@ -565,14 +565,12 @@ class UploadService:
         record = state.record
         if not record.is_complete or record.sha256 is not None or record.length is None:
             return state
-        from .expiry import take_lease  # expiry.py imports this module
-
-        job, holder = _digest_job(state.id), secrets.token_hex(16)
+        job, holder = jobs.digest_job(state.id), secrets.token_hex(16)
         with self.db.write(durable=False) as conn:
-            if not take_lease(conn, job, holder, seconds=_DIGEST_LEASE):
+            if not jobs.take_lease(conn, job, holder, seconds=_DIGEST_LEASE):
                 return state  # another reader is hashing it
-            if ledger.load_resource(conn, state.id).sha256 is not None:
-                ledger.release_job_lease(conn, job, holder)  # it finished just now
+            if resources.load_resource(conn, state.id).sha256 is not None:
+                jobs.release_job_lease(conn, job, holder)  # it finished just now
                 return self.state(state.id)
         try:
             log.info("computing the digest of final upload %s (%d bytes)", state.id, record.length)
@@ -584,16 +582,16 @@ class UploadService:
                 if time.monotonic() - renewed >= _DIGEST_LEASE / 4:
                     renewed = time.monotonic()
                     with self.db.write(durable=False) as conn:
-                        take_lease(conn, job, holder, seconds=_DIGEST_LEASE)
+                        jobs.take_lease(conn, job, holder, seconds=_DIGEST_LEASE)
 
             with self.open_object(state.id) as stored:
                 self._hash_into(stored, record.length, [sha256], renew)
             with self.db.write() as conn:
-                ledger.set_sha256(conn, state.id, sha256.digest())
-                ledger.release_job_lease(conn, job, holder)
+                resources.set_sha256(conn, state.id, sha256.digest())
+                jobs.release_job_lease(conn, job, holder)
         except BaseException:
             with self.db.write(durable=False) as conn:
-                ledger.release_job_lease(conn, job, holder)
+                jobs.release_job_lease(conn, job, holder)
             raise
         return self.state(state.id)
 
@@ -659,12 +657,12 @@ class UploadService:
         resource_id, storage_key, derived = self._create_object(creator)
         try:
             with self.db.write() as conn:
-                pieces: list[Piece] = []
+                joined: list[Piece] = []
                 start = 0
                 for position, source_id in enumerate(source_ids):
                     try:
                         # Locked, so a partial cannot be terminated between check and insert.
-                        source = ledger.load_resource(conn, source_id, for_update=True)
+                        source = resources.load_resource(conn, source_id, for_update=True)
                     except (ResourceNotFoundError, ResourceGoneError):
                         raise InvalidConcatError(
                             "Upload-Concat names an upload that does not exist (or expired).",
@@ -686,7 +684,7 @@ class UploadService:
                             "A partial upload's length must be known before it is concatenated.",
                             extra={"upload": source_id},
                         )
-                    pieces.append(Piece(position, source_id, start, source.length))
+                    joined.append(Piece(position, source_id, start, source.length))
                     start += source.length
                 max_size = creator.limit(self.settings.max_resource_size)
                 if start > max_size:
@@ -695,25 +693,25 @@ class UploadService:
                         extra={"length": start, "max-size": max_size},
                     )
                 self._check_quota(conn, creator.owner, start)
-                ledger.insert_resource(
+                resources.insert_resource(
                     conn,
                     resource_id,
                     length=start,
                     content_type=None,
                     filename=None,
                     expected_digest=None,
-                    expires_at=ledger.utcnow() + dt.timedelta(seconds=self.settings.expire_after),
+                    expires_at=clock.utcnow() + dt.timedelta(seconds=self.settings.expire_after),
                     upload_metadata=upload_metadata,
                     concat="final",
                     owner=creator.owner,
                     storage_key=storage_key if derived else None,
                 )
-                ledger.insert_pieces(conn, resource_id, pieces)
+                pieces.insert_pieces(conn, resource_id, joined)
                 if self.events.active:
                     self._publish(
                         conn,
                         "created",
-                        ledger.load_resource(conn, resource_id),
+                        resources.load_resource(conn, resource_id),
                         upload_metadata=upload_metadata,
                         concat="final",
                         sources=list(source_ids),
@@ -735,7 +733,7 @@ class UploadService:
 
     def pieces(self, resource_id: str) -> list[Piece]:
         with self.db.read() as conn:
-            return ledger.load_pieces(conn, resource_id)
+            return pieces.load_pieces(conn, resource_id)
 
     def _assemble(self, final_id: str) -> bool:
         """Commit the ranges of a final whose partials are complete; complete it when covered.
@@ -746,31 +744,31 @@ class UploadService:
         """
         with self.db.write() as conn:
             try:
-                record = ledger.load_resource(conn, final_id, for_update=True)
+                record = resources.load_resource(conn, final_id, for_update=True)
             except (ResourceNotFoundError, ResourceGoneError):
                 return False
             if record.is_complete or record.length is None:
                 return False
-            pieces = ledger.load_pieces(conn, final_id)
-            statuses = ledger.source_statuses(conn, [piece.source_id for piece in pieces])
+            found = pieces.load_pieces(conn, final_id)
+            statuses = pieces.source_statuses(conn, [piece.source_id for piece in found])
             ready = [
                 Extent(piece.start, piece.stop)
-                for piece in pieces
+                for piece in found
                 if piece.length and statuses.get(piece.source_id) == STATUS_COMPLETE
             ]
-            known = ledger.extents_within(conn, final_id, 0, record.length)
+            known = extents.extents_within(conn, final_id, 0, record.length)
             new = [
                 extent
                 for extent in ready
                 if not any(k.start <= extent.start and extent.stop <= k.stop for k in known)
             ]
             if new:
-                ledger.add_extents(conn, final_id, new)
+                extents.add_extents(conn, final_id, new)
                 if self.events.active:
                     self._publish(conn, "progress", record, ranges=[[e.start, e.stop] for e in new])
-            if ledger.is_covered(conn, final_id, record.length):
+            if extents.is_covered(conn, final_id, record.length):
                 # The digest is computed on first read (with_digest), not here.
-                if ledger.mark_complete(conn, final_id, None, failed=False) and self.events.active:
+                if resources.mark_complete(conn, final_id, None, failed=False) and self.events.active:
                     self._publish(conn, "completed", record, failed=False)
                 return True
             return bool(new)
@@ -788,7 +786,7 @@ class UploadService:
         """
         validate_resource_id(resource_id)
         with self.db.write() as conn:
-            record = ledger.load_resource(conn, resource_id, for_update=True)
+            record = resources.load_resource(conn, resource_id, for_update=True)
             gone = self._remove(conn, record)
             if self.events.active:
                 self._publish(conn, "deleted", record)
@@ -811,55 +809,55 @@ class UploadService:
         """
         resource_id = record.id
         finals: list[ResourceRecord] = []
-        for final_id in ledger.finals_reading(conn, resource_id):
+        for final_id in pieces.finals_reading(conn, resource_id):
             try:
-                final = ledger.load_resource(conn, final_id, for_update=True, expired_ok=True)
+                final = resources.load_resource(conn, final_id, for_update=True, expired_ok=True)
             except ResourceNotFoundError:
                 continue
             if final.owner != record.owner:
                 finals.append(final)
-        hidden = len(finals) < len(ledger.finals_reading(conn, resource_id))
-        sources = [piece.source_id for final in finals for piece in ledger.load_pieces(conn, final.id)]
+        hidden = len(finals) < len(pieces.finals_reading(conn, resource_id))
+        sources = [piece.source_id for final in finals for piece in pieces.load_pieces(conn, final.id)]
         if not hidden:
-            sources += [piece.source_id for piece in ledger.load_pieces(conn, resource_id)]
+            sources += [piece.source_id for piece in pieces.load_pieces(conn, resource_id)]
         # Read the keys before the rows that hold them go.
-        keys = ledger.object_keys(conn, [resource_id, *(final.id for final in finals), *sources])
+        keys = resources.object_keys(conn, [resource_id, *(final.id for final in finals), *sources])
         gone: list[str] = []
         for final in finals:
-            ledger.delete_resource(conn, final.id)
-            ledger.release_job_lease(conn, _digest_job(final.id))
+            resources.delete_resource(conn, final.id)
+            jobs.release_job_lease(conn, jobs.digest_job(final.id))
             gone.append(final.id)
             if self.events.active:
                 self._publish(conn, "deleted", final, cause="source-deleted", source=resource_id)
         if hidden:
             # A final of the same owner serves these bytes: gone for clients, the bytes stay.
-            ledger.mark_terminated(conn, resource_id)
-            ledger.end_reservations(conn, resource_id)
+            resources.mark_terminated(conn, resource_id)
+            reservations.end_reservations(conn, resource_id)
         else:
-            ledger.delete_resource(conn, resource_id)
+            resources.delete_resource(conn, resource_id)
             if record.concat == "final":
-                ledger.release_job_lease(conn, _digest_job(resource_id))
+                jobs.release_job_lease(conn, jobs.digest_job(resource_id))
             gone.append(resource_id)
-        orphans = ledger.unreferenced_terminated(conn, [other for other in sources if other != resource_id])
+        orphans = pieces.unreferenced_terminated(conn, [other for other in sources if other != resource_id])
         for orphan in orphans:
-            ledger.delete_resource(conn, orphan)
+            resources.delete_resource(conn, orphan)
         return [keys.get(rid, rid) for rid in (*gone, *orphans)]
 
     def remove_expired(self, *, limit: int = 1000) -> int:
         """Delete expired incomplete resources, rows first, then bytes. Returns the count."""
         removed = 0
         with self.db.read() as conn:
-            candidates = ledger.expired_resource_ids(conn, now=ledger.utcnow(), limit=limit)
+            candidates = resources.expired_resource_ids(conn, now=clock.utcnow(), limit=limit)
         for resource_id in candidates:
             with self.db.write() as conn:
                 # Checked again under the row lock: a write that began before the expiry may
                 # still commit (see _commit), so a resource with a live writer waits for the
                 # next sweep; one that completed meanwhile is not expired any more.
                 try:
-                    record = ledger.load_resource(conn, resource_id, for_update=True, expired_ok=True)
+                    record = resources.load_resource(conn, resource_id, for_update=True, expired_ok=True)
                 except ResourceNotFoundError:
                     continue  # deleted meanwhile
-                if not record.is_expired(ledger.utcnow()) or ledger.has_live_writers(conn, resource_id):
+                if not record.is_expired(clock.utcnow()) or reservations.has_live_writers(conn, resource_id):
                     continue
                 gone = self._remove(conn, record)
                 if self.events.active:
@@ -903,7 +901,7 @@ class UploadService:
         """
         with self.db.read() as conn:
             # A write that began before the expiry and covered the last gap completes it.
-            record = ledger.load_resource(conn, resource_id, expired_ok=True)
+            record = resources.load_resource(conn, resource_id, expired_ok=True)
         if storage_key is not None and record.object_key != storage_key:
             return
         if record.is_complete:
@@ -923,11 +921,11 @@ class UploadService:
             failed = not secrets.compare_digest(actual, record.expected_digest)
         with self.db.write() as conn:
             key = record.object_key
-            marked = ledger.mark_complete(conn, resource_id, digest, failed=failed, storage_key=key)
+            marked = resources.mark_complete(conn, resource_id, digest, failed=failed, storage_key=key)
             if marked and self.events.active:
                 self._publish(conn, "completed", record, failed=failed)
-            record = ledger.load_resource(conn, resource_id, expired_ok=True)
-            finals = ledger.finals_reading(conn, resource_id) if record.concat == "partial" else []
+            record = resources.load_resource(conn, resource_id, expired_ok=True)
+            finals = pieces.finals_reading(conn, resource_id) if record.concat == "partial" else []
         for final_id in finals:  # concatenation-unfinished: the finals waiting for this one
             self._assemble(final_id)
         self.check_not_failed(record)
@@ -991,7 +989,7 @@ class _LeaseKeeper:
     ``_WriteSession._write``).
 
     Every tick it asks the database about all its writes at once: one statement reading the
-    first reservation of each (:func:`ledger.reservation_flags`); a write's reservations are
+    first reservation of each (:func:`reservations.reservation_flags`); a write's reservations are
     all deleted with its resource and all revoked together, so the first one tells. A write
     whose reservation is gone is fenced: ``on_stale`` cuts its body, and it writes nothing
     more.
@@ -1056,7 +1054,7 @@ class _LeaseKeeper:
             return
         try:
             with self.db.read() as conn:
-                flags = ledger.reservation_flags(conn, list(watched))
+                flags = reservations.reservation_flags(conn, list(watched))
         except Exception:  # the next tick asks again; _write and _commit check for themselves
             log.warning("could not poll the reservations of %d writes", len(watched), exc_info=True)
             return
@@ -1151,13 +1149,13 @@ class _WriteSession:
         #: on a missing reservation is our own doing, not a fence.
         self.committing = False
         #: The state after the commit, read in its transaction (None: read it afresh).
-        self.snapshot: ledger.ResourceSnapshot | None = None
+        self.snapshot: resources.ResourceSnapshot | None = None
 
     # The request as a whole ------------------------------------------------------------------
 
     def run(self, decoder: PatchDecoder, body: BodySource) -> None:
         with self.db.read() as conn:
-            self.record = ledger.load_resource(conn, self.resource_id)
+            self.record = resources.load_resource(conn, self.resource_id)
             if self.record.concat == "final":
                 raise FinalUploadWriteError(
                     "A final concatenated upload is read-only: its bytes are its partials'."
@@ -1165,7 +1163,7 @@ class _WriteSession:
             if self.options.expected_offset is not None:
                 # Early, so a stale offset is refused before any body is read; _reserve
                 # checks again under the row lock.
-                self._check_offset(ledger.prefix_stop(conn, self.resource_id))
+                self._check_offset(extents.prefix_stop(conn, self.resource_id))
         try:
             try:
                 self._pump(decoder, body)
@@ -1551,7 +1549,7 @@ class _WriteSession:
         ranges = [(part.start, part.limit) for part in pending]
         # Not durable (no fsync on SQLite): a reservation means nothing after a crash.
         with self.db.write(durable=False) as conn:
-            record = ledger.load_resource(conn, self.resource_id, for_update=True)
+            record = resources.load_resource(conn, self.resource_id, for_update=True)
             if self.storage_key is not None and record.object_key != self.storage_key:
                 raise self._gone_error()  # deleted and created again since our first batch
             self.record = record
@@ -1563,10 +1561,10 @@ class _WriteSession:
                             extra={"length": record.length, "last": limit - 1},
                         )
             if not earlier:
-                self._check_offset(ledger.prefix_stop(conn, self.resource_id))
+                self._check_offset(extents.prefix_stop(conn, self.resource_id))
                 if self.settings.max_writes_per_resource or self.settings.max_writes_per_principal:
                     # Taken with the first reservation, in its transaction: no extra round trip.
-                    self.slot_id = ledger.take_write_slot(
+                    self.slot_id = reservations.take_write_slot(
                         conn,
                         self.resource_id,
                         self.options.principal,
@@ -1574,19 +1572,19 @@ class _WriteSession:
                         max_per_resource=self.settings.max_writes_per_resource,
                         max_per_principal=self.settings.max_writes_per_principal,
                     )
-            ids = ledger.reserve_many(
+            ids = reservations.reserve_many(
                 conn,
                 self.resource_id,
                 ranges,
                 lease_seconds=self.settings.lease_seconds,
                 revocable=self.options.revocable,
             )
-            committed = ledger.extents_within_many(conn, self.resource_id, ranges)
+            committed = extents.extents_within_many(conn, self.resource_id, ranges)
             # One lease clock for the whole request: the earlier parts' leases are renewed
             # with this batch's when due (every batch would make a many-part request quadratic).
             renew = not earlier or began - self.last_renewal >= self.renew_interval
             lease = self.settings.lease_seconds
-            if earlier and renew and not ledger.renew(conn, earlier, lease_seconds=lease):
+            if earlier and renew and not reservations.renew(conn, earlier, lease_seconds=lease):
                 raise self._lease_lost()
         if renew:  # otherwise the earlier leases, renewed before, still end first
             self._leases_renewed(began)
@@ -1620,7 +1618,7 @@ class _WriteSession:
         (404, also when created again since), or its lapsed lease was taken over (409)."""
         try:
             with self.db.read() as conn:
-                record = ledger.load_resource(conn, self.resource_id, expired_ok=True)
+                record = resources.load_resource(conn, self.resource_id, expired_ok=True)
         except ResourceNotFoundError:
             return self._gone_error()
         if record.object_key != self.storage_key:
@@ -1633,12 +1631,12 @@ class _WriteSession:
             began = time.monotonic()
             ids = [part.reservation_id for part in self.parts[: self.reserved]]
             with self.db.write(durable=False) as conn:
-                record = ledger.load_resource(conn, self.resource_id)  # 404 once deleted
+                record = resources.load_resource(conn, self.resource_id)  # 404 once deleted
                 if record.object_key != self.storage_key:
                     raise self._gone_error()
-                alive = ledger.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
-                ledger.renew_write_slot(conn, self.slot_id, lease_seconds=self.settings.lease_seconds)
-                if not alive and self.options.revocable and ledger.any_revoked(conn, ids):
+                alive = reservations.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
+                reservations.renew_write_slot(conn, self.slot_id, lease_seconds=self.settings.lease_seconds)
+                if not alive and self.options.revocable and reservations.any_revoked(conn, ids):
                     self.revoked = True
                     return
             if not alive:
@@ -1710,18 +1708,18 @@ class _WriteSession:
         with self.db.write() as conn:
             # A write that began before the resource expired may commit: its live reservations
             # keep the expiry sweep away (see remove_expired).
-            record = ledger.load_resource(conn, self.resource_id, for_update=True, expired_ok=True)
+            record = resources.load_resource(conn, self.resource_id, for_update=True, expired_ok=True)
             if self.storage_key is not None and record.object_key != self.storage_key:
                 raise self._gone_error()  # its bytes went to the deleted generation
-            if not ledger.reservations_alive(conn, ids):
+            if not reservations.reservations_alive(conn, ids):
                 raise self._lease_lost()
             if self.declared_length is not None and not prefixes_only:
-                record = ledger.set_length(conn, record, self.declared_length)
+                record = resources.set_length(conn, record, self.declared_length)
             elif self.declared_length is not None:
                 # An interrupted request still fixes a length it declared, if it can.
                 try:
                     with conn.begin_nested():
-                        record = ledger.set_length(conn, record, self.declared_length)
+                        record = resources.set_length(conn, record, self.declared_length)
                 except LengthConflictError:
                     pass
             if record.length is not None:
@@ -1732,15 +1730,15 @@ class _WriteSession:
                             extra={"length": record.length, "last": extent.stop - 1},
                         )
             if self.declared_repr_digest is not None and record.expected_digest is None:
-                ledger.set_expected_digest(conn, self.resource_id, *self.declared_repr_digest)
-            merged = ledger.add_extents(conn, self.resource_id, new)
+                resources.set_expected_digest(conn, self.resource_id, *self.declared_repr_digest)
+            merged = extents.add_extents(conn, self.resource_id, new)
             limit = self.settings.max_extents
             # Counting is a scan of the resource's extents: skip it when every new extent
             # joined an existing one (then the count cannot have grown), as appends do.
             added = normalize(new)
             fresh = set(added)  # a set: a request of many separate parts is not quadratic here
             may_grow = any(extent in fresh for extent in merged)
-            if new and limit and may_grow and ledger.extent_count(conn, self.resource_id) > limit:
+            if new and limit and may_grow and extents.extent_count(conn, self.resource_id) > limit:
                 # Rolled back with the rest of this transaction: nothing of the request commits.
                 raise TooManyExtentsError(
                     "This write would leave too many separate committed ranges; fill the gaps "
@@ -1750,23 +1748,23 @@ class _WriteSession:
             events = self.service.events
             if new and events.active:
                 # The offset costs a query; only a recorded event (a hook payload) needs it.
-                offset = ledger.prefix_stop(conn, self.resource_id) if events.recorded else None
+                offset = extents.prefix_stop(conn, self.resource_id) if events.recorded else None
                 # Coalesced: 10,000 adjacent one-byte parts are one newly committed range.
                 self.service._publish(
                     conn, "progress", record, ranges=[[e.start, e.stop] for e in added], offset=offset
                 )
-            ledger.release(conn, ids)
-            ledger.release_write_slot(conn, self.slot_id)
+            reservations.release(conn, ids)
+            reservations.release_write_slot(conn, self.slot_id)
             self.slot_id = None
-            ledger.touch(conn, self.resource_id)
-            covered = record.length is not None and ledger.is_covered(
+            resources.touch(conn, self.resource_id)
+            covered = record.length is not None and extents.is_covered(
                 conn, self.resource_id, record.length
             )
             if not covered or record.is_complete:
                 # The response's state, read under the same lock (a completing write reads it
                 # after the digest instead).
                 try:
-                    self.snapshot = ledger.load_snapshot(
+                    self.snapshot = resources.load_snapshot(
                         conn, self.resource_id, limit=_SNAPSHOT_LIMIT, fits=self.service._header_room()
                     )
                 except ResourceGoneError:
@@ -1783,8 +1781,8 @@ class _WriteSession:
         try:
             with self.db.write(durable=False) as conn:
                 if not self.parts_released:
-                    ledger.release(conn, [part.reservation_id for part in self.parts[: self.reserved]])
-                ledger.release_write_slot(conn, self.slot_id)
+                    reservations.release(conn, [part.reservation_id for part in self.parts[: self.reserved]])
+                reservations.release_write_slot(conn, self.slot_id)
                 self.slot_id = None
         except ByterangeError:
             # The lease will expire on its own; the original error is what the client needs.
