@@ -30,16 +30,16 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
 
+from ..db.engine import after_commit
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-__all__ = ["AFTER_COMMIT_KEY", "EventBus", "EventKind", "EventSink", "ResourceEvent"]
+__all__ = ["EventBus", "EventKind", "EventSink", "ResourceEvent"]
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["created", "progress", "completed", "deleted", "expired"]
-#: ``Connection.info`` key under which ``Database.write`` collects the after-commit callbacks.
-AFTER_COMMIT_KEY = "byterange_after_commit"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +86,7 @@ class EventBus:
     def publish(self, conn: Connection, event: ResourceEvent) -> None:
         for sink in self._sinks:
             sink.in_transaction(conn, event)
-        pending = conn.info.get(AFTER_COMMIT_KEY)
-        if pending is None:
-            self._deliver(event)
-        else:
-            pending.append(lambda: self._deliver(event))
+        after_commit(conn, lambda: self._deliver(event))
 
     def _deliver(self, event: ResourceEvent) -> None:
         for sink in self._sinks:
