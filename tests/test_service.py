@@ -244,9 +244,10 @@ def test_expired_incomplete_resources_are_gone_then_removed(app, service) -> Non
 def _with_settings(service, **changes):
     from dataclasses import replace
 
+    from byterange_server.uploads.lifecycle import EventBus
     from byterange_server.uploads.service import UploadService
 
-    return UploadService(replace(service.settings, **changes), service.db, service.storage)
+    return UploadService(replace(service.settings, **changes), service.db, service.storage, events=EventBus())
 
 
 def test_slow_live_writer_keeps_its_range(service) -> None:

@@ -71,7 +71,6 @@ from ..errors import WriteInProgressError
 from ..extents import Extent
 from ..extents import normalize
 from ..extents import prefix_end
-from ..hooks.precreate import CreationRequest
 from ..protocol.events import NEED_DATA
 from ..protocol.events import EndOfPatch
 from ..protocol.events import PartData
@@ -89,8 +88,10 @@ from ..storage.base import generation_key
 from ..storage.base import validate_resource_id
 from ..storage.composed import ComposedObject
 from ..storage.composed import Piece
+from .lifecycle import CreationRequest
 from .lifecycle import EventBus
 from .lifecycle import EventKind
+from .lifecycle import PreCreate
 from .lifecycle import ResourceEvent
 
 if TYPE_CHECKING:
@@ -251,14 +252,27 @@ ANONYMOUS = Creator()
 
 
 class UploadService:
-    def __init__(self, settings: Settings, db: Database, storage: StorageBackend) -> None:
+    """The domain over one database and one storage backend.
+
+    Its ports are given at construction: ``events``, the bus its lifecycle events are
+    published on (metrics and the hook outbox subscribe to it); ``pre_create``, asked before any
+    resource is created, raising to refuse it (the pre-create hook, see hooks/precreate.py).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        storage: StorageBackend,
+        *,
+        events: EventBus,
+        pre_create: PreCreate | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.storage = storage
-        #: Lifecycle events (events.py): hooks and metrics subscribe here.
-        self.events = EventBus()
-        #: Asked before any resource is created; raises to refuse (hooks/precreate.py).
-        self.pre_create: Callable[[CreationRequest], None] | None = None
+        self.events = events
+        self.pre_create = pre_create
         self._keeper: _LeaseKeeper | None = None
         self._keeper_lock = threading.Lock()
 
