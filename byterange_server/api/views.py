@@ -24,6 +24,7 @@ from ..protocol.headers import pick_digest
 from ..protocol.headers import transaction_preference
 from ..protocol.media import decoder_for
 from ..protocol.raw import RawDecoder
+from ..uploads.service import RequestDigest
 from ..uploads.service import ResourceState
 from ..uploads.service import UploadService
 from ..uploads.service import WriteOptions
@@ -219,9 +220,11 @@ def _write_options() -> WriteOptions:
     except MalformedHeaderError:
         prefer = {}  # RFC 7240: preferences are hints; a malformed one is ignored
     digest_header = request.headers.get("Content-Digest")
-    content_digest = pick_digest(parse_digest_field(digest_header)) if digest_header else None
+    picked = pick_digest(parse_digest_field(digest_header)) if digest_header else None
     return WriteOptions(
-        transaction=transaction_preference(prefer), content_digest=content_digest, **auth.write_scope()
+        transaction=transaction_preference(prefer),
+        digest=RequestDigest(*picked) if picked is not None else None,
+        **auth.write_scope(),
     )
 
 

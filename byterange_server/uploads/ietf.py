@@ -22,6 +22,7 @@ from ..protocol.raw import RawDecoder
 from .service import ANONYMOUS
 from .service import BodySource
 from .service import Creator
+from .service import RequestDigest
 from .service import ResourceState
 from .service import UploadService
 from .service import WriteOptions
@@ -102,7 +103,7 @@ class IetfUploads:
             known_length=state.length,
         )
         options = WriteOptions(
-            content_digest=content_digest,
+            digest=RequestDigest(*content_digest) if content_digest is not None else None,
             expected_offset=offset,
             on_stale=on_stale,
             revocable=True,

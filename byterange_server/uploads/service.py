@@ -47,7 +47,6 @@ from ..db.models import STATUS_COMPLETE
 from ..errors import ByterangeError
 from ..errors import BytesPastLengthError
 from ..errors import BytesPastMaxSizeError
-from ..errors import ChecksumMismatchError
 from ..errors import ContentMismatchError
 from ..errors import DigestMismatchError
 from ..errors import FinalUploadWriteError
@@ -115,6 +114,8 @@ _STALE_WAIT = 5.0
 _DIGEST_LEASE = 30.0
 
 
+#: Every algorithm a request's digest may name (RFC 9530 names and tus checksum names).
+_HASHES = {**SUPPORTED_DIGESTS, **CHECKSUM_ALGORITHMS}
 #: A request's parts are reserved in batches: those decoded from one body chunk, at most this
 #: many, holding at most this many bytes of their data until reserved (see _WriteSession._flush).
 _BATCH_PARTS = 256
@@ -175,19 +176,31 @@ class ResourceState:
 
 
 @dataclasses.dataclass(frozen=True)
+class RequestDigest:
+    """A digest of the request content that the client declared: nothing of the request commits
+    unless the bytes it sent match it."""
+
+    algorithm: str
+    expected: bytes
+    #: What a mismatch raises: tus answers ``Upload-Checksum`` with its own 460
+    #: (ChecksumMismatchError); Content-Digest mismatches are DigestMismatchError (400).
+    mismatch: type[ByterangeError] = DigestMismatchError
+    #: What the problem's detail calls the digest.
+    source: str = "Content-Digest"
+
+
+@dataclasses.dataclass(frozen=True)
 class WriteOptions:
     transaction: str = "persist"
-    #: (algorithm, expected digest) of the request content, from Content-Digest.
-    content_digest: tuple[str, bytes] | None = None
-    #: (algorithm, expected digest) of the request content, from tus ``Upload-Checksum``;
-    #: a mismatch is a ChecksumMismatchError (460) instead of a DigestMismatchError.
-    checksum: tuple[str, bytes] | None = None
+    #: The digest of the request content, declared before the body (Content-Digest, tus
+    #: ``Upload-Checksum``): the body is hashed as it streams in.
+    digest: RequestDigest | None = None
     #: tus append: the committed prefix must end exactly here (``Upload-Offset``), checked
     #: under the resource row lock when the range is reserved.
     expected_offset: int | None = None
-    #: tus checksum-trailer: called once the body has ended, returns the (algorithm, digest)
-    #: that arrived in the trailer section (or raises a 400 if it did not).
-    trailer_checksum: Callable[[], tuple[str, bytes]] | None = None
+    #: A digest declared after the body (tus checksum-trailer): called once the body has ended,
+    #: returns the digest that arrived in the trailer section (or raises a 400 if it did not).
+    late_digest: Callable[[], RequestDigest] | None = None
     #: IETF append: a newer request for the same upload may end this one (draft §"Concurrency");
     #: the session then stops reading and commits what it has.
     revocable: bool = False
@@ -203,18 +216,12 @@ class WriteOptions:
     def atomic(self) -> bool:
         # A digest cannot be verified for bytes that never arrived: an interrupted or
         # mismatching request that carries one keeps nothing (tus checksum, E11).
-        return (
-            self.transaction == "atomic"
-            or self.content_digest is not None
-            or self.checksum is not None
-            or self.trailer_checksum is not None
-        )
+        return self.transaction == "atomic" or self.digest is not None or self.late_digest is not None
 
     @property
     def digest_algorithm(self) -> str | None:
         """The algorithm the body must be hashed with, if any."""
-        chosen = self.content_digest or self.checksum
-        return chosen[0] if chosen else None
+        return self.digest.algorithm if self.digest is not None else None
 
     @property
     def applied(self) -> str:
@@ -1189,12 +1196,11 @@ class _WriteSession:
                         pass  # revoked while applying it: commit what was applied
                     self._commit(prefixes_only=True)
                 raise interruption.error from None
-            if self.options.content_digest is not None:
-                self._verify_content_digest(body)
-            if self.options.checksum is not None:
-                self._verify_checksum(body)
-            if self.options.trailer_checksum is not None:
-                self._verify_trailer_checksum()
+            if self.options.digest is not None:
+                self._verify_digest(self.options.digest, body.digest(self.options.digest.algorithm))
+            if self.options.late_digest is not None:
+                late = self.options.late_digest()
+                self._verify_digest(late, self._hash_received(late.algorithm))
             self._commit(prefixes_only=False)
         finally:
             if self.registered:
@@ -1508,30 +1514,23 @@ class _WriteSession:
                 extra={"expected-offset": current, "provided-offset": expected},
             )
 
-    def _verify_checksum(self, body: BodySource) -> None:
-        assert self.options.checksum is not None
-        algorithm, expected = self.options.checksum
-        if not secrets.compare_digest(body.digest(algorithm), expected):
-            raise ChecksumMismatchError(
-                "Upload-Checksum does not match the request content; nothing was applied.",
-                extra={"algorithm": algorithm},
+    def _verify_digest(self, digest: RequestDigest, actual: bytes) -> None:
+        """:raises ByterangeError: ``digest.mismatch`` unless ``actual`` is the digest declared."""
+        if not secrets.compare_digest(actual, digest.expected):
+            raise digest.mismatch(
+                f"{digest.source} does not match the request content; nothing was applied.",
+                extra={"algorithm": digest.algorithm},
             )
 
-    def _verify_trailer_checksum(self) -> None:
-        """The algorithm is only known after the body, so the bytes were not hashed on the way
-        in: they are read back from storage (still in the page cache) before anything is
-        committed."""
-        assert self.options.trailer_checksum is not None
-        algorithm, expected = self.options.trailer_checksum()
-        digest = CHECKSUM_ALGORITHMS[algorithm]()
+    def _hash_received(self, algorithm: str) -> bytes:
+        """The digest of the bytes this request sent, for a digest known only after the body:
+        they were not hashed on the way in, so they are read back from storage (still in the
+        page cache) before anything is committed."""
+        digest = _HASHES[algorithm]()
         for part in self.parts:
             if part.received and self.stored is not None:
                 self._hash_range(part.start, part.start + part.received, digest)
-        if not secrets.compare_digest(digest.digest(), expected):
-            raise ChecksumMismatchError(
-                "The Upload-Checksum trailer does not match the request content; nothing was applied.",
-                extra={"algorithm": algorithm},
-            )
+        return digest.digest()
 
     def _hash_range(self, start: int, stop: int, digest: object) -> None:
         assert self.stored is not None
@@ -1542,16 +1541,6 @@ class _WriteSession:
                 raise StorageError("The stored object is shorter than the bytes just written.")
             digest.update(chunk)  # type: ignore[attr-defined]
             position += len(chunk)
-
-    def _verify_content_digest(self, body: BodySource) -> None:
-        assert self.options.content_digest is not None
-        algorithm, expected = self.options.content_digest
-        actual = body.digest(algorithm)
-        if not secrets.compare_digest(actual, expected):
-            raise DigestMismatchError(
-                "Content-Digest does not match the request content; nothing was applied.",
-                extra={"algorithm": algorithm},
-            )
 
     # Transactions ----------------------------------------------------------------------------
 
