@@ -318,8 +318,10 @@ class UploadService:
         upload_metadata: str | None = None,
         concat: str | None = None,
         creator: Creator = ANONYMOUS,
+        ranges_budget: int | None = None,
     ) -> ResourceState:
-        """Create an empty resource with an unguessable id (128 random bits).
+        """Create an empty resource with an unguessable id (128 random bits); returns its state
+        (``ranges_budget``: see :meth:`state`).
 
         ``creator`` says who it belongs to, and for a signed creation URL its derived id and
         lower maximum size.
@@ -399,7 +401,7 @@ class UploadService:
             raise
         if length == 0:  # nothing to upload: complete at once
             self._finalize(resource_id)
-        return self.state(resource_id)
+        return self.state(resource_id, ranges_budget=ranges_budget)
 
     def _check_quota(self, conn: Connection, owner: str | None, length: int | None) -> None:
         """Refuse a creation that would take ``owner`` past its quota (in the creation's own
@@ -458,45 +460,34 @@ class UploadService:
         with self.db.read() as conn:
             return resources.resource_owner(conn, resource_id)
 
-    def state(self, resource_id: str) -> ResourceState:
+    def state(self, resource_id: str, *, ranges_budget: int | None = None) -> ResourceState:
         """The resource and its first committed extents (one indexed query).
+
+        ``ranges_budget``: the longest ``Committed-Ranges`` value the caller may send (its
+        header limit); extents are read while they fit. None: the caller shows no ranges, only
+        the offset, and only the first extent is read.
 
         :raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410).
         """
         validate_resource_id(resource_id)
-        snapshot = self._snapshot(resource_id)
+        snapshot = self._snapshot(resource_id, ranges_budget)
         record = snapshot.resource
         if record.concat == "final" and not record.is_complete:
             # Picks up partials that completed since (also after a crash between a partial's
             # completion and the final's update).
             if self._assemble(resource_id):
-                snapshot = self._snapshot(resource_id)
+                snapshot = self._snapshot(resource_id, ranges_budget)
         elif not record.is_complete and record.length is not None and (
             record.length == 0 or snapshot.extents[:1] == [Extent(0, record.length)]
         ):
             # Covered but not finalized: the completing request died before hashing.
             self._finalize(resource_id)
-            snapshot = self._snapshot(resource_id)
+            snapshot = self._snapshot(resource_id, ranges_budget)
         return ResourceState(snapshot.resource, snapshot.extents, snapshot.truncated)
 
-    def _snapshot(self, resource_id: str) -> resources.ResourceSnapshot:
+    def _snapshot(self, resource_id: str, ranges_budget: int | None) -> resources.ResourceSnapshot:
         with self.db.read() as conn:
-            return resources.load_snapshot(
-                conn, resource_id, limit=_SNAPSHOT_LIMIT, fits=self._header_room()
-            )
-
-    def _header_room(self) -> Callable[[Extent], bool]:
-        """A predicate that accepts extents while their ``Committed-Ranges`` value
-        (``bytes=a-b,c-d``, see format_ranges) still fits in the configured limit: past it the
-        header is left out, so reading further extents for it would be wasted."""
-        room = self.settings.committed_ranges_header_limit - len("bytes=") + 1
-
-        def fits(extent: Extent) -> bool:
-            nonlocal room
-            room -= len(str(extent.start)) + len(str(extent.stop - 1)) + 2  # "a-b,"
-            return room >= 0
-
-        return fits
+            return _load_snapshot(conn, resource_id, ranges_budget)
 
     @staticmethod
     def check_offset(state: ResourceState, offset: int) -> None:
@@ -569,8 +560,9 @@ class UploadService:
             raise
         return ComposedObject(found, [opened[piece.source_id] for piece in found])
 
-    def with_digest(self, state: ResourceState) -> ResourceState:
-        """``state``, with the SHA-256 computed first if a complete resource has none yet.
+    def with_digest(self, state: ResourceState, *, ranges_budget: int | None = None) -> ResourceState:
+        """``state``, with the SHA-256 computed first if a complete resource has none yet (read
+        again then, with ``ranges_budget``: see :meth:`state`).
 
         Only a final concatenation is complete without one: hashing it during its POST would
         cost what concatenating by reference saves, so the first read that needs ``ETag`` or
@@ -592,7 +584,7 @@ class UploadService:
                 return state  # another reader is hashing it
             if resources.load_resource(conn, state.id).sha256 is not None:
                 jobs.release_job_lease(conn, job, holder)  # it finished just now
-                return self.state(state.id)
+                return self.state(state.id, ranges_budget=ranges_budget)
         try:
             log.info("computing the digest of final upload %s (%d bytes)", state.id, record.length)
             sha256 = hashlib.sha256()
@@ -614,7 +606,7 @@ class UploadService:
             with self.db.write(durable=False) as conn:
                 jobs.release_job_lease(conn, job, holder)
             raise
-        return self.state(state.id)
+        return self.state(state.id, ranges_budget=ranges_budget)
 
     @staticmethod
     def _hash_into(
@@ -896,19 +888,22 @@ class UploadService:
         decoder: PatchDecoder,
         body: BodySource,
         options: WriteOptions = WriteOptions(),
+        *,
+        ranges_budget: int | None = None,
     ) -> ResourceState:
-        """Apply a patch document (or a partial PUT) to a resource; returns the state after it.
+        """Apply a patch document (or a partial PUT) to a resource; returns the state after it
+        (``ranges_budget``: see :meth:`state`).
 
         :raises ByterangeError: 400/404/409/410/412/422 as described in docs/protocol.md;
             the state after the error is what a HEAD shows.
         """
         validate_resource_id(resource_id)
-        session = _WriteSession(self, resource_id, options)
+        session = _WriteSession(self, resource_id, options, ranges_budget)
         session.run(decoder, body)
         if session.snapshot is not None:  # read in the commit's transaction: no extra round trip
             snapshot = session.snapshot
             return ResourceState(snapshot.resource, snapshot.extents, snapshot.truncated)
-        return self.state(resource_id)
+        return self.state(resource_id, ranges_budget=ranges_budget)
 
     # -- completion ------------------------------------------------------------------------------
 
@@ -963,6 +958,30 @@ class UploadService:
                 "sha-256": base64.b64encode(record.sha256 or b"").decode(),
             },
         )
+
+
+def _load_snapshot(
+    conn: Connection, resource_id: str, ranges_budget: int | None
+) -> resources.ResourceSnapshot:
+    """The resource and as many of its first extents as ``ranges_budget`` shows (at least the
+    first: it gives the offset)."""
+    if ranges_budget is None:
+        return resources.load_snapshot(conn, resource_id, limit=1)
+    return resources.load_snapshot(conn, resource_id, limit=_SNAPSHOT_LIMIT, fits=_ranges_fit(ranges_budget))
+
+
+def _ranges_fit(budget: int) -> Callable[[Extent], bool]:
+    """A predicate that accepts extents while their ``Committed-Ranges`` value
+    (``bytes=a-b,c-d``, see format_ranges) still fits in ``budget`` characters: past it the
+    header is left out, so reading further extents for it would be wasted."""
+    room = budget - len("bytes=") + 1
+
+    def fits(extent: Extent) -> bool:
+        nonlocal room
+        room -= len(str(extent.start)) + len(str(extent.stop - 1)) + 2  # "a-b,"
+        return room >= 0
+
+    return fits
 
 
 @dataclasses.dataclass
@@ -1111,12 +1130,20 @@ class _WriteSession:
       length conflicts, a digest mismatch) → commit nothing.
     """
 
-    def __init__(self, service: UploadService, resource_id: str, options: WriteOptions) -> None:
+    def __init__(
+        self,
+        service: UploadService,
+        resource_id: str,
+        options: WriteOptions,
+        ranges_budget: int | None = None,
+    ) -> None:
         self.service = service
         self.settings = service.settings
         self.db = service.db
         self.resource_id = resource_id
         self.options = options
+        #: How much of the committed ranges the response shows (see UploadService.state).
+        self.ranges_budget = ranges_budget
         self.parts: list[_Part] = []
         #: How many of ``parts`` (a prefix) are reserved; the others wait for _flush.
         self.reserved = 0
@@ -1767,9 +1794,7 @@ class _WriteSession:
                 # The response's state, read under the same lock (a completing write reads it
                 # after the digest instead).
                 try:
-                    self.snapshot = resources.load_snapshot(
-                        conn, self.resource_id, limit=_SNAPSHOT_LIMIT, fits=self.service._header_room()
-                    )
+                    self.snapshot = _load_snapshot(conn, self.resource_id, self.ranges_budget)
                 except ResourceGoneError:
                     self.snapshot = None  # expired meanwhile: state() reports it as it always did
         self.parts_released = True
