@@ -11,7 +11,7 @@ from byterange_server.db import clock
 from byterange_server.db.ledger import resources
 from byterange_server.errors import ContentMismatchError
 from byterange_server.uploads.lifecycle import EventSink
-from byterange_server.uploads.service import Creator
+from byterange_server.uploads.values import Creator
 
 from .test_service import put
 

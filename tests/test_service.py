@@ -7,6 +7,7 @@ resource stops a writer, and completion survives a crash between commit and hash
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -29,7 +30,7 @@ from byterange_server.errors import TruncatedBodyError
 from byterange_server.errors import WriteInProgressError
 from byterange_server.extents import Extent
 from byterange_server.protocol.raw import RawDecoder
-from byterange_server.uploads.service import WriteOptions
+from byterange_server.uploads.values import WriteOptions
 
 from .stored import objects_of
 
@@ -211,7 +212,11 @@ def test_mismatch_applies_nothing_and_keeps_committed_bytes(service) -> None:
 
 def test_completion_survives_a_crash_before_hashing(service, monkeypatch) -> None:
     resource = service.allocate(length=4)
+    # Completion does nothing, as if the process died before hashing: neither the write's own
+    # step (its context's finalize) nor the state read that follows it.
     monkeypatch.setattr(type(service), "_finalize", lambda self, resource_id, storage_key=None: None)
+    skip = dataclasses.replace(service.context, finalize=lambda resource_id, storage_key=None: None)
+    monkeypatch.setattr(service, "context", skip)
     put(service, resource.id, 0, b"abcd", 4)
     monkeypatch.undo()
     state = service.state(resource.id)  # the next reader finishes the job
@@ -332,10 +337,10 @@ def test_overlapping_parts_are_found_as_by_comparing_every_pair(spans) -> None:
     from types import SimpleNamespace
 
     from byterange_server.config import Settings
-    from byterange_server.uploads.service import _Part
-    from byterange_server.uploads.service import _WriteSession
+    from byterange_server.uploads.writes import WriteSession
+    from byterange_server.uploads.writes import _Part
 
-    session = _WriteSession(SimpleNamespace(settings=Settings(), db=None), "x", WriteOptions())
+    session = WriteSession(SimpleNamespace(settings=Settings(), db=None), "x", WriteOptions())
     for start, size, declared, received in spans:
         limit = start + size + 1
         stop = limit if declared else None
@@ -378,11 +383,11 @@ def test_a_write_whose_resource_was_deleted_never_reaches_its_recreation(service
     the resource is deleted and created again under the same (derived) id; another writer
     completes it; then the first writer's bytes arrive. Whether the keeper fenced the first
     writer already or not yet ("late"), they never reach the new resource."""
-    from byterange_server.uploads.service import Creator
-    from byterange_server.uploads.service import _LeaseKeeper
+    from byterange_server.uploads.leases import LeaseKeeper
+    from byterange_server.uploads.values import Creator
 
     if keeper == "late":
-        monkeypatch.setattr(_LeaseKeeper, "_poll", lambda self, sessions: None, raising=False)
+        monkeypatch.setattr(LeaseKeeper, "_poll", lambda self, sessions: None, raising=False)
     creator = Creator(resource_id="signed-derived-id-0123")
     length = 100_000
     first, second = b"1" * length, b"2" * length
@@ -491,7 +496,7 @@ def test_a_derived_id_is_taken_by_its_row_not_by_its_stored_object(service) -> N
     left the old generation's object behind (today's main answered 409 resource-exists to that
     URL for ever)."""
     from byterange_server.errors import ResourceExistsError
-    from byterange_server.uploads.service import Creator
+    from byterange_server.uploads.values import Creator
 
     creator = Creator(resource_id="signed-derived-id-4567")
     service.allocate(length=4, creator=creator)
@@ -513,7 +518,7 @@ def test_racing_replays_create_one_resource_and_leave_no_object(service, monkeyp
     """Two replays that both pass the early check: the unique id decides, and the loser deletes
     the object it created first."""
     from byterange_server.errors import ResourceExistsError
-    from byterange_server.uploads.service import Creator
+    from byterange_server.uploads.values import Creator
 
     creator = Creator(resource_id="signed-derived-id-89ab")
     service.allocate(length=4, creator=creator)

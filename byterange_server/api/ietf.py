@@ -45,7 +45,7 @@ from ..protocol.ietf import parse_upload_number
 from ..protocol.ietf import parse_want_digest
 from ..protocol.media import parse_media_type
 from ..uploads.ietf import IetfUploads
-from ..uploads.service import ResourceState
+from ..uploads.values import ResourceState
 from . import auth
 from . import interim
 from .limits import body_reader

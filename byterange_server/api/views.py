@@ -24,10 +24,10 @@ from ..protocol.headers import pick_digest
 from ..protocol.headers import transaction_preference
 from ..protocol.media import decoder_for
 from ..protocol.raw import RawDecoder
-from ..uploads.service import RequestDigest
-from ..uploads.service import ResourceState
 from ..uploads.service import UploadService
-from ..uploads.service import WriteOptions
+from ..uploads.values import RequestDigest
+from ..uploads.values import ResourceState
+from ..uploads.values import WriteOptions
 from . import auth
 from . import conditions
 from . import interim

@@ -19,13 +19,13 @@ from ..errors import InconsistentLengthError
 from ..protocol.headers import ContentOffset
 from ..protocol.ietf import resolve_length
 from ..protocol.raw import RawDecoder
-from .service import ANONYMOUS
-from .service import BodySource
-from .service import Creator
-from .service import RequestDigest
-from .service import ResourceState
 from .service import UploadService
-from .service import WriteOptions
+from .values import ANONYMOUS
+from .values import BodySource
+from .values import Creator
+from .values import RequestDigest
+from .values import ResourceState
+from .values import WriteOptions
 
 
 class IetfUploads:

@@ -19,7 +19,7 @@ from byterange_server.errors import ContentMismatchError
 from byterange_server.hooks import outbox as sql
 from byterange_server.hooks.delivery import backoff
 from byterange_server.uploads.lifecycle import EventSink
-from byterange_server.uploads.service import Creator
+from byterange_server.uploads.values import Creator
 
 from ..test_service import put
 
