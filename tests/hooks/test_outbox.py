@@ -21,7 +21,7 @@ from byterange_server.hooks.delivery import backoff
 from byterange_server.uploads.lifecycle import EventSink
 from byterange_server.uploads.values import Creator
 
-from ..test_service import put
+from ..uploads.helpers import put
 
 
 def test_a_committed_change_writes_exactly_one_row(outbox) -> None:

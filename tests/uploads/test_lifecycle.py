@@ -13,7 +13,7 @@ from byterange_server.errors import ContentMismatchError
 from byterange_server.uploads.lifecycle import EventSink
 from byterange_server.uploads.values import Creator
 
-from .test_service import put
+from .helpers import put
 
 
 class Recorder(EventSink):

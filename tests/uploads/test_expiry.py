@@ -14,7 +14,7 @@ from byterange_server.errors import ResourceGoneError
 from byterange_server.errors import ResourceNotFoundError
 from byterange_server.uploads.expiry import ExpirySweeper
 
-from .test_service import put
+from .helpers import put
 
 
 @pytest.fixture

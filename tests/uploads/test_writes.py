@@ -1,63 +1,45 @@
-"""The service layer against a real database (both kinds) and the real local storage.
+"""The write session against a real database (both kinds) and the real local storage.
 
 These pin the invariants the HTTP layer cannot see directly: bytes are synced before the extent
-row that claims them is committed, reservations conflict and expire, a lost lease or a deleted
-resource stops a writer, and completion survives a crash between commit and hashing.
+row that claims them is committed, a write takes three short transactions, reservations
+conflict and expire, a lost lease stops a writer, interruptions keep what the transaction mode
+says, and parts are reserved in batches.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import hashlib
-import threading
+import random
 import time
-from collections.abc import Iterator
+from types import SimpleNamespace
 
 import hypothesis
 import pytest
 from hypothesis import strategies as st
 from sqlalchemy import event
 
+from byterange_server.config import Settings
 from byterange_server.db import clock
 from byterange_server.db import models
 from byterange_server.db.ledger import extents
 from byterange_server.db.ledger import reservations
-from byterange_server.db.ledger import resources
 from byterange_server.errors import ContentMismatchError
-from byterange_server.errors import ResourceGoneError
-from byterange_server.errors import ResourceNotFoundError
+from byterange_server.errors import LimitExceededError
+from byterange_server.errors import OverlappingPartsError
 from byterange_server.errors import TruncatedBodyError
 from byterange_server.errors import WriteInProgressError
 from byterange_server.extents import Extent
 from byterange_server.protocol.raw import RawDecoder
 from byterange_server.uploads.values import WriteOptions
+from byterange_server.uploads.writes import WriteSession
+from byterange_server.uploads.writes import _Part
 
-from .stored import objects_of
-
-
-class ListBody:
-    """A BodySource over a list of chunks; ``interrupted`` simulates a short body."""
-
-    def __init__(self, chunks: list[bytes], *, interrupted: bool = False, on_chunk=None) -> None:
-        self.chunks = chunks
-        self.interrupted = interrupted
-        self.on_chunk = on_chunk
-
-    def __iter__(self) -> Iterator[bytes]:
-        for index, chunk in enumerate(self.chunks):
-            if self.on_chunk is not None:
-                self.on_chunk(index)
-            yield chunk
-
-    def digest(self, algorithm: str) -> bytes:
-        return hashlib.new(algorithm.replace("-", ""), b"".join(self.chunks)).digest()
-
-
-def put(service, resource_id: str, start: int, data: bytes, length: int | str = "*", **kwargs):
-    fields = (("content-range", f"bytes {start}-{start + len(data) - 1}/{length}"),)
-    middle = len(data) // 2
-    chunks = [data[:middle], data[middle:]] if middle else [data]
-    return service.write(resource_id, RawDecoder(fields), ListBody(chunks, **kwargs))
+from .helpers import ListBody
+from .helpers import multipart
+from .helpers import multipart_decoder
+from .helpers import put
+from .helpers import with_settings
 
 
 def test_bytes_are_synced_before_the_extent_commits(service, monkeypatch) -> None:
@@ -165,18 +147,6 @@ def test_writer_that_lost_its_lease_commits_nothing(service) -> None:
     assert service.state(resource.id).extents == []
 
 
-def test_deleting_a_resource_ends_its_live_writer(service) -> None:
-    resource = service.allocate(length=10)
-
-    def delete_midway(index: int) -> None:
-        if index == 1:
-            service.delete(resource.id)
-
-    with pytest.raises(ResourceNotFoundError):
-        put(service, resource.id, 0, b"0123456789", 10, on_chunk=delete_midway)
-    assert not service.storage.exists(resource.id)
-
-
 def test_interrupted_write_keeps_the_prefix_under_persist(service) -> None:
     resource = service.allocate(length=10)
     fields = (("content-range", "bytes 0-9/10"),)
@@ -210,116 +180,11 @@ def test_mismatch_applies_nothing_and_keeps_committed_bytes(service) -> None:
         assert stored.read_at(0, 5) == b"01234"
 
 
-def test_completion_survives_a_crash_before_hashing(service, monkeypatch) -> None:
-    resource = service.allocate(length=4)
-    # Completion does nothing, as if the process died before hashing: neither the write's own
-    # step (its context's finalize) nor the state read that follows it.
-    monkeypatch.setattr(type(service), "_finalize", lambda self, resource_id, storage_key=None: None)
-    skip = dataclasses.replace(service.context, finalize=lambda resource_id, storage_key=None: None)
-    monkeypatch.setattr(service, "context", skip)
-    put(service, resource.id, 0, b"abcd", 4)
-    monkeypatch.undo()
-    state = service.state(resource.id)  # the next reader finishes the job
-    assert state.complete
-    assert state.record.sha256 == hashlib.sha256(b"abcd").digest()
-
-
 def test_extents_coalesce(service) -> None:
     resource = service.allocate()
     for start in (0, 20, 10, 5, 15):
         put(service, resource.id, start, b"x" * 5)
     assert service.state(resource.id).extents == [Extent(0, 25)]
-
-
-def test_expired_incomplete_resources_are_gone_then_removed(app, service) -> None:
-    resource = service.allocate(length=10)
-    put(service, resource.id, 0, b"01", 10)
-    with service.db.write() as conn:
-        conn.execute(
-            models.resources.update().values(expires_at=clock.utcnow().replace(year=2000))
-        )
-    with pytest.raises(ResourceGoneError):
-        service.state(resource.id)
-    assert service.remove_expired() == 1
-    with pytest.raises(ResourceNotFoundError):
-        service.state(resource.id)
-    assert not service.storage.exists(resource.id)
-
-
-def _with_settings(service, **changes):
-    from dataclasses import replace
-
-    from byterange_server.uploads.lifecycle import EventBus
-    from byterange_server.uploads.service import UploadService
-
-    return UploadService(replace(service.settings, **changes), service.db, service.storage, events=EventBus())
-
-
-def test_slow_live_writer_keeps_its_range(service) -> None:
-    # Body chunks arrive slower than the lease lasts: only the keeper thread's renewals hold it.
-    quick = _with_settings(service, lease_seconds=0.6)
-    resource = quick.allocate(length=10)
-    probes: list[str] = []
-
-    def stall(index: int) -> None:
-        if index == 1:
-            time.sleep(1.5)
-            try:
-                put(quick, resource.id, 0, b"0", 10)
-                probes.append("accepted")
-            except WriteInProgressError:
-                probes.append("409")
-
-    put(quick, resource.id, 0, b"0123456789", 10, on_chunk=stall)
-    assert probes == ["409"]
-    assert quick.state(resource.id).complete
-
-
-def test_streaming_writes_share_one_keeper_thread(service) -> None:
-    """Three bodies stalled mid-stream are kept by one thread, not a thread per request."""
-    resource = service.allocate(length=30)
-    others = set(threading.enumerate())  # other services' keepers (each app has its own)
-    arrived = threading.Barrier(4, timeout=30)
-    go = threading.Event()
-
-    def stall(index: int) -> None:
-        if index == 1:
-            arrived.wait()
-            go.wait(30)
-
-    writers = [
-        threading.Thread(
-            target=put, args=(service, resource.id, 10 * n, b"x" * 10, 30), kwargs={"on_chunk": stall}
-        )
-        for n in range(3)
-    ]
-    for writer in writers:
-        writer.start()
-    arrived.wait()
-    keepers = [
-        thread for thread in set(threading.enumerate()) - others if thread.name.startswith("byterange-lease")
-    ]
-    go.set()
-    for writer in writers:
-        writer.join(30)
-    assert len(keepers) == 1
-    assert service.state(resource.id).complete
-
-
-def test_idle_writer_loses_its_range_and_writes_nothing_after(service) -> None:
-    quick = _with_settings(service, lease_seconds=0.6, write_idle_seconds=0.2)
-    resource = quick.allocate(length=10)
-
-    def stall(index: int) -> None:
-        if index == 1:
-            time.sleep(1.5)  # idle: the keeper stops renewing and the lease lapses
-            put(quick, resource.id, 0, b"01234XXXXX", 10)  # another writer takes the range
-
-    with pytest.raises(WriteInProgressError):
-        put(quick, resource.id, 0, b"0123456789", 10, on_chunk=stall)
-    with quick.open_object(resource.id) as stored:
-        assert stored.read_at(0, 10) == b"01234XXXXX"  # the late writer overwrote nothing
-    assert quick.state(resource.id).complete
 
 
 @hypothesis.settings(max_examples=300, deadline=None)
@@ -334,11 +199,7 @@ def test_overlapping_parts_are_found_as_by_comparing_every_pair(spans) -> None:
     a new part ``[start, limit)`` meets an earlier part when ``start < earlier stop`` and
     ``earlier start < limit``, where an earlier part without a declared end stops where its
     bytes did (possibly empty)."""
-    from types import SimpleNamespace
 
-    from byterange_server.config import Settings
-    from byterange_server.uploads.writes import WriteSession
-    from byterange_server.uploads.writes import _Part
 
     session = WriteSession(SimpleNamespace(settings=Settings(), db=None), "x", WriteOptions())
     for start, size, declared, received in spans:
@@ -356,182 +217,6 @@ def test_overlapping_parts_are_found_as_by_comparing_every_pair(spans) -> None:
         if found is None:
             got = limit - start if declared else min(received, limit - start)
             session.parts.append(_Part(None, start, limit, stop, "r", [], received=got))  # type: ignore[arg-type]
-
-
-# -- deletion fences live writers (issue 11, item 3) ------------------------------------------------
-
-
-def _multipart(parts: list[tuple[int, bytes]], length: int, boundary: str = "b0und") -> bytes:
-    from byterange_server.protocol.multipart import encode_multipart
-
-    return encode_multipart(
-        [((("Content-Range", f"bytes {start}-{start + len(data) - 1}/{length}"),), data)
-         for start, data in parts],
-        boundary,
-    )
-
-
-def _multipart_decoder(boundary: str = "b0und"):
-    from byterange_server.protocol.multipart import MultipartDecoder
-
-    return MultipartDecoder(boundary)
-
-
-@pytest.mark.parametrize("keeper", ["polling", "late"])
-def test_a_write_whose_resource_was_deleted_never_reaches_its_recreation(service, monkeypatch, keeper):
-    """The audit's sequence: a multipart PATCH reserves [0, 100000) with only its fields sent;
-    the resource is deleted and created again under the same (derived) id; another writer
-    completes it; then the first writer's bytes arrive. Whether the keeper fenced the first
-    writer already or not yet ("late"), they never reach the new resource."""
-    from byterange_server.uploads.leases import LeaseKeeper
-    from byterange_server.uploads.values import Creator
-
-    if keeper == "late":
-        monkeypatch.setattr(LeaseKeeper, "_poll", lambda self, sessions: None, raising=False)
-    creator = Creator(resource_id="signed-derived-id-0123")
-    length = 100_000
-    first, second = b"1" * length, b"2" * length
-    service.allocate(length=length, creator=creator)
-    body = _multipart([(0, first)], length)
-    fields_end = body.index(b"\r\n\r\n") + 4
-    happened: list[str] = []
-
-    def meanwhile(index: int) -> None:
-        if index == 1:  # the fields arrived and [0, 100000) is reserved: the bytes have not
-            service.delete(creator.resource_id)
-            service.allocate(length=length, creator=creator)
-            state = put(service, creator.resource_id, 0, second, length)
-            happened.append("second writer completed" if state.complete else "incomplete")
-
-    with pytest.raises(ResourceNotFoundError):
-        service.write(
-            creator.resource_id,
-            _multipart_decoder(),
-            ListBody([body[:fields_end], body[fields_end:]], on_chunk=meanwhile),
-        )
-    assert happened == ["second writer completed"]
-    state = service.state(creator.resource_id)
-    assert state.complete and state.record.sha256 == hashlib.sha256(second).digest()
-    with service.open_object(creator.resource_id) as stored:
-        assert stored.read_at(0, length) == second
-    with service.db.read() as conn:
-        assert conn.execute(models.reservations.select()).all() == []
-
-
-def test_delete_fences_a_stalled_writer_at_once(service) -> None:
-    """The DELETE's own transaction ends the reservations; the keeper sees it within a tick and
-    cuts the body (``on_stale``), whatever the lease, and the write answers 404 having written
-    nothing more."""
-    resource = service.allocate(length=10)
-    cut = threading.Event()
-
-    def stall(index: int) -> None:
-        if index == 1:
-            service.delete(resource.id)
-            # Released by the keeper's cut; the bound only keeps a broken build from hanging.
-            cut.wait(30)
-
-    body = ListBody([b"01234", b"56789"], on_chunk=stall)
-    with pytest.raises(ResourceNotFoundError) as info:
-        service.write(
-            resource.id,
-            RawDecoder((("content-range", "bytes 0-9/10"),)),
-            body,
-            WriteOptions(on_stale=cut.set),
-        )
-    assert cut.is_set(), "the keeper never cut the body of the deleted resource's writer"
-    assert "deleted while this request was writing" in info.value.detail
-
-
-def test_the_keeper_polls_all_its_writes_in_one_statement(service) -> None:
-    """Three stalled writers on three resources: the keeper asks about all three in one
-    statement per tick, not one each."""
-    resources = [service.allocate(length=10) for _ in range(3)]
-    arrived = threading.Barrier(4, timeout=30)
-    go = threading.Event()
-    polls: list[str] = []
-
-    def stall(index: int) -> None:
-        if index == 1:
-            arrived.wait()
-            go.wait(30)
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        if threading.current_thread().name == "byterange-leases" and statement.lstrip().startswith("SELECT"):
-            polls.append(statement + " " + str(parameters))
-
-    writers = [
-        threading.Thread(target=put, args=(service, r.id, 0, b"x" * 10, 10), kwargs={"on_chunk": stall})
-        for r in resources
-    ]
-    event.listen(service.db.engine, "before_cursor_execute", before)
-    try:
-        for writer in writers:
-            writer.start()
-        arrived.wait()
-        with service.db.read() as conn:
-            ids = [row.id for row in conn.execute(models.reservations.select()).all()]
-        assert len(ids) == 3
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(all(rid in poll for rid in ids) for poll in polls):
-            time.sleep(0.05)
-        time.sleep(1.0)  # a few more ticks, all three writes still kept
-        seen = list(polls)
-    finally:
-        go.set()
-        for writer in writers:
-            writer.join(30)
-        event.remove(service.db.engine, "before_cursor_execute", before)
-    covering = [index for index, poll in enumerate(seen) if all(rid in poll for rid in ids)]
-    assert covering, seen
-    # From then on every statement of the keeper's that names one of them names all three.
-    later = [poll for poll in seen[covering[0] :] if any(rid in poll for rid in ids)]
-    assert len(later) >= 2 and all(all(rid in poll for rid in ids) for poll in later), later
-    assert all(service.state(r.id).complete for r in resources)
-
-
-def test_a_derived_id_is_taken_by_its_row_not_by_its_stored_object(service) -> None:
-    """Replays of a signed creation URL are told by the database row: a second creation is
-    refused while the row exists, and once it is deleted the id is free again even if a crash
-    left the old generation's object behind (today's main answered 409 resource-exists to that
-    URL for ever)."""
-    from byterange_server.errors import ResourceExistsError
-    from byterange_server.uploads.values import Creator
-
-    creator = Creator(resource_id="signed-derived-id-4567")
-    service.allocate(length=4, creator=creator)
-    with pytest.raises(ResourceExistsError):
-        service.allocate(length=4, creator=creator)
-    [old_key] = objects_of(service.storage, creator.resource_id)
-    with service.db.write() as conn:  # a crash between the row's removal and the object's
-        resources.delete_resource(conn, creator.resource_id)
-    service.allocate(length=4, creator=creator)
-    assert len(objects_of(service.storage, creator.resource_id)) == 2
-    put(service, creator.resource_id, 0, b"abcd", 4)
-    with service.open_object(creator.resource_id) as stored:
-        assert stored.read_at(0, 4) == b"abcd"
-    with service.storage.open(old_key) as orphan:
-        assert orphan.read_at(0, 4) == b""  # the orphan was never written
-
-
-def test_racing_replays_create_one_resource_and_leave_no_object(service, monkeypatch) -> None:
-    """Two replays that both pass the early check: the unique id decides, and the loser deletes
-    the object it created first."""
-    from byterange_server.errors import ResourceExistsError
-    from byterange_server.uploads.values import Creator
-
-    creator = Creator(resource_id="signed-derived-id-89ab")
-    service.allocate(length=4, creator=creator)
-    created: list[str] = []
-    real_create = service.storage.create
-    monkeypatch.setattr(service, "_id_taken", lambda resource_id: False, raising=False)
-    monkeypatch.setattr(service.storage, "create", lambda key: (created.append(key), real_create(key))[1])
-    with pytest.raises(ResourceExistsError):
-        service.allocate(length=4, creator=creator)
-    assert created and not service.storage.exists(created[0])
-
-
-# -- many tiny parts: reservations in batches (issue 11, item 5) ------------------------------------
 
 
 def _chunks(body: bytes) -> list[bytes]:
@@ -556,10 +241,10 @@ def test_many_tiny_parts_take_a_transaction_per_batch_not_per_part(service) -> N
     parts = 3000
     resource = service.allocate(length=parts)
     data = bytes(65 + i % 26 for i in range(parts))
-    body = _multipart([(i, data[i : i + 1]) for i in range(parts)], parts)
+    body = multipart([(i, data[i : i + 1]) for i in range(parts)], parts)
     began, stop = _count_transactions(service)
     try:
-        state = service.write(resource.id, _multipart_decoder(), ListBody(_chunks(body)))
+        state = service.write(resource.id, multipart_decoder(), ListBody(_chunks(body)))
     finally:
         stop()
     assert state.complete and state.record.sha256 == hashlib.sha256(data).digest()
@@ -572,11 +257,10 @@ def test_an_over_limit_request_is_refused_before_its_excess_is_reserved(service)
     """Sent as the body reader reads it: the batches of the chunks before the one that holds
     part 601 are reserved (parts the client sent in good faith), part 601 and the parts
     decoded with it never are; nothing is committed."""
-    from byterange_server.errors import LimitExceededError
 
-    limited = _with_settings(service, max_parts=600)
+    limited = with_settings(service, max_parts=600)
     resource = limited.allocate(length=601)
-    body = _multipart([(i, b"x") for i in range(601)], 601)
+    body = multipart([(i, b"x") for i in range(601)], 601)
     inserted: list[int] = []
 
     def before(conn, cursor, statement, parameters, context, executemany):
@@ -586,7 +270,7 @@ def test_an_over_limit_request_is_refused_before_its_excess_is_reserved(service)
     event.listen(limited.db.engine, "before_cursor_execute", before)
     try:
         with pytest.raises(LimitExceededError) as info:
-            limited.write(resource.id, _multipart_decoder(), ListBody(_chunks(body)))
+            limited.write(resource.id, multipart_decoder(), ListBody(_chunks(body)))
     finally:
         event.remove(limited.db.engine, "before_cursor_execute", before)
     assert info.value.extra == {"max-parts": 600}
@@ -598,15 +282,13 @@ def test_an_over_limit_request_is_refused_before_its_excess_is_reserved(service)
 
 
 def test_an_over_limit_request_in_one_chunk_reserves_nothing(service) -> None:
-    from byterange_server.errors import LimitExceededError
-
-    limited = _with_settings(service, max_parts=50)
+    limited = with_settings(service, max_parts=50)
     resource = limited.allocate(length=100)
-    body = _multipart([(i, b"x") for i in range(51)], 100)
+    body = multipart([(i, b"x") for i in range(51)], 100)
     began, stop = _count_transactions(limited)
     try:
         with pytest.raises(LimitExceededError):
-            limited.write(resource.id, _multipart_decoder(), ListBody([body]))
+            limited.write(resource.id, multipart_decoder(), ListBody([body]))
     finally:
         stop()
     assert len(began) == 1  # the early read: no reservation, no commit
@@ -618,9 +300,9 @@ def test_a_conflict_in_a_later_batch_applies_nothing_of_the_request(service) -> 
     resource = service.allocate(length=parts)
     with service.db.write() as conn:
         reservations.reserve(conn, resource.id, 500, 501, lease_seconds=30)  # another live writer
-    body = _multipart([(i, b"y") for i in range(parts)], parts)
+    body = multipart([(i, b"y") for i in range(parts)], parts)
     with pytest.raises(WriteInProgressError) as info:
-        service.write(resource.id, _multipart_decoder(), ListBody(_chunks(body)))
+        service.write(resource.id, multipart_decoder(), ListBody(_chunks(body)))
     assert info.value.extra == {"first": 500, "last": 500}
     assert 1 <= int(info.value.headers["Retry-After"]) <= 5
     assert service.state(resource.id).extents == []
@@ -630,12 +312,10 @@ def test_a_conflict_in_a_later_batch_applies_nothing_of_the_request(service) -> 
 
 
 def test_overlapping_parts_within_one_batch_are_422(service) -> None:
-    from byterange_server.errors import OverlappingPartsError
-
     resource = service.allocate(length=100)
-    body = _multipart([(0, b"ab"), (10, b"cd"), (11, b"e")], 100)
+    body = multipart([(0, b"ab"), (10, b"cd"), (11, b"e")], 100)
     with pytest.raises(OverlappingPartsError):
-        service.write(resource.id, _multipart_decoder(), ListBody([body]))
+        service.write(resource.id, multipart_decoder(), ListBody([body]))
     assert service.state(resource.id).extents == []
 
 
@@ -643,10 +323,10 @@ def test_an_interrupted_batch_commits_the_prefix_of_every_part(service) -> None:
     """Parts queued in the unreserved batch when the body ends early are reserved and written
     before the prefixes commit, as if each had been reserved on its own."""
     resource = service.allocate(length=1000)
-    body = _multipart([(i * 10, b"0123456789") for i in range(100)], 1000)
+    body = multipart([(i * 10, b"0123456789") for i in range(100)], 1000)
     cut = body.index(b"Content-Range: bytes 500-509") + 40  # inside part 51's bytes
     with pytest.raises(TruncatedBodyError):
-        service.write(resource.id, _multipart_decoder(), ListBody([body[:cut]], interrupted=True))
+        service.write(resource.id, multipart_decoder(), ListBody([body[:cut]], interrupted=True))
     # 50 whole parts and the 3 bytes of the 51st that arrived.
     assert service.state(resource.id).extents == [Extent(0, 503)]
     with service.open_object(resource.id) as stored:
@@ -670,8 +350,6 @@ def test_batched_reservations_answer_as_one_at_a_time(service) -> None:
     ``extents_within`` called per range, in order: the same first conflict (or none), the same
     lapsed reservations dropped, the same committed extents, through the batch reads and their
     per-range fallbacks for crowded spans."""
-    import functools
-    import random
 
     rng = random.Random(20261203)
     resource = service.allocate(length=1000)
