@@ -13,6 +13,7 @@ No HTTP here: :mod:`byterange_server.api.ietf` parses headers and formats respon
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from ..errors import InconsistentLengthError
@@ -146,6 +147,4 @@ class _EmptyBody:
         return iter(())
 
     def digest(self, algorithm: str) -> bytes:
-        import hashlib
-
         return hashlib.new(algorithm.replace("-", ""), b"").digest()
