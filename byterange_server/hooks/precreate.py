@@ -35,7 +35,7 @@ from .delivery import post
 from .signature import SIGNATURE_HEADER
 from .signature import sign
 
-__all__ = ["CreationRejected", "CreationRequest", "PreCreateGate", "document"]
+__all__ = ["CreationRejected", "PreCreateGate", "document"]
 
 log = logging.getLogger(__name__)
 
