@@ -44,8 +44,8 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from byterange_server.db import ledger
 from byterange_server.db.engine import Database
+from byterange_server.db.ledger import extents
 from byterange_server.extents import Extent
 from byterange_server.units import parse_size
 
@@ -190,7 +190,7 @@ class Suite:
         database = Database(target.database_url)
         try:
             with database.write() as conn:
-                ledger.add_extents(conn, many.rpartition("/")[2],
+                extents.add_extents(conn, many.rpartition("/")[2],
                                    [Extent(2 * index, 2 * index + 1) for index in range(count)])
         finally:
             database.dispose()

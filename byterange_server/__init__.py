@@ -18,7 +18,12 @@ if TYPE_CHECKING:
     from .config import Settings
     from .uploads.service import UploadService
 
-_LAZY = {"create_app": "app", "EXTENSION_KEY": "app", "Settings": "config", "UploadService": "service"}
+_LAZY = {
+    "create_app": "app",
+    "EXTENSION_KEY": "app",
+    "Settings": "config",
+    "UploadService": "uploads.service",
+}
 
 
 def __getattr__(name: str) -> Any:

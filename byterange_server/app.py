@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask
 
+from . import hooks
 from .config import Settings
 from .db.engine import Database
 from .runtime.forwarded import ForwardedMiddleware
@@ -17,6 +20,8 @@ from .runtime.observe import RequestObserver
 from .runtime.requestlog import configure_logging
 from .storage import load_backend
 from .uploads.expiry import ExpirySweeper
+from .uploads.lifecycle import EventBus
+from .uploads.lifecycle import EventSink
 from .uploads.service import UploadService
 
 __all__ = ["EXTENSION_KEY", "HOOKS_KEY", "SWEEPER_KEY", "build_service", "create_app"]
@@ -28,14 +33,30 @@ HOOKS_KEY = "byterange_hooks"
 SWEEPER_KEY = "byterange_expiry_sweeper"
 
 
-def build_service(settings: Settings) -> UploadService:
-    """The service without the HTTP layer (the command line's maintenance commands use it)."""
+def build_service(
+    settings: Settings,
+    *,
+    sinks: Sequence[EventSink] = (),
+    origin: Callable[[], Mapping[str, Any]] | None = None,
+    start_hooks: bool = True,
+) -> tuple[UploadService, hooks.Hooks | None]:
+    """The service without the HTTP layer, and the hooks the settings configure (None: none).
+
+    Its events go to ``sinks``, then to the hook outbox. ``origin`` tells the pre-create hook
+    where a creation comes from; ``start_hooks=False`` leaves the delivery thread unstarted
+    (the command line's maintenance commands: the server's workers deliver).
+    """
     database = Database(settings.resolved_database_url)
     options: dict[str, Any] = {}
     if settings.storage == "local":
         options = {"root": settings.resolved_storage_dir, "fsync": settings.fsync}
     storage = load_backend(settings.storage, **options)
-    return UploadService(settings, database, storage)
+    events = EventBus()
+    for sink in sinks:
+        events.subscribe(sink)
+    installed = hooks.setup(database, events, settings, origin=origin, start=start_hooks)
+    gate = installed.gate if installed is not None else None
+    return UploadService(settings, database, storage, events=events, pre_create=gate), installed
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
@@ -56,18 +77,17 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    service = build_service(settings)
-    app.extensions[EXTENSION_KEY] = service
-    metrics = Metrics()
-    service.events.subscribe(MetricsSink(metrics))
-
-    from . import hooks
     from .api import init_app as init_api
     from .api.observe import init_app as init_observe
     from .api.origin import creation_origin
 
-    # None unless a hook is configured; the delivery thread (one per worker process) stops at exit.
-    app.extensions[HOOKS_KEY] = hooks.setup(service, settings, origin=creation_origin)
+    metrics = Metrics()
+    # Hooks are None unless one is configured; the delivery thread (one per worker process) stops
+    # at exit.
+    service, app.extensions[HOOKS_KEY] = build_service(
+        settings, sinks=[MetricsSink(metrics)], origin=creation_origin
+    )
+    app.extensions[EXTENSION_KEY] = service
     if settings.cleanup_interval > 0:
         sweeper = ExpirySweeper(service, settings.cleanup_interval)
         sweeper.start()

@@ -172,13 +172,10 @@ def current() -> None:
 @main.command()
 def cleanup() -> None:
     """Remove expired incomplete resources (rows and bytes)."""
-    from . import hooks
     from .app import build_service
 
-    settings = Settings.from_env()
-    service = build_service(settings)
     # The outbox sink records "expired" events; the server's workers deliver them.
-    hooks.setup(service, settings, start=False)
+    service, _ = build_service(Settings.from_env(), start_hooks=False)
     removed = service.remove_expired()
     click.echo(f"removed {removed} expired resource(s)")
 

@@ -99,7 +99,7 @@ def _add_state_headers(response: Response, error: ByterangeError) -> None:
     if isinstance(error, (ResourceNotFoundError, ResourceGoneError, UnsupportedVersionError)):
         return  # no such resource, or (tus 412) a request that must not be processed at all
     try:
-        state = service().state(resource_id)
+        state = service().state(resource_id, ranges_budget=service().settings.committed_ranges_header_limit)
     except ByterangeError:
         return
     if is_tus_request():

@@ -36,7 +36,7 @@ from ..errors import AuthError
 from ..errors import InvalidCredentialsError
 from ..errors import MissingCredentialsError
 from ..errors import NotOwnerError
-from ..uploads.service import Creator
+from ..uploads.values import Creator
 
 __all__ = [
     "creator",

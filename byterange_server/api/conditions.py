@@ -13,8 +13,8 @@ from ..protocol.headers import parse_etag_list
 from ..protocol.headers import parse_if_range
 from ..protocol.headers import strong_match
 from ..protocol.headers import weak_match
-from ..uploads.service import ResourceState
 from ..uploads.service import UploadService
+from ..uploads.values import ResourceState
 
 
 def _current_etag(state: ResourceState) -> ETag | None:

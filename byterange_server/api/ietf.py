@@ -45,7 +45,7 @@ from ..protocol.ietf import parse_upload_number
 from ..protocol.ietf import parse_want_digest
 from ..protocol.media import parse_media_type
 from ..uploads.ietf import IetfUploads
-from ..uploads.service import ResourceState
+from ..uploads.values import ResourceState
 from . import auth
 from . import interim
 from .limits import body_reader
@@ -83,7 +83,7 @@ def upload_limit(state: ResourceState | None) -> UploadLimit:
     settings = _service().settings
     max_age = None
     if state is not None and not state.complete and state.record.expires_at is not None:
-        from ..db.ledger import utcnow
+        from ..db.clock import utcnow
 
         max_age = max(0, int((state.record.expires_at - utcnow()).total_seconds()))
     return UploadLimit(

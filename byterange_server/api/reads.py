@@ -30,8 +30,8 @@ from ..protocol.headers import resolve_ranges
 from ..protocol.headers import should_reject_ranges
 from ..protocol.multipart import MultipartEncoder
 from ..storage import StoredObject
-from ..uploads.service import ResourceState
 from ..uploads.service import UploadService
+from ..uploads.values import ResourceState
 from . import conditions
 from .responses import representation_headers
 from .responses import state_headers

@@ -19,7 +19,7 @@ from ..protocol.headers import format_digest
 from ..protocol.headers import format_http_date
 from ..protocol.headers import format_ranges
 from ..protocol.media import PATCH_MEDIA_TYPES
-from ..uploads.service import ResourceState
+from ..uploads.values import ResourceState
 from .observe import note_error
 from .observe import note_problem
 from .observe import request_id

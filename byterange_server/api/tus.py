@@ -41,8 +41,8 @@ from ..protocol.tus import parse_upload_checksum
 from ..protocol.tus import parse_upload_concat
 from ..protocol.tus import parse_upload_metadata
 from ..storage.base import validate_resource_id
-from ..uploads.service import ResourceState
 from ..uploads.tus import TusUploads
+from ..uploads.values import ResourceState
 from . import auth
 from . import interim
 from .limits import body_reader

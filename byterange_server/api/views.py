@@ -24,9 +24,10 @@ from ..protocol.headers import pick_digest
 from ..protocol.headers import transaction_preference
 from ..protocol.media import decoder_for
 from ..protocol.raw import RawDecoder
-from ..uploads.service import ResourceState
 from ..uploads.service import UploadService
-from ..uploads.service import WriteOptions
+from ..uploads.values import RequestDigest
+from ..uploads.values import ResourceState
+from ..uploads.values import WriteOptions
 from . import auth
 from . import conditions
 from . import interim
@@ -55,6 +56,11 @@ def service() -> UploadService:
     return current_app.extensions["byterange"]  # type: ignore[no-any-return]
 
 
+def _ranges_budget() -> int:
+    """How much of the committed ranges a response can show (its Committed-Ranges header)."""
+    return service().settings.committed_ranges_header_limit
+
+
 def _state_response(state: ResourceState, status: int, extra: dict[str, str] | None = None) -> Response:
     return bodiless(status, state_headers(state, service().settings), extra)
 
@@ -76,12 +82,13 @@ def allocate() -> Response:
             filename=parse_content_disposition_filename(disposition) if disposition else None,
             expected_digest=pick_digest(parse_digest_field(expected)) if expected else None,
             creator=creator,
+            ranges_budget=_ranges_budget(),
         )
     except ResourceExistsError:
         # A signed creation URL used again (a retry after a lost response): the same resource,
         # unless this request contradicts it.
         assert creator.resource_id is not None
-        state = service().state(creator.resource_id)
+        state = service().state(creator.resource_id, ranges_budget=_ranges_budget())
         if length is not None and state.length is not None and length != state.length:
             raise
         return _state_response(state, 200, {"Location": auth.resource_location(state.id)})
@@ -132,7 +139,8 @@ def _options_response(allow: str) -> Response:
 
 def head(resource_id: str) -> Response:
     """HEAD: the committed state. ``Content-Length`` is the committed prefix (byte-range draft)."""
-    state = service().with_digest(service().state(resource_id))
+    budget = _ranges_budget()
+    state = service().with_digest(service().state(resource_id, ranges_budget=budget), ranges_budget=budget)
     # HEAD answers as GET would: a representation that failed its digest is refused.
     service().check_not_failed(state.record)
     not_modified = conditions.not_modified(state)
@@ -149,7 +157,9 @@ def get(resource_id: str) -> Response:
     """GET (and HEAD, which Flask routes here): ranges as RFC 9110 says; holes never served."""
     if request.method == "HEAD":
         return head(resource_id)
-    return serve_get(service(), service().with_digest(service().state(resource_id)))
+    budget = _ranges_budget()
+    state = service().with_digest(service().state(resource_id, ranges_budget=budget), ranges_budget=budget)
+    return serve_get(service(), state)
 
 
 @bp.get("/<resource_id>/committed-ranges", provide_automatic_options=False)
@@ -206,7 +216,9 @@ def _write(resource_id: str, decoder: object) -> Response:
     applied = f"transaction={options.applied}"
     try:
         with cuttable(reader, atomic=options.atomic):
-            state = svc.write(resource_id, decoder, reader, options)  # type: ignore[arg-type]
+            state = svc.write(
+                resource_id, decoder, reader, options, ranges_budget=_ranges_budget()  # type: ignore[arg-type]
+            )
     except ByterangeError as error:
         error.headers.setdefault("Preference-Applied", applied)
         raise
@@ -219,9 +231,11 @@ def _write_options() -> WriteOptions:
     except MalformedHeaderError:
         prefer = {}  # RFC 7240: preferences are hints; a malformed one is ignored
     digest_header = request.headers.get("Content-Digest")
-    content_digest = pick_digest(parse_digest_field(digest_header)) if digest_header else None
+    picked = pick_digest(parse_digest_field(digest_header)) if digest_header else None
     return WriteOptions(
-        transaction=transaction_preference(prefer), content_digest=content_digest, **auth.write_scope()
+        transaction=transaction_preference(prefer),
+        digest=RequestDigest(*picked) if picked is not None else None,
+        **auth.write_scope(),
     )
 
 

@@ -35,7 +35,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
 from ..errors import ByterangeError
-from ..uploads.lifecycle import AFTER_COMMIT_KEY
 
 # Every constraint has a name, so Alembic (SQLite batch mode included) can drop it.
 NAMING_CONVENTION = {
@@ -45,6 +44,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+#: ``Connection.info`` key under which ``Database.write`` collects the :func:`after_commit`
+#: callbacks of its transaction.
+_AFTER_COMMIT_KEY = "byterange_after_commit"
 
 
 class Base(DeclarativeBase):
@@ -143,19 +147,19 @@ class Database:
 
     @contextlib.contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Connection]:
-        """A write transaction; callbacks queued under ``AFTER_COMMIT_KEY`` (see events.py) run
-        after it commits, and are dropped if it rolls back. ``durable=False``: see the module
+        """A write transaction; callbacks queued with :func:`after_commit` run after it
+        commits, and are dropped if it rolls back. ``durable=False``: see the module
         docstring."""
         with _translate_errors(self.engine), self.engine.connect() as conn:
             conn = conn.execution_options(byterange_write=True, byterange_durable=durable)
             # conn.info lives with the pooled DBAPI connection: set and cleared per transaction.
             callbacks: list[Callable[[], None]] = []
-            conn.info[AFTER_COMMIT_KEY] = callbacks
+            conn.info[_AFTER_COMMIT_KEY] = callbacks
             try:
                 with conn.begin():
                     yield conn
             finally:
-                conn.info.pop(AFTER_COMMIT_KEY, None)
+                conn.info.pop(_AFTER_COMMIT_KEY, None)
         for callback in callbacks:
             callback()
 
@@ -169,6 +173,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the transaction of ``conn`` has committed, never if it rolls back
+    (the lifecycle events' effects outside the database). On a connection that is not a
+    :meth:`Database.write` transaction it runs at once."""
+    pending = conn.info.get(_AFTER_COMMIT_KEY)
+    if pending is None:
+        callback()
+    else:
+        pending.append(callback)
 
 
 @contextlib.contextmanager

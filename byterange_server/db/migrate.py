@@ -11,6 +11,9 @@ from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+
+from .engine import create_db_engine
 
 #: The Alembic scripts: ``migrations/`` at the top of the repository, installed as the package
 #: ``byterange_server.migrations`` (setup.cfg maps it), so a wheel runs them too.
@@ -39,10 +42,6 @@ def check(database_url: str) -> None:
 
 
 def current(database_url: str) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    from .engine import create_db_engine
-
     engine = create_db_engine(database_url)
     try:
         with engine.connect() as connection:

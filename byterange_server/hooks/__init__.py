@@ -4,10 +4,13 @@ pre-create hook that may refuse a creation. docs/hooks.md is the user's guide.
 
 - outbox.py — the ``hook_events`` table: written in the change's transaction, claimed by lease;
 - delivery.py — the per-process delivery thread, the HTTP and Python targets, backoff;
-- precreate.py — the pre-create gate the service calls before creating anything;
+- precreate.py — the pre-create gate: the service's pre-create port, asked before anything
+  is created;
 - signature.py — HMAC-SHA256 signing, and :func:`verify_signature` for receivers.
 
-:func:`setup` wires them to a service from the settings; with no hook configured it does
+:func:`setup` builds them from the settings, before the service that they serve: it subscribes
+the outbox to the event bus and returns the gate, which the service is then given
+(``UploadService(..., events=events, pre_create=hooks.gate)``). With no hook configured it does
 nothing at all (no sink, no thread, no query).
 """
 
@@ -21,6 +24,9 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from ..config import Settings
+from ..db.engine import Database
+from ..uploads.lifecycle import CreationRequest
+from ..uploads.lifecycle import EventBus
 from ..uploads.lifecycle import EventSink
 from ..uploads.lifecycle import ResourceEvent
 from . import outbox
@@ -29,14 +35,11 @@ from .delivery import HookEvent
 from .delivery import HttpTarget
 from .delivery import PythonTarget
 from .precreate import CreationRejected
-from .precreate import CreationRequest
 from .precreate import PreCreateGate
 from .signature import verify_signature
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
-
-    from ..uploads.service import UploadService
 
 __all__ = [
     "CreationRejected",
@@ -120,7 +123,8 @@ class OutboxSink(EventSink):
 
 @dataclasses.dataclass
 class Hooks:
-    """What :func:`setup` installed on a service."""
+    """What :func:`setup` built: the outbox sink it subscribed, the delivery worker, and the
+    gate to give the service as its pre-create port."""
 
     sink: OutboxSink | None = None
     worker: DeliveryWorker | None = None
@@ -132,13 +136,15 @@ class Hooks:
 
 
 def setup(
-    service: UploadService,
+    db: Database,
+    events: EventBus,
     settings: Settings,
     *,
     origin: Callable[[], Mapping[str, Any]] | None = None,
     start: bool = True,
 ) -> Hooks | None:
-    """Install the configured hooks on ``service``; None when no hook is configured.
+    """Build the configured hooks over ``db``, the outbox subscribed to ``events``; None when no
+    hook is configured. The service to be built over them gets ``gate`` as its pre-create port.
 
     ``start=False`` leaves the delivery thread unstarted (tests drive ``worker.run_once()``).
 
@@ -163,14 +169,14 @@ def setup(
         return None
     hooks = Hooks()
     if targets:
-        hooks.worker = DeliveryWorker(service.db, settings, targets)
+        hooks.worker = DeliveryWorker(db, settings, targets)
         hooks.sink = OutboxSink(
             kinds=kinds,
             targets=tuple(targets),
             progress_interval=settings.hook_progress_interval,
             wake=hooks.worker.wake,
         )
-        service.events.subscribe(hooks.sink)
+        events.subscribe(hooks.sink)
         if start:
             hooks.worker.start()
     if pre_create is not None:
@@ -181,5 +187,4 @@ def setup(
             fail_open=settings.hook_pre_create_fail_open,
             origin=origin,
         )
-        service.pre_create = hooks.gate
     return hooks

@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import Settings
+from ..db.clock import utcnow
 from ..db.engine import Database
-from ..db.ledger import utcnow
 from ..errors import ByterangeError
 from . import outbox
 from .outbox import OutboxRow

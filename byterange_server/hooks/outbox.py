@@ -42,8 +42,8 @@ from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 
-from ..db.ledger import _aware
-from ..db.ledger import now_ms
+from ..db.clock import aware
+from ..db.clock import now_ms
 from ..db.models import HOOK_ABANDONED
 from ..db.models import HOOK_DELIVERED
 from ..db.models import HOOK_PENDING
@@ -98,7 +98,7 @@ def _row(row: Any) -> OutboxRow:
         kind=row.kind,
         payload=json.loads(row.payload),
         attempts=row.attempts,
-        created_at=_aware(row.created_at),  # type: ignore[arg-type]
+        created_at=aware(row.created_at),  # type: ignore[arg-type]
     )
 
 

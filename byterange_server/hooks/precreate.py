@@ -2,7 +2,7 @@
 
 ``BYTERANGE_HOOK_PRE_CREATE`` is an ``http(s)://`` URL or a ``module:callable``:
 
-- URL: a JSON POST of :meth:`CreationRequest.document` (signed like event hooks, type
+- URL: a JSON POST of :func:`document` (signed like event hooks, type
   ``pre-create``). 2xx allows; 4xx refuses, with the reason from a JSON body ``{"reason": …}``
   or the first line of a text body; anything else (5xx, timeout, refused connection) means the
   hook is unavailable.
@@ -28,14 +28,14 @@ from typing import Any
 from ..errors import ByterangeError
 from ..errors import CreationHookUnavailableError
 from ..errors import CreationRejectedError
-from ..protocol.tus import parse_upload_metadata
+from ..uploads.lifecycle import CreationRequest
 from .delivery import USER_AGENT
 from .delivery import DeliveryError
 from .delivery import post
 from .signature import SIGNATURE_HEADER
 from .signature import sign
 
-__all__ = ["CreationRejected", "CreationRequest", "PreCreateGate"]
+__all__ = ["CreationRejected", "PreCreateGate", "document"]
 
 log = logging.getLogger(__name__)
 
@@ -51,53 +51,23 @@ class CreationRejected(Exception):  # noqa: N818 - a verdict, not a malfunction
         self.reason = reason
 
 
-@dataclasses.dataclass(frozen=True)
-class CreationRequest:
-    """What the pre-create hook decides on."""
-
-    #: ``byterange``, ``tus`` or ``ietf``; None outside an HTTP request.
-    protocol: str | None
-    length: int | None
-    content_type: str | None
-    filename: str | None
-    #: tus ``Upload-Metadata`` as sent.
-    upload_metadata: str | None
-    #: tus concatenation role: ``partial``, ``final`` or None.
-    concat: str | None
-    #: The authenticated principal the resource would belong to.
-    owner: str | None
-    #: The client's address (after trusted proxies, see forwarded.py).
-    client_address: str | None = None
-
-    @property
-    def metadata(self) -> dict[str, str | None]:
-        """``Upload-Metadata`` decoded; a value that is not UTF-8 text is None."""
-        if not self.upload_metadata:
-            return {}
-        decoded: dict[str, str | None] = {}
-        for key, value in parse_upload_metadata(self.upload_metadata):
-            try:
-                decoded[key] = value.decode()
-            except UnicodeDecodeError:
-                decoded[key] = None
-        return decoded
-
-    def document(self) -> dict[str, Any]:
-        return {
-            "type": "pre-create",
-            "id": "req_" + secrets.token_hex(16),
-            "upload": {
-                "protocol": self.protocol,
-                "length": self.length,
-                "content_type": self.content_type,
-                "filename": self.filename,
-                "metadata": self.metadata,
-                "upload_metadata": self.upload_metadata,
-                "concat": self.concat,
-                "owner": self.owner,
-                "client_address": self.client_address,
-            },
-        }
+def document(request: CreationRequest) -> dict[str, Any]:
+    """The JSON body a URL hook is sent."""
+    return {
+        "type": "pre-create",
+        "id": "req_" + secrets.token_hex(16),
+        "upload": {
+            "protocol": request.protocol,
+            "length": request.length,
+            "content_type": request.content_type,
+            "filename": request.filename,
+            "metadata": request.metadata,
+            "upload_metadata": request.upload_metadata,
+            "concat": request.concat,
+            "owner": request.owner,
+            "client_address": request.client_address,
+        },
+    }
 
 
 class _Unavailable(Exception):  # noqa: N818
@@ -105,7 +75,8 @@ class _Unavailable(Exception):  # noqa: N818
 
 
 class PreCreateGate:
-    """The service's ``pre_create``: raises unless the hook allows the creation."""
+    """The service's pre-create port (:data:`~byterange_server.uploads.lifecycle.PreCreate`):
+    raises unless the hook allows the creation."""
 
     def __init__(
         self,
@@ -162,7 +133,7 @@ class PreCreateGate:
             raise self._reject(None)
 
     def _ask_url(self, url: str, request: CreationRequest) -> None:
-        body = json.dumps(request.document(), separators=(",", ":")).encode()
+        body = json.dumps(document(request), separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,

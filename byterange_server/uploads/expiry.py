@@ -20,41 +20,14 @@ import secrets
 import socket
 import threading
 
-from sqlalchemy import Connection
-from sqlalchemy import insert
-from sqlalchemy import or_
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
-
-from ..db.ledger import now_ms
-from ..db.models import job_leases
+from ..db.ledger import jobs
 from .service import UploadService
 
-__all__ = ["JOB_NAME", "ExpirySweeper", "take_lease"]
+__all__ = ["JOB_NAME", "ExpirySweeper"]
 
 log = logging.getLogger(__name__)
 
 JOB_NAME = "expiry"
-
-
-def take_lease(conn: Connection, name: str, holder: str, *, seconds: float) -> bool:
-    """Take or renew the lease of job ``name``; False while another holder's lease is live."""
-    now = now_ms()
-    expires = now + int(seconds * 1000)
-    free_or_ours = or_(job_leases.c.lease_expires_ms <= now, job_leases.c.holder == holder)
-    taken = conn.execute(
-        update(job_leases)
-        .where(job_leases.c.name == name, free_or_ours)
-        .values(holder=holder, lease_expires_ms=expires)
-    )
-    if taken.rowcount == 1:
-        return True
-    try:
-        with conn.begin_nested():  # the first sweep ever: the row does not exist yet
-            conn.execute(insert(job_leases).values(name=name, holder=holder, lease_expires_ms=expires))
-    except IntegrityError:
-        return False  # it exists, and another holder's lease is live
-    return True
 
 
 class ExpirySweeper:
@@ -70,7 +43,7 @@ class ExpirySweeper:
     def run_once(self) -> int | None:
         """One sweep if the lease is ours: the number removed, or None when another holds it."""
         with self.service.db.write() as conn:
-            if not take_lease(conn, JOB_NAME, self.holder, seconds=self.interval * 3):
+            if not jobs.take_lease(conn, JOB_NAME, self.holder, seconds=self.interval * 3):
                 return None
         removed = self.service.remove_expired()
         if removed:

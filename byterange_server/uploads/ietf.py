@@ -13,18 +13,20 @@ No HTTP here: :mod:`byterange_server.api.ietf` parses headers and formats respon
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from ..errors import InconsistentLengthError
 from ..protocol.headers import ContentOffset
 from ..protocol.ietf import resolve_length
 from ..protocol.raw import RawDecoder
-from .service import ANONYMOUS
-from .service import BodySource
-from .service import Creator
-from .service import ResourceState
 from .service import UploadService
-from .service import WriteOptions
+from .values import ANONYMOUS
+from .values import BodySource
+from .values import Creator
+from .values import RequestDigest
+from .values import ResourceState
+from .values import WriteOptions
 
 
 class IetfUploads:
@@ -102,7 +104,7 @@ class IetfUploads:
             known_length=state.length,
         )
         options = WriteOptions(
-            content_digest=content_digest,
+            digest=RequestDigest(*content_digest) if content_digest is not None else None,
             expected_offset=offset,
             on_stale=on_stale,
             revocable=True,
@@ -145,6 +147,4 @@ class _EmptyBody:
         return iter(())
 
     def digest(self, algorithm: str) -> bytes:
-        import hashlib
-
         return hashlib.new(algorithm.replace("-", ""), b"").digest()

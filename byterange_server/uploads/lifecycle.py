@@ -1,4 +1,5 @@
-"""Resource lifecycle events, published inside the transaction that makes them true.
+"""Resource lifecycle events, published inside the transaction that makes them true; and the
+pre-create port, asked before a resource exists.
 
 The service publishes one :class:`ResourceEvent` for each change a subscriber may care about:
 
@@ -18,6 +19,10 @@ A sink gets every event twice over, at two moments:
   back), for effects outside the database (metrics, waking a delivery thread).
 
 Events published outside a write transaction (nothing does today) go to ``after_commit`` at once.
+
+Before it creates anything, the service asks its pre-create port (:data:`PreCreate`, given to
+:class:`~byterange_server.uploads.service.UploadService`) about a :class:`CreationRequest`; the
+port raises to refuse. :mod:`byterange_server.hooks` implements it with the configured hook.
 """
 
 from __future__ import annotations
@@ -25,21 +30,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
 
+from ..db.engine import after_commit
+from ..protocol.tus import parse_upload_metadata
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-__all__ = ["AFTER_COMMIT_KEY", "EventBus", "EventKind", "EventSink", "ResourceEvent"]
+__all__ = ["CreationRequest", "EventBus", "EventKind", "EventSink", "PreCreate", "ResourceEvent"]
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["created", "progress", "completed", "deleted", "expired"]
-#: ``Connection.info`` key under which ``Database.write`` collects the after-commit callbacks.
-AFTER_COMMIT_KEY = "byterange_after_commit"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +93,7 @@ class EventBus:
     def publish(self, conn: Connection, event: ResourceEvent) -> None:
         for sink in self._sinks:
             sink.in_transaction(conn, event)
-        pending = conn.info.get(AFTER_COMMIT_KEY)
-        if pending is None:
-            self._deliver(event)
-        else:
-            pending.append(lambda: self._deliver(event))
+        after_commit(conn, lambda: self._deliver(event))
 
     def _deliver(self, event: ResourceEvent) -> None:
         for sink in self._sinks:
@@ -98,3 +101,39 @@ class EventBus:
                 sink.after_commit(event)
             except Exception:  # the change is committed; a sink's failure must not undo the reply
                 log.exception("event sink %r failed on %s %s", sink, event.kind, event.resource_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class CreationRequest:
+    """What the pre-create port decides on."""
+
+    #: ``byterange``, ``tus`` or ``ietf``; None outside an HTTP request.
+    protocol: str | None
+    length: int | None
+    content_type: str | None
+    filename: str | None
+    #: tus ``Upload-Metadata`` as sent.
+    upload_metadata: str | None
+    #: tus concatenation role: ``partial``, ``final`` or None.
+    concat: str | None
+    #: The authenticated principal the resource would belong to.
+    owner: str | None
+    #: The client's address (after trusted proxies, see forwarded.py).
+    client_address: str | None = None
+
+    @property
+    def metadata(self) -> dict[str, str | None]:
+        """``Upload-Metadata`` decoded; a value that is not UTF-8 text is None."""
+        if not self.upload_metadata:
+            return {}
+        decoded: dict[str, str | None] = {}
+        for key, value in parse_upload_metadata(self.upload_metadata):
+            try:
+                decoded[key] = value.decode()
+            except UnicodeDecodeError:
+                decoded[key] = None
+        return decoded
+
+
+#: Asked before any resource is created; raises (a ByterangeError) to refuse it.
+PreCreate = Callable[[CreationRequest], None]

@@ -15,16 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import BytesPastLengthError
+from ..errors import ChecksumMismatchError
 from ..errors import LengthConflictError
 from ..errors import OffsetMismatchError
 from ..protocol.headers import ContentOffset
 from ..protocol.raw import RawDecoder
-from .service import ANONYMOUS
-from .service import BodySource
-from .service import Creator
-from .service import ResourceState
 from .service import UploadService
-from .service import WriteOptions
+from .values import ANONYMOUS
+from .values import BodySource
+from .values import Creator
+from .values import RequestDigest
+from .values import ResourceState
+from .values import WriteOptions
 
 
 class TusUploads:
@@ -98,11 +100,22 @@ class TusUploads:
         if content_length is not None:
             fields += (("content-length", str(content_length)),)
         options = WriteOptions(
-            checksum=checksum,
-            trailer_checksum=trailer_checksum,
+            digest=_checksum(checksum, "Upload-Checksum") if checksum is not None else None,
+            late_digest=_trailer_checksum(trailer_checksum) if trailer_checksum is not None else None,
             expected_offset=offset,
             max_size=max_size,
             principal=principal,
             on_stale=on_stale,
         )
         return self.service.write(resource_id, RawDecoder(fields), body, options)
+
+
+def _checksum(checksum: tuple[str, bytes], source: str) -> RequestDigest:
+    """A tus checksum of the request content: a mismatch is tus's own 460."""
+    algorithm, expected = checksum
+    return RequestDigest(algorithm, expected, mismatch=ChecksumMismatchError, source=source)
+
+
+def _trailer_checksum(read: Callable[[], tuple[str, bytes]]) -> Callable[[], RequestDigest]:
+    """checksum-trailer: the checksum is read from the trailer section once the body has ended."""
+    return lambda: _checksum(read(), "The Upload-Checksum trailer")

@@ -105,14 +105,14 @@ class TestDeleteDuringWrite:
 def _expire(service, path):
     from sqlalchemy import update
 
-    from byterange_server.db import ledger
+    from byterange_server.db import clock
     from byterange_server.db.models import resources
 
     with service.db.write() as conn:
         conn.execute(
             update(resources)
             .where(resources.c.id == _resource_id(path))
-            .values(expires_at=ledger.utcnow().replace(year=2000))
+            .values(expires_at=clock.utcnow().replace(year=2000))
         )
 
 
@@ -131,10 +131,10 @@ def test_expired_incomplete_resource_is_removed_with_its_bytes(client, service):
 
 
 def test_new_resources_expire_after_the_configured_time(client, service):
-    from byterange_server.db import ledger
+    from byterange_server.db import clock
 
     path = allocate(client)
     record = service.state(_resource_id(path)).record
-    left = (record.expires_at - ledger.utcnow()).total_seconds()
+    left = (record.expires_at - clock.utcnow()).total_seconds()
     assert abs(left - service.settings.expire_after) < 60
     assert service.settings.expire_after == 24 * 3600

@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError
 
-from byterange_server.db import ledger
+from byterange_server.db import clock
+from byterange_server.db.ledger import extents
+from byterange_server.db.ledger import resources
 
 from .helpers import BINARY
 from .helpers import MESSAGE
@@ -213,7 +215,7 @@ def test_integrity_error_is_bare_500(client, monkeypatch, settings_overrides):
     def boom(*args, **kwargs):
         raise IntegrityError("INSERT INTO extents VALUES (1)", {"x": 1}, Exception("duplicate key"))
 
-    monkeypatch.setattr(ledger, "add_extents", boom)
+    monkeypatch.setattr(extents, "add_extents", boom)
     response = patch_message(client, path, 0, b"abc")
     problem(response, 500)
     assert_clean(response, settings_overrides)
@@ -230,7 +232,7 @@ def test_database_outage_is_503_without_sql(client, monkeypatch, settings_overri
             Exception(f"could not connect to {settings_overrides['DATABASE_URL']}"),
         )
 
-    monkeypatch.setattr(ledger, "load_snapshot", boom)
+    monkeypatch.setattr(resources, "load_snapshot", boom)
     response = client.get(path)
     problem(response, 503)
     assert response.headers.get("Retry-After")
@@ -277,7 +279,7 @@ def test_expired_resource_is_410(client, service):
         conn.execute(
             update(resources)
             .where(resources.c.id == path.rsplit("/", 1)[1])
-            .values(expires_at=ledger.utcnow().replace(year=2000))
+            .values(expires_at=clock.utcnow().replace(year=2000))
         )
     problem(client.get(path, headers={"Range": "bytes=0-1"}), 410, "gone")
     problem(patch_message(client, path, 2, b"cd"), 410, "gone")

@@ -276,12 +276,12 @@ def test_unknown_and_expired_uploads(client, service):
     path = create_path(client, length=10)
     from sqlalchemy import update
 
-    from byterange_server.db import ledger
+    from byterange_server.db import clock
     from byterange_server.db.models import resources
 
     with service.db.write() as conn:
         conn.execute(update(resources).where(resources.c.id == path.rsplit("/", 1)[1])
-                     .values(expires_at=ledger.utcnow().replace(year=2000)))
+                     .values(expires_at=clock.utcnow().replace(year=2000)))
     assert ietf_head(client, path).status_code == 410
     problem(append(client, path, 0, b"x"), 410)
 
@@ -481,12 +481,12 @@ def test_head_ends_a_stale_append_and_reports_its_prefix(client, app):
 
 def test_a_stale_append_that_never_ends_costs_the_bounded_wait(client, service):
     """The writer cannot be reached (killed worker): its lease lapses; HEAD waits, then answers."""
-    from byterange_server.db import ledger
+    from byterange_server.db.ledger import reservations
 
     path = create_path(client, length=100)
     resource_id = path.rsplit("/", 1)[1]
     with service.db.write() as conn:
-        ledger.reserve(conn, resource_id, 0, 100, lease_seconds=1, revocable=True)
+        reservations.reserve(conn, resource_id, 0, 100, lease_seconds=1, revocable=True)
     started = time.monotonic()
     assert offset_of(client, path) == 0
     assert 0.9 < time.monotonic() - started < 3  # bounded by the lease it had left

@@ -20,7 +20,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from byterange_server import create_app
-from byterange_server.db import ledger
+from byterange_server.db import clock
+from byterange_server.db.ledger import resources
 from byterange_server.runtime.requestlog import ACCESS_LOGGER
 from byterange_server.runtime.requestlog import configure_logging
 
@@ -195,8 +196,8 @@ def test_expiry_is_counted_by_the_sweep(client, service, monkeypatch) -> None:
     allocate(client, 10)
     allocate(client)
     before = scrape(client)
-    later = ledger.utcnow() + dt.timedelta(seconds=service.settings.expire_after + 1)
-    monkeypatch.setattr(ledger, "utcnow", lambda: later)
+    later = clock.utcnow() + dt.timedelta(seconds=service.settings.expire_after + 1)
+    monkeypatch.setattr(clock, "utcnow", lambda: later)
     assert service.remove_expired() == 2
     assert moved(before, scrape(client)) == {
         "byterange_resources_expired_total": 2,
@@ -211,7 +212,7 @@ def test_a_rolled_back_creation_is_not_counted(client, service, monkeypatch) -> 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("database says no")
 
-    monkeypatch.setattr(ledger, "insert_resource", refuse)
+    monkeypatch.setattr(resources, "insert_resource", refuse)
     response = client.post(MOUNT, headers={"Upload-Length": "4"})
     problem(response, 500)
     changes = moved(before, scrape(client))

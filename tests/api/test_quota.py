@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from byterange_server import errors
-from byterange_server.uploads.service import Creator
+from byterange_server.uploads.values import Creator
 
 from .helpers import MOUNT
 from .helpers import problem

@@ -79,14 +79,14 @@ def checksum(algorithm, data):
 def expire(service, path):
     from sqlalchemy import update
 
-    from byterange_server.db import ledger
+    from byterange_server.db import clock
     from byterange_server.db.models import resources
 
     with service.db.write() as conn:
         conn.execute(
             update(resources)
             .where(resources.c.id == path.rsplit("/", 1)[1])
-            .values(expires_at=ledger.utcnow().replace(year=2000))
+            .values(expires_at=clock.utcnow().replace(year=2000))
         )
 
 

@@ -136,7 +136,7 @@ def test_a_final_missed_by_a_crash_is_assembled_on_head(client, service, monkeyp
     a = partial(client, length=2)
     path = final_path(client, [a])
     # The completing request dies before it reaches the finals waiting for it.
-    monkeypatch.setattr(service, "_assemble", lambda final_id: False)
+    monkeypatch.setattr(service.concat, "assemble", lambda final_id: False)
     assert tus_patch(client, a, 0, b"ok").status_code == 204
     monkeypatch.undo()
     assert tus_head(client, path).headers["Upload-Offset"] == "2"
@@ -364,11 +364,11 @@ def test_concurrent_first_reads_hash_a_final_once(app, client, service, monkeypa
 
 def test_a_reader_that_died_hashing_is_replaced(client, service, monkeypatch):
     """A hasher that dies leaves its lease to lapse; the next reader after that hashes."""
-    from byterange_server.uploads import service as service_module
+    from byterange_server.uploads import concat
 
     a = partial(client, b"abc")
     path = final_path(client, [a])
-    monkeypatch.setattr(service_module.UploadService, "_hash_into", _boom)
+    monkeypatch.setattr(concat, "hash_into", _boom)
     assert client.head(path).status_code == 500
     monkeypatch.undo()
     assert client.head(path).headers["ETag"]  # released on the error: no wait for the lease

@@ -146,7 +146,7 @@ def test_bad_hook_settings_are_refused_at_startup(service, name, value) -> None:
     import dataclasses
 
     with pytest.raises(ValueError):
-        setup(service, dataclasses.replace(service.settings, **{name: value}), start=False)
+        setup(service.db, service.events, dataclasses.replace(service.settings, **{name: value}), start=False)
 
 
 def test_unknown_event_kinds_are_refused(service) -> None:
@@ -156,7 +156,7 @@ def test_unknown_event_kinds_are_refused(service) -> None:
         service.settings, hook_url="http://127.0.0.1:9/", hook_events="created,finished"
     )
     with pytest.raises(ValueError, match="finished"):
-        setup(service, settings, start=False)
+        setup(service.db, service.events, settings, start=False)
 
 
 @given(secret=st.binary(min_size=1, max_size=64), body=st.binary(max_size=512), flip=st.integers(0, 10_000))

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from byterange_server.db import ledger
+from byterange_server.db import clock
 from byterange_server.errors import ContentMismatchError
 from byterange_server.hooks import outbox as sql
 from byterange_server.hooks.delivery import backoff
 from byterange_server.uploads.lifecycle import EventSink
-from byterange_server.uploads.service import Creator
+from byterange_server.uploads.values import Creator
 
-from ..test_service import put
+from ..uploads.helpers import put
 
 
 def test_a_committed_change_writes_exactly_one_row(outbox) -> None:
@@ -97,7 +97,7 @@ def test_a_failure_holds_back_the_resources_later_events_only(outbox) -> None:
 def test_a_leased_head_is_not_claimed_by_another_worker(outbox) -> None:
     first = outbox.service.allocate(length=2)
     second = outbox.service.allocate(length=2)
-    now = ledger.utcnow()
+    now = clock.utcnow()
     with outbox.service.db.write() as conn:
         a = sql.claim(conn, holder="a", lease_ms=60_000, now=now)
     with outbox.service.db.write() as conn:
@@ -112,7 +112,7 @@ def test_a_leased_head_is_not_claimed_by_another_worker(outbox) -> None:
 def test_later_events_of_a_resource_wait_for_its_head(outbox) -> None:
     state = outbox.service.allocate(length=4)
     put(outbox.service, state.id, 0, b"ab", length=4)
-    now = ledger.utcnow()
+    now = clock.utcnow()
     with outbox.service.db.write() as conn:
         head = sql.claim(conn, holder="a", lease_ms=60_000, now=now)
     assert head is not None and head.kind == "created"
@@ -127,7 +127,7 @@ def test_later_events_of_a_resource_wait_for_its_head(outbox) -> None:
 
 def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_finish(outbox) -> None:
     outbox.service.allocate(length=4)
-    now = ledger.utcnow()
+    now = clock.utcnow()
     with outbox.service.db.write() as conn:
         stale = sql.claim(conn, holder="a", lease_ms=-1, now=now)  # expired at once
     with outbox.service.db.write() as conn:
@@ -264,12 +264,12 @@ def test_finished_rows_are_pruned_after_the_retention(outbox) -> None:
     outbox.service.allocate(length=4)
     pending = outbox.service.allocate(length=4)
     with outbox.service.db.write() as conn:
-        head = sql.claim(conn, holder="a", lease_ms=60_000, now=ledger.utcnow())
+        head = sql.claim(conn, holder="a", lease_ms=60_000, now=clock.utcnow())
         assert head is not None
-        sql.succeed(conn, head, holder="a", now=ledger.utcnow())
+        sql.succeed(conn, head, holder="a", now=clock.utcnow())
     with outbox.service.db.write() as conn:
-        assert sql.prune(conn, before=ledger.utcnow() - dt.timedelta(hours=1)) == 0
-        assert sql.prune(conn, before=ledger.utcnow() + dt.timedelta(seconds=1)) == 1
+        assert sql.prune(conn, before=clock.utcnow() - dt.timedelta(hours=1)) == 0
+        assert sql.prune(conn, before=clock.utcnow() + dt.timedelta(seconds=1)) == 1
     assert [row.resource_id for row in outbox.rows()] == [pending.id]
 
 
@@ -289,8 +289,8 @@ def test_merge_ranges_unites_and_joins_touching() -> None:
 
 def test_the_expiry_sweep_records_expired(outbox, monkeypatch) -> None:
     state = outbox.service.allocate(length=4)
-    later = ledger.utcnow() + dt.timedelta(seconds=outbox.service.settings.expire_after + 1)
-    monkeypatch.setattr(ledger, "utcnow", lambda: later)
+    later = clock.utcnow() + dt.timedelta(seconds=outbox.service.settings.expire_after + 1)
+    monkeypatch.setattr(clock, "utcnow", lambda: later)
     assert outbox.service.remove_expired() == 1
     rows = [(row.kind, row.resource_id) for row in outbox.rows()]
     assert rows == [("created", state.id), ("expired", state.id)]

@@ -7,12 +7,13 @@ import datetime as dt
 
 import pytest
 
-from byterange_server.db import ledger
+from byterange_server.db import clock
+from byterange_server.db.ledger import resources
 from byterange_server.errors import ContentMismatchError
 from byterange_server.uploads.lifecycle import EventSink
-from byterange_server.uploads.service import Creator
+from byterange_server.uploads.values import Creator
 
-from .test_service import put
+from .helpers import put
 
 
 class Recorder(EventSink):
@@ -24,7 +25,7 @@ class Recorder(EventSink):
     def in_transaction(self, conn, event) -> None:
         # The change is visible on the connection the event arrives with.
         if event.kind in ("created", "progress", "completed"):
-            ledger.load_resource(conn, event.resource_id, expired_ok=True)
+            resources.load_resource(conn, event.resource_id, expired_ok=True)
         self.in_tx.append((event.kind, event.resource_id, dict(event.data)))
         if self.fail_in_tx:
             raise RuntimeError("sink refuses")
@@ -84,7 +85,7 @@ def test_a_sink_failing_in_the_transaction_rolls_the_change_back(service, record
         service.allocate(length=4)
     assert recorder.committed == []
     with service.db.read() as conn:
-        assert ledger.expired_resource_ids(conn, now=ledger.utcnow() + dt.timedelta(days=9), limit=9) == []
+        assert resources.expired_resource_ids(conn, now=clock.utcnow() + dt.timedelta(days=9), limit=9) == []
 
 
 def test_a_sink_failing_after_commit_does_not_undo_the_change(service, caplog) -> None:
@@ -100,8 +101,8 @@ def test_a_sink_failing_after_commit_does_not_undo_the_change(service, caplog) -
 
 def test_the_sweep_publishes_expired(service, recorder, monkeypatch) -> None:
     state = service.allocate(length=4)
-    later = ledger.utcnow() + dt.timedelta(seconds=service.settings.expire_after + 1)
-    monkeypatch.setattr(ledger, "utcnow", lambda: later)
+    later = clock.utcnow() + dt.timedelta(seconds=service.settings.expire_after + 1)
+    monkeypatch.setattr(clock, "utcnow", lambda: later)
     assert service.remove_expired() == 1
     assert [kind for kind, _, _ in recorder.committed] == ["created", "expired"]
     assert recorder.committed[-1][1] == state.id

@@ -8,13 +8,13 @@ import datetime as dt
 
 import pytest
 
-from byterange_server.db import ledger
+from byterange_server.db import clock
+from byterange_server.db.ledger import extents
 from byterange_server.errors import ResourceGoneError
 from byterange_server.errors import ResourceNotFoundError
-from byterange_server.uploads import expiry
 from byterange_server.uploads.expiry import ExpirySweeper
 
-from .test_service import put
+from .helpers import put
 
 
 @pytest.fixture
@@ -22,15 +22,15 @@ def later(monkeypatch, service):
     """Move the service's clock past the expiry of everything created so far."""
 
     def jump() -> None:
-        moment = ledger.utcnow() + dt.timedelta(seconds=service.settings.expire_after + 5)
-        monkeypatch.setattr(ledger, "utcnow", lambda: moment)
+        moment = clock.utcnow() + dt.timedelta(seconds=service.settings.expire_after + 5)
+        monkeypatch.setattr(clock, "utcnow", lambda: moment)
 
     return jump
 
 
 def extents_of(service, resource_id):
     with service.db.read() as conn:
-        return ledger.extents_within(conn, resource_id, 0, 1 << 40)
+        return extents.extents_within(conn, resource_id, 0, 1 << 40)
 
 
 def test_one_holder_at_a_time_and_a_dead_holders_lease_lapses(service, monkeypatch):
@@ -40,8 +40,8 @@ def test_one_holder_at_a_time_and_a_dead_holders_lease_lapses(service, monkeypat
     assert second.run_once() is None  # first holds it
     assert first.run_once() == 0  # renewing is fine
     # first dies: after three intervals its lease has run out and second takes over.
-    now = ledger.now_ms()
-    monkeypatch.setattr(expiry, "now_ms", lambda: now + 31_000)
+    now = clock.now_ms()
+    monkeypatch.setattr(clock, "now_ms", lambda: now + 31_000)
     assert second.run_once() == 0
     assert first.run_once() is None
 
