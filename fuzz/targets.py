@@ -27,13 +27,18 @@ from byterange_server.client.errors import ProtocolError as ClientProtocolError
 from byterange_server.errors import ByterangeError
 from byterange_server.protocol import binary
 from byterange_server.protocol import cors
-from byterange_server.protocol import headers
+from byterange_server.protocol import digests
 from byterange_server.protocol import ietf
 from byterange_server.protocol import media
 from byterange_server.protocol import message
 from byterange_server.protocol import multipart
+from byterange_server.protocol import numbers
+from byterange_server.protocol import params
+from byterange_server.protocol import parts
+from byterange_server.protocol import ranges
 from byterange_server.protocol import raw
 from byterange_server.protocol import tus
+from byterange_server.protocol import validators
 from byterange_server.protocol.events import NEED_DATA
 from byterange_server.protocol.events import EndOfPatch
 from byterange_server.protocol.events import PartData
@@ -80,7 +85,7 @@ def target(
     return register
 
 
-H = "byterange_server.protocol.headers"
+P = "byterange_server.protocol"
 T = "byterange_server.protocol.tus"
 I = "byterange_server.protocol.ietf"  # noqa: E741
 
@@ -264,14 +269,14 @@ def fuzz_binary(data: bytes) -> None:
     [(b"0123", "bytes 0-3/4", "4"), (b"", "bytes */10", "0"), (b"xy", "bytes 5-6/*", "")],
     [
         "byterange_server.protocol.raw:RawDecoder",
-        f"{H}:PartHeader.from_request_headers",
+        f"{P}.parts:PartHeader.from_request_headers",
     ],
 )
 def fuzz_raw(data: bytes, content_range: str, content_length: str) -> None:
     # Content-Length as the HTTP layer parsed it (Werkzeug: digits only, else no length).
     length = _opt_int(content_length)
     # What a WSGI server hands over: the field value without surrounding OWS.
-    header = headers.PartHeader.from_request_headers(content_range.strip(" \t"), length)
+    header = parts.PartHeader.from_request_headers(content_range.strip(" \t"), length)
     size = header.expected_size()
     check(size is not None and size >= 0, "a partial PUT must have a known size")
     _three_ways(lambda: raw.RawDecoder(header.fields), data)
@@ -306,27 +311,27 @@ def fuzz_media(value: str) -> None:
         pass
 
 
-# -- headers.py -------------------------------------------------------------------------------
+# -- header fields ------------------------------------------------------------------------------
 
 
 @target(
     "numbers",
     ["0", "123456789012345", "00042", "?1", "42;a=b", "-5"],
     [
-        f"{H}:parse_int",
-        f"{H}:parse_sf_integer",
-        f"{H}:parse_sf_boolean",
+        f"{P}.numbers:parse_int",
+        f"{P}.numbers:parse_sf_integer",
+        f"{P}.numbers:parse_sf_boolean",
     ],
 )
 def fuzz_numbers(value: str) -> None:
-    for parse in (headers.parse_int, headers.parse_sf_integer):
+    for parse in (numbers.parse_int, numbers.parse_sf_integer):
         try:
             n = parse(value)
         except ByterangeError:
             continue
         check(type(n) is int and 0 <= n < 10**15, f"{parse.__name__} returned {n!r}")
     try:
-        flag = headers.parse_sf_boolean(value)
+        flag = numbers.parse_sf_boolean(value)
     except ByterangeError:
         return
     check(type(flag) is bool, "parse_sf_boolean returned a non-bool")
@@ -336,24 +341,24 @@ def fuzz_numbers(value: str) -> None:
     "Content-Range",
     ["bytes 2-5/12", "bytes 0-11/*", "bytes */1000", "BYTES 0-0/1", "items 1-2/3"],
     [
-        f"{H}:ContentRange.parse",
+        f"{P}.ranges:ContentRange.parse",
     ],
 )
 def fuzz_content_range(value: str) -> None:
-    parsed = headers.ContentRange.parse(value)
-    check(headers.ContentRange.parse(parsed.format()) == parsed, "Content-Range round trip")
+    parsed = ranges.ContentRange.parse(value)
+    check(ranges.ContentRange.parse(parsed.format()) == parsed, "Content-Range round trip")
 
 
 @target(
     "Content-Offset",
     ["600", "600;complete-length=1000", "0;unit=bytes", "5;unit=items", "7;x=?1"],
     [
-        f"{H}:ContentOffset.parse",
+        f"{P}.ranges:ContentOffset.parse",
     ],
 )
 def fuzz_content_offset(value: str) -> None:
-    parsed = headers.ContentOffset.parse(value)
-    check(headers.ContentOffset.parse(parsed.format()) == parsed, "Content-Offset round trip")
+    parsed = ranges.ContentOffset.parse(value)
+    check(ranges.ContentOffset.parse(parsed.format()) == parsed, "Content-Offset round trip")
 
 
 @target(
@@ -364,14 +369,18 @@ def fuzz_content_offset(value: str) -> None:
         "Content-Offset: 600;complete-length=1000\nContent-Type: text/plain",
         "Content-Range: bytes */12\nContent-Length: 0",
     ],
-    [f"{H}:PartHeader.from_fields", f"{H}:PartHeader.get_all", f"{H}:PartHeader.expected_size"],
+    [
+        f"{P}.parts:PartHeader.from_fields",
+        f"{P}.parts:PartHeader.get_all",
+        f"{P}.parts:PartHeader.expected_size",
+    ],
 )
 def fuzz_part_fields(block: str) -> None:
     fields = []
     for line in block.split("\n"):
         name, _, value = line.partition(":")
         fields.append((name.strip().lower(), value.strip(" \t")))
-    header = headers.PartHeader.from_fields(tuple(fields))
+    header = parts.PartHeader.from_fields(tuple(fields))
     size = header.expected_size()
     check(size is None or size >= 0, "negative expected size")
     header.get_all("content-type")
@@ -388,35 +397,35 @@ def fuzz_part_fields(block: str) -> None:
         "bytes=" + ",".join(f"{i}-{i + 5}" for i in range(0, 600, 3)),
     ],
     [
-        f"{H}:parse_range",
-        f"{H}:resolve_ranges",
-        f"{H}:should_reject_ranges",
+        f"{P}.ranges:parse_range",
+        f"{P}.ranges:resolve_ranges",
+        f"{P}.ranges:should_reject_ranges",
     ],
     allowed=(),
 )
 def fuzz_range(value: str) -> None:
-    specs = headers.parse_range(value)
+    specs = ranges.parse_range(value)
     if specs is None:
         return
     check(specs, "parse_range returned an empty list")
-    check(headers.parse_range(headers.format_range(specs)) == specs, "Range round trip")
+    check(ranges.parse_range(ranges.format_range(specs)) == specs, "Range round trip")
     for size in (0, 1, 10, 1000, 2**40):
-        resolved = headers.resolve_ranges(specs, size)
+        resolved = ranges.resolve_ranges(specs, size)
         check(all(0 <= a < b <= size for a, b in resolved), f"resolved range outside 0..{size}")
-        headers.should_reject_ranges(resolved)
+        ranges.should_reject_ranges(resolved)
 
 
 @target(
     "Committed-Ranges",
     ["bytes=0-1048575,3145728-4194303", "none", "NONE", "bytes=5-5", "bits=1-2"],
     [
-        f"{H}:parse_committed_ranges",
+        f"{P}.ranges:parse_committed_ranges",
     ],
 )
 def fuzz_committed_ranges(value: str) -> None:
-    extents = headers.parse_committed_ranges(value)
+    extents = ranges.parse_committed_ranges(value)
     check(all(0 <= a < b for a, b in extents), "empty extent")
-    check(headers.parse_committed_ranges(headers.format_ranges(extents)) == extents, "round trip")
+    check(ranges.parse_committed_ranges(ranges.format_ranges(extents)) == extents, "round trip")
 
 
 @target(
@@ -427,36 +436,36 @@ def fuzz_committed_ranges(value: str) -> None:
         "<>",
         ", <a>",
     ],
-    [f"{H}:parse_links", f"{H}:find_link"],
+    [f"{P}.params:parse_links", f"{P}.params:find_link"],
 )
 def fuzz_links(value: str) -> None:
-    links = headers.parse_links(value)
-    for link_target, params in links:
-        check(isinstance(link_target, str) and isinstance(params, dict), "bad link")
-    headers.find_link(value, "committed-ranges")
-    headers.find_link(value, "next")
+    links = params.parse_links(value)
+    for link_target, link_params in links:
+        check(isinstance(link_target, str) and isinstance(link_params, dict), "bad link")
+    params.find_link(value, "committed-ranges")
+    params.find_link(value, "next")
 
 
 @target(
     "entity tags",
     ['"abc"', 'W/"x", "y"', "*", '"a,b", W/""', '"\x80\xff"'],
     [
-        f"{H}:parse_etag_list",
-        f"{H}:ETag.parse",
-        f"{H}:strong_match",
-        f"{H}:weak_match",
+        f"{P}.validators:parse_etag_list",
+        f"{P}.validators:ETag.parse",
+        f"{P}.validators:strong_match",
+        f"{P}.validators:weak_match",
     ],
 )
 def fuzz_etags(value: str) -> None:
     for field_name in ("If-Match", "If-None-Match"):
-        tags = headers.parse_etag_list(value, field=field_name)
+        tags = validators.parse_etag_list(value, field=field_name)
         if tags == "*":
             continue
         for tag in tags:
-            check(headers.ETag.parse(tag.format()) == tag, "ETag round trip")
-            check(headers.weak_match(tag, tag) and headers.strong_match(tag, tag) != tag.weak, "match")
+            check(validators.ETag.parse(tag.format()) == tag, "ETag round trip")
+            check(validators.weak_match(tag, tag) and validators.strong_match(tag, tag) != tag.weak, "match")
     try:
-        headers.ETag.parse(value)
+        validators.ETag.parse(value)
     except ByterangeError:
         pass
 
@@ -471,17 +480,18 @@ def fuzz_etags(value: str) -> None:
         "Sun Nov  6 08:49:37 1994",
         "Mon, 31 Feb 2021 25:61:61 GMT",
     ],
-    [f"{H}:parse_if_range"],
+    [f"{P}.validators:parse_if_range"],
     allowed=(),
 )
 def fuzz_if_range(value: str) -> None:
-    result = headers.parse_if_range(value)
+    result = validators.parse_if_range(value)
     check(
-        result is headers.IGNORE_RANGE or isinstance(result, headers.ETag) or result.tzinfo is not None,
+        result is validators.IGNORE_RANGE or isinstance(result, validators.ETag) or result.tzinfo is not None,
         "If-Range gave a naive date",
     )
-    if not isinstance(result, (headers.ETag, headers.IfRange)):
-        check(headers.parse_if_range(headers.format_http_date(result)) == result, "HTTP-date round trip")
+    if not isinstance(result, (validators.ETag, validators.IfRange)):
+        again = validators.parse_if_range(validators.format_http_date(result))
+        check(again == result, "HTTP-date round trip")
 
 
 @target(
@@ -493,13 +503,13 @@ def fuzz_if_range(value: str) -> None:
         "a=",
         'x=""',
     ],
-    [f"{H}:parse_prefer", f"{H}:transaction_preference"],
+    [f"{P}.params:parse_prefer", f"{P}.params:transaction_preference"],
 )
 def fuzz_prefer(value: str) -> None:
-    parsed = headers.parse_prefer(value)
+    parsed = params.parse_prefer(value)
     check(all(name == name.lower() for name in parsed), "preference name not lower-cased")
-    check(headers.transaction_preference(parsed) in ("persist", "atomic"), "bad transaction")
-    headers.parse_prefer([value, value])
+    check(params.transaction_preference(parsed) in ("persist", "atomic"), "bad transaction")
+    params.parse_prefer([value, value])
 
 
 DIGEST_SEEDS = (
@@ -510,12 +520,12 @@ DIGEST_SEEDS = (
 )
 
 
-@target("digest fields", DIGEST_SEEDS, [f"{H}:parse_digest_field", f"{H}:pick_digest"])
+@target("digest fields", DIGEST_SEEDS, [f"{P}.digests:parse_digest_field", f"{P}.digests:pick_digest"])
 def fuzz_digest(value: str) -> None:
-    parsed = headers.parse_digest_field(value, field="Repr-Digest")
-    picked = headers.pick_digest(parsed)
+    parsed = digests.parse_digest_field(value, field="Repr-Digest")
+    picked = digests.pick_digest(parsed)
     if picked is not None:
-        again = headers.parse_digest_field(headers.format_digest(*picked))
+        again = digests.parse_digest_field(digests.format_digest(*picked))
         check(again == {picked[0]: picked[1]}, "digest round trip")
 
 
@@ -529,13 +539,13 @@ def fuzz_digest(value: str) -> None:
         "form-data",
         'attachment; filename="\xc3\xa9t\xc3\xa9.txt"',
     ],
-    [f"{H}:parse_content_disposition_filename"],
+    [f"{P}.params:parse_content_disposition_filename"],
 )
 def fuzz_content_disposition(value: str) -> None:
-    filename = headers.parse_content_disposition_filename(value)
+    filename = params.parse_content_disposition_filename(value)
     if filename is None:
         return
-    again = headers.parse_content_disposition_filename(headers.format_content_disposition(filename))
+    again = params.parse_content_disposition_filename(params.format_content_disposition(filename))
     check(again == filename, f"Content-Disposition round trip: {filename!r} -> {again!r}")
 
 
@@ -826,7 +836,7 @@ EXEMPT: dict[str, str] = {
     "byterange_server.protocol.multipart:make_boundary": "random boundary for the encoder",
     "byterange_server.protocol.multipart:MultipartEncoder": "encoder",
     "byterange_server.protocol.events:PartStart.get_all": "accessor of decoded fields",
-    "byterange_server.protocol.headers:ContentRange.unsatisfied": "constructor of a printer",
+    f"{P}.ranges:ContentRange.unsatisfied": "constructor of a printer",
     "byterange_server.protocol.ietf:UploadLimit": "value object (printed, parsed by parse_upload_limit)",
     "byterange_server.auth.signing:Grant": "value object built by the backend or by verify",
     "byterange_server.auth.signing:Grant.allows": "membership test on a verified grant",

@@ -15,7 +15,7 @@ from typing import BinaryIO
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 
-from ..protocol.headers import SUPPORTED_DIGESTS
+from ..protocol.digests import SUPPORTED_DIGESTS
 from ..protocol.tus import CHECKSUM_ALGORITHMS
 from ..runtime.worker import BodyFramingError
 

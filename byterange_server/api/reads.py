@@ -25,10 +25,10 @@ from werkzeug.wsgi import wrap_file
 from ..errors import IncompleteResourceError
 from ..errors import RangeNotSatisfiableError
 from ..extents import covers
-from ..protocol.headers import parse_range
-from ..protocol.headers import resolve_ranges
-from ..protocol.headers import should_reject_ranges
 from ..protocol.multipart import MultipartEncoder
+from ..protocol.ranges import parse_range
+from ..protocol.ranges import resolve_ranges
+from ..protocol.ranges import should_reject_ranges
 from ..storage import StoredObject
 from ..uploads.service import ResourceState
 from ..uploads.service import UploadService

@@ -39,8 +39,8 @@ from urllib.parse import urljoin
 
 from byterange_server import extents
 from byterange_server.extents import Extent
-from byterange_server.protocol.headers import format_content_disposition
-from byterange_server.protocol.headers import format_digest
+from byterange_server.protocol.digests import format_digest
+from byterange_server.protocol.params import format_content_disposition
 
 from .engine import Engine
 from .engine import ProgressCallback

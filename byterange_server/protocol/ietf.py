@@ -26,9 +26,9 @@ import http_sf
 
 from ..errors import InconsistentLengthError
 from ..errors import MalformedHeaderError
-from .headers import _sf_parse
-from .headers import parse_sf_boolean
-from .headers import parse_sf_integer
+from ._abnf import sf_parse
+from .numbers import parse_sf_boolean
+from .numbers import parse_sf_integer
 
 __all__ = [
     "INTEROP_VERSIONS",
@@ -116,7 +116,7 @@ def parse_upload_limit(value: str) -> UploadLimit:
     """Parse ``Upload-Limit`` (what a client reads). Unknown keys are ignored; a known key
     that is not a non-negative Integer makes the whole field malformed (the draft lets a
     recipient choose that over ignoring the field). ``expires`` counts as ``max-age``."""
-    parsed = _sf_parse(value.strip(" \t"), "dictionary", "Upload-Limit")
+    parsed = sf_parse(value.strip(" \t"), "dictionary", "Upload-Limit")
     found: dict[str, int] = {}
     for key, (item, _params) in parsed.items():
         if key not in _LIMIT_KEYS:
@@ -143,7 +143,7 @@ def parse_want_digest(value: str, *, field: str = "Want-Repr-Digest") -> dict[st
 
     :raises MalformedHeaderError: for a member that is not an Integer from 0 to 10.
     """
-    parsed = _sf_parse(value.strip(" \t"), "dictionary", field)
+    parsed = sf_parse(value.strip(" \t"), "dictionary", field)
     out: dict[str, int] = {}
     for key, (item, _params) in parsed.items():
         if type(item) is not int or not 0 <= item <= 10:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import InconsistentLengthError
-from ..protocol.headers import ContentOffset
 from ..protocol.ietf import resolve_length
+from ..protocol.ranges import ContentOffset
 from ..protocol.raw import RawDecoder
 from .service import ANONYMOUS
 from .service import BodySource

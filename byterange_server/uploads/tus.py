@@ -17,7 +17,7 @@ from collections.abc import Callable
 from ..errors import BytesPastLengthError
 from ..errors import LengthConflictError
 from ..errors import OffsetMismatchError
-from ..protocol.headers import ContentOffset
+from ..protocol.ranges import ContentOffset
 from ..protocol.raw import RawDecoder
 from .service import ANONYMOUS
 from .service import BodySource

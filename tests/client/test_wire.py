@@ -29,8 +29,8 @@ from byterange_server.protocol.events import EndOfPatch
 from byterange_server.protocol.events import PartData
 from byterange_server.protocol.events import PartEnd
 from byterange_server.protocol.events import PartStart
-from byterange_server.protocol.headers import PartHeader
 from byterange_server.protocol.media import decoder_for
+from byterange_server.protocol.parts import PartHeader
 from byterange_server.protocol.raw import RawDecoder
 
 DATA = os.urandom(4096)
