@@ -27,9 +27,9 @@ from ..errors import BytesPastMaxSizeError
 from ..errors import InvalidConcatError
 from ..errors import MalformedHeaderError
 from ..errors import UnsupportedMediaTypeError
+from ..protocol.digests import CHECKSUM_ALGORITHMS
 from ..protocol.media import parse_media_type
 from ..protocol.numbers import parse_int
-from ..protocol.tus import CHECKSUM_ALGORITHMS
 from ..protocol.tus import OFFSET_OCTET_STREAM
 from ..protocol.tus import TUS_VERSION
 from ..protocol.tus import ConcatFinal

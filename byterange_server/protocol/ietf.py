@@ -9,9 +9,9 @@ draft-ietf-httpbis-resumable-upload, interop versions 6 (drafts -04/-05), 7 (-06
     Upload-Limit                 = sf-dictionary of sf-integer >= 0; keys max-size, min-size,
                                    max-append-size, min-append-size, max-age (and, up to
                                    interop 6, expires); unknown keys are ignored
-    Want-Repr-Digest             = sf-dictionary of sf-integer 0..10 (RFC 9530 §4)
 
-As in :mod:`.headers`, a parser returns a typed value or raises a 4xx
+(``Want-Repr-Digest``, which the draft's clients send, is an RFC 9530 field: :mod:`.digests`.)
+As in the other field modules (:mod:`._abnf`), a parser returns a typed value or raises a 4xx
 :class:`~byterange_server.errors.MalformedHeaderError`; only
 :func:`parse_interop_version` has a "not for us" answer (``None``), because the draft says an
 unknown version is processed as if the header were absent (E23).
@@ -40,7 +40,6 @@ __all__ = [
     "parse_upload_complete",
     "parse_upload_limit",
     "parse_upload_number",
-    "parse_want_digest",
     "resolve_length",
 ]
 
@@ -137,21 +136,6 @@ def parse_upload_limit(value: str) -> UploadLimit:
         max_age=found.get("max-age"),
     )
 
-
-def parse_want_digest(value: str, *, field: str = "Want-Repr-Digest") -> dict[str, int]:
-    """``Want-Repr-Digest`` / ``Want-Content-Digest``: algorithm → weight (0 = not acceptable).
-
-    :raises MalformedHeaderError: for a member that is not an Integer from 0 to 10.
-    """
-    parsed = sf_parse(value.strip(" \t"), "dictionary", field)
-    out: dict[str, int] = {}
-    for key, (item, _params) in parsed.items():
-        if type(item) is not int or not 0 <= item <= 10:
-            raise MalformedHeaderError(
-                f"A {field} weight is not an Integer from 0 to 10.", extra={"field": field, "key": key}
-            )
-        out[key] = item
-    return out
 
 
 def resolve_length(

@@ -67,6 +67,7 @@ from ..extents import Extent
 from ..extents import normalize
 from ..extents import prefix_end
 from ..hooks.precreate import CreationRequest
+from ..protocol.digests import CHECKSUM_ALGORITHMS
 from ..protocol.digests import SUPPORTED_DIGESTS
 from ..protocol.digests import parse_digest_field
 from ..protocol.digests import pick_digest
@@ -76,7 +77,6 @@ from ..protocol.events import PartData
 from ..protocol.events import PartEnd
 from ..protocol.events import PartStart
 from ..protocol.parts import PartHeader
-from ..protocol.tus import CHECKSUM_ALGORITHMS
 from ..storage.base import StorageBackend
 from ..storage.base import StorageObjectMissingError
 from ..storage.base import StoredObject

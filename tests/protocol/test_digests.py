@@ -1,10 +1,12 @@
-"""Tests for :mod:`byterange_server.protocol.digests`: ``Content-Digest`` / ``Repr-Digest``."""
+"""Tests for :mod:`byterange_server.protocol.digests`: the hash registry, ``Content-Digest`` /
+``Repr-Digest`` and ``Want-*-Digest``."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 
+import http_sf
 import pytest
 from hypothesis import example
 from hypothesis import given
@@ -14,9 +16,12 @@ from strategies import ANY_TEXT
 from strategies import only_client_errors
 
 from byterange_server.errors import MalformedHeaderError
+from byterange_server.protocol.digests import CHECKSUM_ALGORITHMS
+from byterange_server.protocol.digests import HASHES
 from byterange_server.protocol.digests import SUPPORTED_DIGESTS
 from byterange_server.protocol.digests import format_digest
 from byterange_server.protocol.digests import parse_digest_field
+from byterange_server.protocol.digests import parse_want_digest
 from byterange_server.protocol.digests import pick_digest
 
 P = pytest.param
@@ -92,6 +97,34 @@ def test_format_digest_round_trip():
 def test_supported_digests_are_hash_constructors():
     assert SUPPORTED_DIGESTS["sha-256"](b"").digest() == EMPTY_SHA256
     assert set(SUPPORTED_DIGESTS) == {"sha-256", "sha-512"}
+
+
+def test_one_registry_names_every_hash_of_both_protocols():
+    # RFC 9530 keys and tus checksum names are both looked up in HASHES (the request body is
+    # hashed by either), so the two name sets must not collide and must both be in it.
+    assert not set(SUPPORTED_DIGESTS) & set(CHECKSUM_ALGORITHMS)
+    assert {**SUPPORTED_DIGESTS, **CHECKSUM_ALGORITHMS} == HASHES
+    assert list(CHECKSUM_ALGORITHMS) == ["sha1", "sha256", "sha512", "md5"]  # Tus-Checksum-Algorithm
+    assert HASHES["sha256"] is HASHES["sha-256"] is hashlib.sha256
+
+
+# -- Want-Content-Digest / Want-Repr-Digest ------------------------------------------------------
+
+
+def test_want_digest():
+    assert parse_want_digest("sha-256=1, sha-512=3") == {"sha-256": 1, "sha-512": 3}
+    assert parse_want_digest("sha-256=0") == {"sha-256": 0}
+    for bad in ("sha-256=11", "sha-256=-1", "sha-256=?1", "sha-256=1.0", "sha-256"):
+        with pytest.raises(MalformedHeaderError):
+            parse_want_digest(bad)
+
+
+@given(st.dictionaries(st.sampled_from(["sha-256", "sha-512", "md5", "crc32c"]),
+                       st.integers(min_value=0, max_value=10)))
+def test_want_digest_roundtrip(weights):
+    if not weights:
+        return
+    assert parse_want_digest(http_sf.ser(weights)) == weights
 
 
 # -- round trips ---------------------------------------------------------------------------------

@@ -18,10 +18,10 @@ from byterange_server.errors import MalformedHeaderError
 from byterange_server.errors import ProtocolError
 from byterange_server.errors import UnsupportedChecksumError
 from byterange_server.errors import UnsupportedVersionError
+from byterange_server.protocol.digests import CHECKSUM_ALGORITHMS
 from byterange_server.protocol.parts import PartHeader
 from byterange_server.protocol.ranges import ContentOffset
 from byterange_server.protocol.raw import RawDecoder
-from byterange_server.protocol.tus import CHECKSUM_ALGORITHMS
 from byterange_server.protocol.tus import MAX_METADATA_LENGTH
 from byterange_server.protocol.tus import ConcatFinal
 from byterange_server.protocol.tus import ConcatPartial
