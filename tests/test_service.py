@@ -24,6 +24,7 @@ from byterange_server.errors import ResourceNotFoundError
 from byterange_server.errors import TruncatedBodyError
 from byterange_server.errors import WriteInProgressError
 from byterange_server.extents import Extent
+from byterange_server.protocol.parts import PartHeader
 from byterange_server.protocol.raw import RawDecoder
 from byterange_server.uploads.service import WriteOptions
 
@@ -52,7 +53,7 @@ def put(service, resource_id: str, start: int, data: bytes, length: int | str = 
     fields = (("content-range", f"bytes {start}-{start + len(data) - 1}/{length}"),)
     middle = len(data) // 2
     chunks = [data[:middle], data[middle:]] if middle else [data]
-    return service.write(resource_id, RawDecoder(fields), ListBody(chunks, **kwargs))
+    return service.write(resource_id, RawDecoder(PartHeader.from_fields(fields)), ListBody(chunks, **kwargs))
 
 
 def test_bytes_are_synced_before_the_extent_commits(service, monkeypatch) -> None:
@@ -174,9 +175,9 @@ def test_deleting_a_resource_ends_its_live_writer(service) -> None:
 
 def test_interrupted_write_keeps_the_prefix_under_persist(service) -> None:
     resource = service.allocate(length=10)
-    fields = (("content-range", "bytes 0-9/10"),)
+    header = PartHeader.from_fields((("content-range", "bytes 0-9/10"),))
     with pytest.raises(TruncatedBodyError):
-        service.write(resource.id, RawDecoder(fields), ListBody([b"0123"], interrupted=True))
+        service.write(resource.id, RawDecoder(header), ListBody([b"0123"], interrupted=True))
     assert service.state(resource.id).extents == [Extent(0, 4)]
 
 
@@ -186,7 +187,7 @@ def test_interrupted_write_keeps_nothing_under_atomic(service) -> None:
     with pytest.raises(TruncatedBodyError):
         service.write(
             resource.id,
-            RawDecoder(fields),
+            RawDecoder(PartHeader.from_fields(fields)),
             ListBody([b"0123"], interrupted=True),
             WriteOptions(transaction="atomic"),
         )
@@ -425,7 +426,7 @@ def test_delete_fences_a_stalled_writer_at_once(service) -> None:
     with pytest.raises(ResourceNotFoundError) as info:
         service.write(
             resource.id,
-            RawDecoder((("content-range", "bytes 0-9/10"),)),
+            RawDecoder(PartHeader.from_fields((("content-range", "bytes 0-9/10"),))),
             body,
             WriteOptions(on_stale=cut.set),
         )

@@ -191,9 +191,10 @@ def put(resource_id: str) -> Response:
     if content_range is None:
         if content_length is None:
             raise MalformedHeaderError("A PUT without Content-Range needs a Content-Length.")
-        content_range = f"bytes 0-{content_length - 1}/{content_length}" if content_length else "bytes */0"
-    header = PartHeader.from_request_headers(content_range, content_length)
-    return _write(resource_id, RawDecoder(header.fields))
+        header = PartHeader.whole(content_length)
+    else:
+        header = PartHeader.from_request_headers(content_range, content_length)
+    return _write(resource_id, RawDecoder(header))
 
 
 def _write(resource_id: str, decoder: object) -> Response:

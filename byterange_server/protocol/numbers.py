@@ -8,12 +8,13 @@ fits comfortably in a 64-bit integer and a 16-digit value is a 400, not an overf
 
 from __future__ import annotations
 
+from ..errors import MalformedHeaderError
 from ._abnf import DIGITS_RE
 from ._abnf import is_sf_integer
 from ._abnf import malformed
 from ._abnf import sf_parse
 
-__all__ = ["MAX_DIGITS", "parse_int", "parse_sf_boolean", "parse_sf_integer"]
+__all__ = ["MAX_DIGITS", "check_int", "parse_int", "parse_sf_boolean", "parse_sf_integer"]
 
 #: Most digits any number on the wire may have (RFC 9651 sf-integer limit; E17).
 MAX_DIGITS = 15
@@ -28,17 +29,39 @@ def parse_int(text: str, *, field: str | None = None) -> int:
     :param field: the field name, for the error's detail and ``extra``.
     :raises MalformedHeaderError: for anything else, including a 16th digit (E17).
     """
-    where = f" in {field}" if field else ""
     if not DIGITS_RE.fullmatch(text):
-        raise malformed(field, f"Not a decimal number{where}")
+        raise malformed(field, f"Not a decimal number{_where(field)}")
     if len(text) > MAX_DIGITS:
-        raise malformed(
-            field,
-            f"Number{where} has more than {MAX_DIGITS} digits",
-            digits=len(text),
-            **{"max-digits": MAX_DIGITS},
-        )
+        raise _too_many_digits(len(text), field)
     return int(text)
+
+
+def check_int(value: int, *, field: str | None = None) -> int:
+    """``value`` if :func:`parse_int` could have returned it: 0 to 15 digits.
+
+    For a number that reaches the protocol already parsed (the ``Content-Length`` Werkzeug
+    reads), so that it meets the limit a number parsed here meets.
+
+    :raises MalformedHeaderError: for a negative number or one of more than 15 digits.
+    """
+    if value < 0:
+        raise malformed(field, f"Not a decimal number{_where(field)}")
+    if len(str(value)) > MAX_DIGITS:
+        raise _too_many_digits(len(str(value)), field)
+    return value
+
+
+def _where(field: str | None) -> str:
+    return f" in {field}" if field else ""
+
+
+def _too_many_digits(digits: int, field: str | None) -> MalformedHeaderError:
+    return malformed(
+        field,
+        f"Number{_where(field)} has more than {MAX_DIGITS} digits",
+        digits=digits,
+        **{"max-digits": MAX_DIGITS},
+    )
 
 
 def parse_sf_integer(value: str, *, field: str = "Structured Field") -> int:

@@ -2,8 +2,10 @@
 
 :class:`PartHeader` is what the write path needs of a part: its half-open ``[start, stop)``,
 the complete length it declares, and its field lines. The patch decoders build one from each
-part's field block (:meth:`PartHeader.from_fields`); a partial ``PUT`` from its request headers
-(:meth:`PartHeader.from_request_headers`).
+part's field block (:meth:`PartHeader.from_fields`) and hand it out in their ``PartStart``; a
+partial ``PUT`` builds one from its request headers (:meth:`PartHeader.from_request_headers`),
+and a write that knows its range as numbers from typed values (:meth:`PartHeader.from_range`,
+:meth:`PartHeader.whole`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from ..errors import MissingRangeError
 from ._abnf import malformed
 from ._abnf import strip_ows
+from .numbers import check_int
 from .numbers import parse_int
 from .ranges import ContentOffset
 from .ranges import ContentRange
@@ -108,15 +111,56 @@ class PartHeader:
             return cls._from_content_range(
                 ContentRange.parse(ranges[0]), content_length, tuple(fields)
             )
-        offset = ContentOffset.parse(offsets[0])
-        stop = None if content_length is None else offset.offset + content_length
-        if stop is not None and offset.length is not None and stop > offset.length:
+        return cls._from_content_offset(
+            ContentOffset.parse(offsets[0]), content_length, tuple(fields)
+        )
+
+    @classmethod
+    def from_range(
+        cls, where: ContentRange | ContentOffset, content_length: int | None = None
+    ) -> PartHeader:
+        """The part that ``where`` and a ``Content-Length`` describe, checked as
+        :meth:`from_fields` checks them.
+
+        For a write that knows its range as numbers (a tus or IETF append, a whole PUT), so
+        that no field has to be printed for the decoder to parse again. The part has no fields.
+
+        :param content_length: the bytes the body carries, as the HTTP layer parsed them, or
+            ``None`` when that is unknown (a chunked body).
+        :raises MalformedHeaderError: for a ``content_length`` that is negative or has more
+            than 15 digits, one that differs from the range's length, a non-zero one with
+            ``bytes */L``, or a ``Content-Offset`` part that would end past its
+            ``complete-length``.
+        """
+        if content_length is not None:
+            check_int(content_length, field="Content-Length")
+        if isinstance(where, ContentRange):
+            return cls._from_content_range(where, content_length, ())
+        return cls._from_content_offset(where, content_length, ())
+
+    @classmethod
+    def whole(cls, size: int) -> PartHeader:
+        """The whole representation of ``size`` bytes, as a ``PUT`` without ``Content-Range``
+        writes it: ``bytes 0-(size-1)/size``, or ``bytes */0`` when it is empty.
+
+        :raises MalformedHeaderError: for a ``size`` of more than 15 digits.
+        """
+        if not size:
+            return cls.from_range(ContentRange.unsatisfied(0), 0)
+        return cls.from_range(ContentRange(0, size, size), size)
+
+    @classmethod
+    def _from_content_offset(
+        cls, content_offset: ContentOffset, content_length: int | None, fields: Fields
+    ) -> PartHeader:
+        offset, length = content_offset.offset, content_offset.length
+        stop = None if content_length is None else offset + content_length
+        if stop is not None and length is not None and stop > length:
             raise malformed(
                 "Content-Offset", "Part would end past its complete-length",
-                offset=offset.offset, **{"content-length": content_length,
-                                         "complete-length": offset.length},
+                offset=offset, **{"content-length": content_length, "complete-length": length},
             )
-        return cls(offset.offset, stop, offset.length, tuple(fields))
+        return cls(offset, stop, length, fields)
 
     @classmethod
     def _from_content_range(

@@ -1244,7 +1244,7 @@ class _WriteSession:
             raise LimitExceededError(
                 "Too many parts in one request.", extra={"max-parts": self.settings.max_parts}
             )
-        header = PartHeader.from_fields(event.fields)
+        header = event.header
         self.no_bytes_error = None
         self._note_repr_digest(event)
         max_size = self.max_size
@@ -1472,7 +1472,7 @@ class _WriteSession:
 
     def _note_repr_digest(self, event: PartStart) -> None:
         # A Repr-Digest in a part describes the whole resulting document (byte-range draft).
-        values = event.get_all("repr-digest")
+        values = event.header.get_all("repr-digest")
         if not values:
             return
         picked = pick_digest(parse_digest_field(", ".join(values)))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from ..errors import BytesPastLengthError
 from ..errors import LengthConflictError
 from ..errors import OffsetMismatchError
+from ..protocol.parts import PartHeader
 from ..protocol.ranges import ContentOffset
 from ..protocol.raw import RawDecoder
 from .service import ANONYMOUS
@@ -92,11 +93,7 @@ class TusUploads:
                     extra={"expected-offset": state.offset, "provided-offset": offset},
                 )
             return state
-        fields: tuple[tuple[str, str], ...] = (
-            ("content-offset", ContentOffset(offset, declared_length).format()),
-        )
-        if content_length is not None:
-            fields += (("content-length", str(content_length)),)
+        header = PartHeader.from_range(ContentOffset(offset, declared_length), content_length)
         options = WriteOptions(
             checksum=checksum,
             trailer_checksum=trailer_checksum,
@@ -105,4 +102,4 @@ class TusUploads:
             principal=principal,
             on_stale=on_stale,
         )
-        return self.service.write(resource_id, RawDecoder(fields), body, options)
+        return self.service.write(resource_id, RawDecoder(header), body, options)

@@ -10,6 +10,7 @@ from strategies import ANY_TEXT
 from strategies import only_client_errors
 
 from byterange_server.errors import MalformedHeaderError
+from byterange_server.protocol.numbers import check_int
 from byterange_server.protocol.numbers import parse_int
 from byterange_server.protocol.numbers import parse_sf_boolean
 from byterange_server.protocol.numbers import parse_sf_integer
@@ -64,6 +65,21 @@ def test_parse_int_reports_the_digit_limit():
     with pytest.raises(MalformedHeaderError) as info:
         parse_int("1" * 16, field="Content-Length")
     assert info.value.extra == {"field": "Content-Length", "digits": 16, "max-digits": 15}
+
+
+@pytest.mark.parametrize("value", [0, 1, 10**15 - 1])
+def test_check_int_accepts_what_parse_int_could_return(value):
+    assert check_int(value) == value == parse_int(str(value))
+
+
+@pytest.mark.parametrize("value", [-1, 10**15, 10**30])
+def test_check_int_refuses_what_parse_int_would(value):
+    with pytest.raises(MalformedHeaderError) as checked:
+        check_int(value, field="Content-Length")
+    with pytest.raises(MalformedHeaderError) as parsed:
+        parse_int(str(value), field="Content-Length")
+    assert checked.value.detail == parsed.value.detail
+    assert checked.value.extra == parsed.value.extra
 
 
 # -- sf-integer / sf-boolean ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Tests for :mod:`byterange_server.protocol.parts`: :class:`PartHeader` from one part's fields, or from
-a partial PUT's headers."""
+"""Tests for :mod:`byterange_server.protocol.parts`: :class:`PartHeader` from one part's fields, from
+a partial PUT's headers, or from typed values."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 from strategies import ANY_TEXT
+from strategies import MAX
 from strategies import content_ranges
 from strategies import only_client_errors
+from strategies import positions
 
 from byterange_server.errors import MalformedHeaderError
 from byterange_server.errors import MissingRangeError
 from byterange_server.errors import UnsupportedRangeUnitError
 from byterange_server.protocol.parts import PartHeader
+from byterange_server.protocol.ranges import ContentOffset
+from byterange_server.protocol.ranges import ContentRange
 
 P = pytest.param
 
@@ -140,6 +144,80 @@ def test_part_header_from_request_headers_invalid(content_range, content_length,
     with pytest.raises(error) as info:
         PartHeader.from_request_headers(content_range, content_length)
     assert type(info.value) is error
+
+
+# -- PartHeader.from_range and PartHeader.whole (typed values) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "content_length", "expected"),
+    [
+        P(ContentOffset(600), 5, (600, 605, None), id="tus-append"),
+        P(ContentOffset(600), None, (600, None, None), id="chunked-append"),
+        P(ContentOffset(600, 1000), 400, (600, 1000, 1000), id="append-to-the-end"),
+        P(ContentRange(2, 6, 12), 4, (2, 6, 12), id="content-range"),
+        P(ContentRange(2, 6, None), None, (2, 6, None), id="content-range-chunked"),
+        P(ContentRange.unsatisfied(12), None, (None, None, 12), id="set-length"),
+        P(ContentRange.unsatisfied(12), 0, (None, None, 12), id="set-length-empty-body"),
+    ],
+)
+def test_part_header_from_range(where, content_length, expected):
+    part = PartHeader.from_range(where, content_length)
+    assert (part.start, part.stop, part.length) == expected
+    assert part.fields == ()
+
+
+@pytest.mark.parametrize(
+    ("where", "content_length"),
+    [
+        P(ContentOffset(600, 602), 5, id="past-complete-length"),
+        P(ContentRange(2, 6, 12), 5, id="length-mismatch"),
+        P(ContentRange.unsatisfied(12), 1, id="set-length-with-body"),
+        P(ContentOffset(0), -1, id="negative-content-length"),
+        P(ContentOffset(0), 10**15, id="sixteen-digit-content-length"),
+    ],
+)
+def test_part_header_from_range_invalid(where, content_length):
+    with pytest.raises(MalformedHeaderError):
+        PartHeader.from_range(where, content_length)
+
+
+@given(
+    st.one_of(content_ranges(), st.builds(ContentOffset, positions)),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=10**16)),
+)
+def test_from_range_agrees_with_the_fields_it_replaces(where, content_length):
+    # What tus, IETF and PUT did before: print the fields, have them parsed again.
+    name = "content-range" if isinstance(where, ContentRange) else "content-offset"
+    fields = ((name, where.format()),)
+    if content_length is not None:
+        fields += (("content-length", str(content_length)),)
+    try:
+        parsed = PartHeader.from_fields(fields)
+    except MalformedHeaderError as exc:
+        with pytest.raises(MalformedHeaderError) as info:
+            PartHeader.from_range(where, content_length)
+        assert info.value.extra == exc.extra
+    else:
+        assert PartHeader.from_range(where, content_length) == PartHeader(
+            parsed.start, parsed.stop, parsed.length
+        )
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [P(0, (None, None, 0), id="empty"), P(5, (0, 5, 5), id="five"), P(MAX, (0, MAX, MAX), id="max")],
+)
+def test_part_header_whole(size, expected):
+    part = PartHeader.whole(size)
+    assert (part.start, part.stop, part.length) == expected
+    assert part.expected_size() == size
+
+
+def test_part_header_whole_keeps_the_digit_limit():
+    with pytest.raises(MalformedHeaderError) as info:
+        PartHeader.whole(MAX + 1)
+    assert info.value.extra == {"field": "Content-Length", "digits": 16, "max-digits": 15}
 
 
 # -- round trips ---------------------------------------------------------------------------------
