@@ -26,6 +26,7 @@ from byterange_server.client import remote
 from byterange_server.client.errors import ProtocolError as ClientProtocolError
 from byterange_server.errors import ByterangeError
 from byterange_server.protocol import binary
+from byterange_server.protocol import chunked
 from byterange_server.protocol import cors
 from byterange_server.protocol import digests
 from byterange_server.protocol import ietf
@@ -291,6 +292,36 @@ def fuzz_raw(data: bytes, content_range: str, content_length: str) -> None:
     check((typed.start, typed.stop, typed.length) == (header.start, header.stop, header.length),
           "the typed part differs from the parsed one")
     _three_ways(lambda: raw.RawDecoder(header), data)
+
+
+CHUNKED_SEEDS = (
+    b'5\r\nhello\r\n6;ext=1;q="a b"\r\n world\r\n0\r\nX-Sum: 1\r\n\r\nNEXT',
+    b"000A\r\n0123456789\r\n00\r\n\r\n",
+    b"3\r\nabc\r\n0x5\r\nabcde\r\n",
+    b"2\r\nab\r\n0\r\nbad\rtrailer\r\n\r\n",
+)
+
+
+@target("chunked body", CHUNKED_SEEDS, ["byterange_server.protocol.chunked:ChunkedDecoder.feed"], allowed=())
+def fuzz_chunked(data: bytes) -> None:
+    limit = _limit(data)
+
+    def decode(chunks: list[bytes]) -> tuple[object, ...]:
+        decoder = chunked.ChunkedDecoder(max_line=limit, max_trailer=limit)
+        out = b"".join(decoder.feed(chunk) for chunk in chunks)
+        check(not (decoder.done and decoder.error), "done and failed at once")
+        check(decoder.done or not (decoder.trailers or decoder.rest), "trailers or rest before the end")
+        return out, type(decoder.error), decoder.done, decoder.trailers, decoder.rest
+
+    expected = decode([data])
+    check(len(expected[0]) <= len(data), "more data out than in")
+    if len(data) <= 4096:
+        check(decode([data[i : i + 1] for i in range(len(data))]) == expected, "byte by byte differs")
+    rnd = random.Random(zlib.crc32(data))
+    cuts = sorted({rnd.randint(1, max(1, len(data) - 1)) for _ in range(rnd.randint(1, 8))})
+    bounds = [0, *[c for c in cuts if 0 < c < len(data)], len(data)]
+    check(decode([data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]) == expected,
+          f"split at {cuts} differs")
 
 
 @target(

@@ -15,8 +15,8 @@ from typing import BinaryIO
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 
+from ..protocol.chunked import BodyFramingError
 from ..protocol.digests import HASHES
-from ..runtime.worker import BodyFramingError
 
 #: Size of the first read of a body.
 FIRST_READ = 16 * 1024
