@@ -1,7 +1,7 @@
 """Strict parsers and printers for the IETF Resumable Uploads header fields (sans-IO).
 
 draft-ietf-httpbis-resumable-upload, interop versions 6 (drafts -04/-05), 7 (-06…-08) and 8
-(-09 onward); http-specs.md §2. Every field is a Structured Field (RFC 9651)::
+(-09 onward; docs/spec-notes.md#versions). Every field is a Structured Field (RFC 9651)::
 
     Upload-Draft-Interop-Version = sf-integer
     Upload-Complete              = sf-boolean
@@ -12,9 +12,10 @@ draft-ietf-httpbis-resumable-upload, interop versions 6 (drafts -04/-05), 7 (-06
 
 (``Want-Repr-Digest``, which the draft's clients send, is an RFC 9530 field: :mod:`.digests`.)
 As in the other field modules (:mod:`._abnf`), a parser returns a typed value or raises a 4xx
-:class:`~byterange_server.errors.MalformedHeaderError`; only
-:func:`parse_interop_version` has a "not for us" answer (``None``), because the draft says an
-unknown version is processed as if the header were absent (E23).
+:class:`~byterange_server.errors.MalformedHeaderError`; only :func:`parse_interop_version` has a
+"not for us" answer (``None``): this server handles a request with a version it does not speak
+as if the field were absent. That is project policy (docs/spec-notes.md#e23); the draft only
+forbids answering such a request with a 104 (draft -11 Appendix B).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ _LIMIT_KEYS = ("max-size", "min-size", "max-append-size", "min-append-size", "ma
 def parse_interop_version(value: str) -> int | None:
     """The ``Upload-Draft-Interop-Version`` of a request if this server speaks it, else None.
 
-    None covers malformed values too: the draft says a server that does not know the version
-    handles the request as if the field were absent, and must not send 104.
+    None covers malformed values too. The caller then handles the request as if the field were
+    absent, which is this project's policy (docs/spec-notes.md#e23): the draft says only that
+    no 104 may be sent for it (draft -11 Appendix B).
     """
     try:
         version = parse_sf_integer(value.strip(" \t"), field="Upload-Draft-Interop-Version")
@@ -150,7 +152,8 @@ def resolve_length(
 
     The indicators are ``Upload-Length``, ``Upload-Complete: ?1`` with a ``Content-Length``
     (length = offset + content length), and the length the upload already has. They must all
-    agree, and the request's content must fit (http-specs.md §2.2, E21). None: still unknown.
+    agree, and the request's content must fit (draft -11 §4.1.3; docs/spec-notes.md#e21).
+    None: still unknown.
 
     :raises InconsistentLengthError: (400, ``inconsistent-upload-length``) when they do not.
     """

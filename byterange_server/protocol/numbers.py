@@ -1,7 +1,7 @@
 """Numbers on the wire (sans-IO): decimal ``1*DIGIT`` and Structured Field Items.
 
 Numbers are ASCII digits only (``[0-9]``, never ``str.isdigit``, which accepts ``'١'``) and at
-most 15 of them, the Structured Fields limit (RFC 9651 §3.3.1, edge case E17), so every number
+most 15 of them, the Structured Fields limit (RFC 9651 §3.3.1; docs/spec-notes.md#e17), so every number
 fits comfortably in a 64-bit integer and a 16-digit value is a 400, not an overflow.
 ``Upload-Complete``'s sf-boolean is here too: it is a bare Item, parsed as the sf-integer is.
 """
@@ -16,7 +16,7 @@ from ._abnf import sf_parse
 
 __all__ = ["MAX_DIGITS", "check_int", "parse_int", "parse_sf_boolean", "parse_sf_integer"]
 
-#: Most digits any number on the wire may have (RFC 9651 sf-integer limit; E17).
+#: Most digits any number on the wire may have (RFC 9651 sf-integer limit; docs/spec-notes.md#e17).
 MAX_DIGITS = 15
 
 
@@ -27,7 +27,8 @@ def parse_int(text: str, *, field: str | None = None) -> int:
     all of those).  Leading zeros are allowed (``1*DIGIT``) but count towards the 15.
 
     :param field: the field name, for the error's detail and ``extra``.
-    :raises MalformedHeaderError: for anything else, including a 16th digit (E17).
+    :raises MalformedHeaderError: for anything else, including a 16th digit
+        (docs/spec-notes.md#e17).
     """
     if not DIGITS_RE.fullmatch(text):
         raise malformed(field, f"Not a decimal number{_where(field)}")

@@ -84,13 +84,15 @@ class PartHeader:
         """Interpret one part's field lines (lower-cased names, as the decoders produce them).
 
         :raises MissingRangeError: if there is neither ``Content-Range`` nor
-            ``Content-Offset`` (422; E6).
+            ``Content-Offset`` (422; docs/spec-notes.md#e6).
         :raises MalformedHeaderError: for two ``Content-Range`` (or two ``Content-Offset``,
             or two ``Content-Length``) fields, both ``Content-Range`` and ``Content-Offset``,
             any unparsable one, a ``Content-Length`` that differs from the range's length
-            (E8; ``extra`` has both), a non-zero ``Content-Length`` on ``*/L``, or a
+            (docs/spec-notes.md#e8; ``extra`` has both), a non-zero ``Content-Length`` on
+            ``*/L``, or a
             ``Content-Offset`` part that would end past its ``complete-length``.
-        :raises UnsupportedRangeUnitError: for a unit other than ``bytes`` (422; E6).
+        :raises UnsupportedRangeUnitError: for a unit other than ``bytes`` (422;
+            docs/spec-notes.md#e6).
         """
         ranges = [value for name, value in fields if name == "content-range"]
         offsets = [value for name, value in fields if name == "content-offset"]
@@ -193,7 +195,8 @@ class PartHeader:
             body carries exactly :meth:`expected_size` bytes (in particular none for ``*/L``).
         :raises MissingRangeError: if ``content_range`` is ``None``.
         :raises MalformedHeaderError: for a bad ``Content-Range``, a ``Content-Length`` that
-            differs from the range's length, or a non-empty body with ``bytes */L`` (E15).
+            differs from the range's length, or a non-empty body with ``bytes */L``
+            (docs/spec-notes.md#e15).
         :raises UnsupportedRangeUnitError: for a unit other than ``bytes``.
         """
         if content_range is None:

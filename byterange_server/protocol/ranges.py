@@ -51,6 +51,7 @@ MAX_RANGES = 128
 #: ... and most ranges of it that may overlap another one (RFC 9110 §14.2: "more than two").
 MAX_OVERLAPPING_RANGES = 2
 
+
 # -- Content-Range -------------------------------------------------------------------------------
 
 # Content-Range = range-unit SP ( range-resp / unsatisfied-range )   ; RFC 9110 §14.4
@@ -169,6 +170,7 @@ class ContentRange:
             return f"bytes */{length}"
         return f"bytes {self.start}-{self.stop - 1}/{length}"
 
+
 # -- Content-Offset ------------------------------------------------------------------------------
 
 
@@ -230,6 +232,7 @@ class ContentOffset:
         """The canonical field value: ``600`` or ``600;complete-length=1000``."""
         params = {} if self.length is None else {"complete-length": self.length}
         return http_sf.ser((self.offset, params))
+
 
 # -- Range (downloads) ---------------------------------------------------------------------------
 
@@ -377,9 +380,10 @@ def should_reject_ranges(resolved: Sequence[tuple[int, int]]) -> bool:
         reach = max(reach, stop)
     return overlapping > MAX_OVERLAPPING_RANGES
 
+
 # -- Committed-Ranges ----------------------------------------------------------------------------
 
-# Committed-Ranges = ranges-specifier / "none"        ; project field, PROTOCOL.md §4
+# Committed-Ranges = ranges-specifier / "none"        ; project field, docs/spec-notes.md#committed-ranges
 # ranges-specifier = range-unit "=" range-set          ; with only first-pos "-" last-pos specs
 _INCL_RANGE_RE = re.compile(rf"({DIGITS})-({DIGITS})", re.ASCII)
 

@@ -29,6 +29,7 @@ __all__ = [
     "weak_match",
 ]
 
+
 # -- entity tags and dates -----------------------------------------------------------------------
 
 # entity-tag = [ weak ] opaque-tag                    ; RFC 9110 §8.8.3

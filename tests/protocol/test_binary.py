@@ -28,7 +28,7 @@ from byterange_server.protocol.events import PartEnd
 from byterange_server.protocol.events import PartStart
 from byterange_server.protocol.parts import PartHeader
 
-# http-specs.md §1.4, computed and checked there.
+# The draft's example (docs/spec-notes.md#the-three-patch-formats-on-the-wire), byte for byte.
 KNOWN = b"\x08\x1b\x0dcontent-range\x0cbytes 2-5/12\x04wxyz"
 INDETERMINATE = b"\x0a\x0dcontent-range\x0cbytes 2-5/12\x00\x02wx\x02yz\x00"
 CR = (("content-range", "bytes 2-5/12"),)

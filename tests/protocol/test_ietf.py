@@ -87,7 +87,7 @@ def test_resolve_length_examples():
     assert resolve_length(offset=3, complete=False, content_length=2, upload_length=None,
                           known_length=9) == 9
     for kwargs in (
-        {"offset": 0, "complete": True, "content_length": 5, "upload_length": 6},  # E21
+        {"offset": 0, "complete": True, "content_length": 5, "upload_length": 6},  # docs/spec-notes.md#e21
         {"offset": 0, "complete": False, "content_length": 7, "upload_length": 6},
         {"offset": 0, "complete": False, "content_length": 1, "upload_length": 6, "known_length": 5},
         {"offset": 6, "complete": False, "content_length": 0, "upload_length": 5},

@@ -27,7 +27,8 @@ from byterange_server.protocol.message import format_fields
 from byterange_server.protocol.message import parse_field_line
 from byterange_server.protocol.parts import PartHeader
 
-# http-specs.md §1.4: writing "wxyz" at offset 2 of "0123456789\r\n" (Content-Length: 35).
+# docs/spec-notes.md#the-three-patch-formats-on-the-wire: writing "wxyz" at offset 2 of
+# "0123456789\r\n" (Content-Length: 35).
 GOLDEN = b"Content-Range: bytes 2-5/12\r\n\r\nwxyz"
 CR = (("content-range", "bytes 2-5/12"),)
 

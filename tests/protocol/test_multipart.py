@@ -25,7 +25,7 @@ from byterange_server.protocol.multipart import make_boundary
 from byterange_server.protocol.multipart import validate_boundary
 from byterange_server.protocol.parts import PartHeader
 
-# http-specs.md §1.4: "abcd" at 0 and "ijkl" at 8 (Content-Length: 98).
+# docs/spec-notes.md#the-three-patch-formats-on-the-wire: "abcd" at 0 and "ijkl" at 8 (Content-Length: 98).
 GOLDEN = (
     b"--SEP\r\n"
     b"Content-Range: bytes 0-3/12\r\n"

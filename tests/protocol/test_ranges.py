@@ -459,7 +459,7 @@ def extent_lists(draw):
 def test_committed_ranges_round_trip(extents):
     text = format_ranges(extents)
     assert parse_committed_ranges(text) == extents
-    # Any Range parser reads the Committed-Ranges value (PROTOCOL.md §4).
+    # Any Range parser reads the Committed-Ranges value (docs/spec-notes.md#committed-ranges).
     if extents:
         specs = parse_range(text)
         assert [(s.first, s.last + 1) for s in specs] == extents
