@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from byterange_server.protocol.binary import encode_known_length
 from byterange_server.protocol.multipart import encode_multipart
 from byterange_server.protocol.multipart import make_boundary
+from byterange_server.protocol.ranges import ContentRange
 
 from .server import BenchServer
 from .server import cpu_seconds
@@ -47,7 +48,10 @@ PROBE_SIZE = 64 * 1024
 
 def many_parts_body(fmt: str, parts: int, length: int) -> tuple[str, bytes]:
     """(Content-Type, body) of ``parts`` one-byte parts at offsets 0, 1, 2, ..."""
-    pieces = [((("Content-Range", f"bytes {i}-{i}/{length}"),), bytes([65 + i % 26])) for i in range(parts)]
+    pieces = [
+        ((("Content-Range", ContentRange(i, i + 1, length).format()),), bytes([65 + i % 26]))
+        for i in range(parts)
+    ]
     if fmt == "multipart":
         boundary = make_boundary()
         return f"multipart/byteranges; boundary={boundary}", encode_multipart(pieces, boundary)
@@ -103,7 +107,7 @@ def probe_latencies(server: BenchServer, stop: threading.Event, out: list[float]
         while not stop.is_set():
             started = time.perf_counter()
             response, payload = conn.request(
-                "PUT", path, data, {"Content-Range": f"bytes 0-{PROBE_SIZE - 1}/{PROBE_SIZE}"}
+                "PUT", path, data, {"Content-Range": ContentRange(0, PROBE_SIZE, PROBE_SIZE).format()}
             )
             out.append(time.perf_counter() - started)
             if response.status != 204:

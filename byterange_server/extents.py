@@ -5,7 +5,7 @@ Theory of operation
 An :class:`Extent` is the half-open byte range ``[start, stop)``: ``stop`` is exclusive, as in
 ``range()``, so ``stop - start`` is the length and ``[a, b)`` followed by ``[b, c)`` touch
 without overlapping. ``0 <= start < stop`` always holds: an empty extent cannot be built, and
-HTTP's inclusive ``first``/``last`` positions never appear here (``protocol/headers.py``
+HTTP's inclusive ``first``/``last`` positions never appear here (``protocol/ranges.py``
 converts them).
 
 A set of bytes is kept as a list of extents in **normal form**: sorted by ``start``, and no two

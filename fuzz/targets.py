@@ -26,14 +26,20 @@ from byterange_server.client import remote
 from byterange_server.client.errors import ProtocolError as ClientProtocolError
 from byterange_server.errors import ByterangeError
 from byterange_server.protocol import binary
+from byterange_server.protocol import chunked
 from byterange_server.protocol import cors
-from byterange_server.protocol import headers
+from byterange_server.protocol import digests
 from byterange_server.protocol import ietf
 from byterange_server.protocol import media
 from byterange_server.protocol import message
 from byterange_server.protocol import multipart
+from byterange_server.protocol import numbers
+from byterange_server.protocol import params
+from byterange_server.protocol import parts
+from byterange_server.protocol import ranges
 from byterange_server.protocol import raw
 from byterange_server.protocol import tus
+from byterange_server.protocol import validators
 from byterange_server.protocol.events import NEED_DATA
 from byterange_server.protocol.events import EndOfPatch
 from byterange_server.protocol.events import PartData
@@ -80,7 +86,7 @@ def target(
     return register
 
 
-H = "byterange_server.protocol.headers"
+P = "byterange_server.protocol"
 T = "byterange_server.protocol.tus"
 I = "byterange_server.protocol.ietf"  # noqa: E741
 
@@ -100,7 +106,7 @@ def _decode(make: Callable[[], object], chunks: list[bytes]) -> tuple[object, ..
     EndOfPatch came, and the error type.
     """
     decoder = make()
-    parts: list[list[object]] = []
+    decoded: list[list[object]] = []
     open_part = False
     error: type[BaseException] | None = None
     complete = False
@@ -125,22 +131,24 @@ def _decode(make: Callable[[], object], chunks: list[bytes]) -> tuple[object, ..
             kind = type(event)
             if kind is PartStart:
                 check(not open_part, "PartStart inside a part")
-                for field_name, value in event.fields:
+                fields = event.header.fields
+                check(not fields or event.header == parts.PartHeader.from_fields(fields), "header misread")
+                for field_name, value in event.header.fields:
                     check(field_name == field_name.lower(), "field name not lower-cased")
                     check(value == value.strip(" \t"), "field value not OWS-stripped")
-                parts.append([event.fields, [], False])
+                decoded.append([event.header.fields, [], False])
                 open_part = True
             elif kind is PartData:
                 check(open_part, "PartData outside a part")
                 check(type(event.data) is memoryview and len(event.data) > 0, "bad PartData")
-                parts[-1][1].append(bytes(event.data))  # type: ignore[union-attr]
+                decoded[-1][1].append(bytes(event.data))  # type: ignore[union-attr]
             elif kind is PartEnd:
                 check(open_part, "PartEnd outside a part")
-                parts[-1][2] = True
+                decoded[-1][2] = True
                 open_part = False
             else:
                 check(kind is EndOfPatch, f"unknown event {event!r}")
-                check(not open_part and parts, "EndOfPatch inside a part or with no part")
+                check(not open_part and decoded, "EndOfPatch inside a part or with no part")
                 check(type(decoder.next_event()) is EndOfPatch, "EndOfPatch not repeated")  # type: ignore[attr-defined]
                 complete = True
                 return True
@@ -155,7 +163,7 @@ def _decode(make: Callable[[], object], chunks: list[bytes]) -> tuple[object, ..
     if not done:
         decoder.receive_data(b"")  # type: ignore[attr-defined]
         check(drain(), "decoder asked for data after the end of input")
-    frozen = tuple((fields, b"".join(data), ended) for fields, data, ended in parts)  # type: ignore[arg-type]
+    frozen = tuple((fields, b"".join(data), ended) for fields, data, ended in decoded)  # type: ignore[arg-type]
     return frozen, complete, error
 
 
@@ -264,17 +272,56 @@ def fuzz_binary(data: bytes) -> None:
     [(b"0123", "bytes 0-3/4", "4"), (b"", "bytes */10", "0"), (b"xy", "bytes 5-6/*", "")],
     [
         "byterange_server.protocol.raw:RawDecoder",
-        f"{H}:PartHeader.from_request_headers",
+        f"{P}.parts:PartHeader.from_request_headers",
+        f"{P}.parts:PartHeader.from_range",
+        f"{P}.parts:PartHeader.whole",
     ],
 )
 def fuzz_raw(data: bytes, content_range: str, content_length: str) -> None:
     # Content-Length as the HTTP layer parsed it (Werkzeug: digits only, else no length).
     length = _opt_int(content_length)
+    if length is not None:
+        # A PUT without Content-Range writes the whole representation.
+        whole = parts.PartHeader.whole(length)
+        check(whole.expected_size() == length == whole.length, "a whole PUT misread")
     # What a WSGI server hands over: the field value without surrounding OWS.
-    header = headers.PartHeader.from_request_headers(content_range.strip(" \t"), length)
+    header = parts.PartHeader.from_request_headers(content_range.strip(" \t"), length)
     size = header.expected_size()
     check(size is not None and size >= 0, "a partial PUT must have a known size")
-    _three_ways(lambda: raw.RawDecoder(header.fields), data)
+    typed = parts.PartHeader.from_range(ranges.ContentRange.parse(content_range.strip(" \t")), length)
+    check((typed.start, typed.stop, typed.length) == (header.start, header.stop, header.length),
+          "the typed part differs from the parsed one")
+    _three_ways(lambda: raw.RawDecoder(header), data)
+
+
+CHUNKED_SEEDS = (
+    b'5\r\nhello\r\n6;ext=1;q="a b"\r\n world\r\n0\r\nX-Sum: 1\r\n\r\nNEXT',
+    b"000A\r\n0123456789\r\n00\r\n\r\n",
+    b"3\r\nabc\r\n0x5\r\nabcde\r\n",
+    b"2\r\nab\r\n0\r\nbad\rtrailer\r\n\r\n",
+)
+
+
+@target("chunked body", CHUNKED_SEEDS, ["byterange_server.protocol.chunked:ChunkedDecoder.feed"], allowed=())
+def fuzz_chunked(data: bytes) -> None:
+    limit = _limit(data)
+
+    def decode(chunks: list[bytes]) -> tuple[object, ...]:
+        decoder = chunked.ChunkedDecoder(max_line=limit, max_trailer=limit)
+        out = b"".join(decoder.feed(chunk) for chunk in chunks)
+        check(not (decoder.done and decoder.error), "done and failed at once")
+        check(decoder.done or not (decoder.trailers or decoder.rest), "trailers or rest before the end")
+        return out, type(decoder.error), decoder.done, decoder.trailers, decoder.rest
+
+    expected = decode([data])
+    check(len(expected[0]) <= len(data), "more data out than in")
+    if len(data) <= 4096:
+        check(decode([data[i : i + 1] for i in range(len(data))]) == expected, "byte by byte differs")
+    rnd = random.Random(zlib.crc32(data))
+    cuts = sorted({rnd.randint(1, max(1, len(data) - 1)) for _ in range(rnd.randint(1, 8))})
+    bounds = [0, *[c for c in cuts if 0 < c < len(data)], len(data)]
+    check(decode([data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]) == expected,
+          f"split at {cuts} differs")
 
 
 @target(
@@ -306,27 +353,37 @@ def fuzz_media(value: str) -> None:
         pass
 
 
-# -- headers.py -------------------------------------------------------------------------------
+# -- header fields ------------------------------------------------------------------------------
 
 
 @target(
     "numbers",
     ["0", "123456789012345", "00042", "?1", "42;a=b", "-5"],
     [
-        f"{H}:parse_int",
-        f"{H}:parse_sf_integer",
-        f"{H}:parse_sf_boolean",
+        f"{P}.numbers:parse_int",
+        f"{P}.numbers:check_int",
+        f"{P}.numbers:parse_sf_integer",
+        f"{P}.numbers:parse_sf_boolean",
     ],
 )
 def fuzz_numbers(value: str) -> None:
-    for parse in (headers.parse_int, headers.parse_sf_integer):
+    for parse in (numbers.parse_int, numbers.parse_sf_integer):
         try:
             n = parse(value)
         except ByterangeError:
             continue
         check(type(n) is int and 0 <= n < 10**15, f"{parse.__name__} returned {n!r}")
+    if value.isascii() and value.isdigit() and len(value) <= 40:
+        # The number as the HTTP layer would have parsed it: the same 15-digit limit.
+        n = int(value)
+        try:
+            numbers.check_int(n)
+        except ByterangeError:
+            check(n >= 10**15, f"check_int refused {n}")
+        else:
+            check(n < 10**15, f"check_int let {n} through")
     try:
-        flag = headers.parse_sf_boolean(value)
+        flag = numbers.parse_sf_boolean(value)
     except ByterangeError:
         return
     check(type(flag) is bool, "parse_sf_boolean returned a non-bool")
@@ -336,24 +393,24 @@ def fuzz_numbers(value: str) -> None:
     "Content-Range",
     ["bytes 2-5/12", "bytes 0-11/*", "bytes */1000", "BYTES 0-0/1", "items 1-2/3"],
     [
-        f"{H}:ContentRange.parse",
+        f"{P}.ranges:ContentRange.parse",
     ],
 )
 def fuzz_content_range(value: str) -> None:
-    parsed = headers.ContentRange.parse(value)
-    check(headers.ContentRange.parse(parsed.format()) == parsed, "Content-Range round trip")
+    parsed = ranges.ContentRange.parse(value)
+    check(ranges.ContentRange.parse(parsed.format()) == parsed, "Content-Range round trip")
 
 
 @target(
     "Content-Offset",
     ["600", "600;complete-length=1000", "0;unit=bytes", "5;unit=items", "7;x=?1"],
     [
-        f"{H}:ContentOffset.parse",
+        f"{P}.ranges:ContentOffset.parse",
     ],
 )
 def fuzz_content_offset(value: str) -> None:
-    parsed = headers.ContentOffset.parse(value)
-    check(headers.ContentOffset.parse(parsed.format()) == parsed, "Content-Offset round trip")
+    parsed = ranges.ContentOffset.parse(value)
+    check(ranges.ContentOffset.parse(parsed.format()) == parsed, "Content-Offset round trip")
 
 
 @target(
@@ -364,14 +421,18 @@ def fuzz_content_offset(value: str) -> None:
         "Content-Offset: 600;complete-length=1000\nContent-Type: text/plain",
         "Content-Range: bytes */12\nContent-Length: 0",
     ],
-    [f"{H}:PartHeader.from_fields", f"{H}:PartHeader.get_all", f"{H}:PartHeader.expected_size"],
+    [
+        f"{P}.parts:PartHeader.from_fields",
+        f"{P}.parts:PartHeader.get_all",
+        f"{P}.parts:PartHeader.expected_size",
+    ],
 )
 def fuzz_part_fields(block: str) -> None:
     fields = []
     for line in block.split("\n"):
         name, _, value = line.partition(":")
         fields.append((name.strip().lower(), value.strip(" \t")))
-    header = headers.PartHeader.from_fields(tuple(fields))
+    header = parts.PartHeader.from_fields(tuple(fields))
     size = header.expected_size()
     check(size is None or size >= 0, "negative expected size")
     header.get_all("content-type")
@@ -388,35 +449,35 @@ def fuzz_part_fields(block: str) -> None:
         "bytes=" + ",".join(f"{i}-{i + 5}" for i in range(0, 600, 3)),
     ],
     [
-        f"{H}:parse_range",
-        f"{H}:resolve_ranges",
-        f"{H}:should_reject_ranges",
+        f"{P}.ranges:parse_range",
+        f"{P}.ranges:resolve_ranges",
+        f"{P}.ranges:should_reject_ranges",
     ],
     allowed=(),
 )
 def fuzz_range(value: str) -> None:
-    specs = headers.parse_range(value)
+    specs = ranges.parse_range(value)
     if specs is None:
         return
     check(specs, "parse_range returned an empty list")
-    check(headers.parse_range(headers.format_range(specs)) == specs, "Range round trip")
+    check(ranges.parse_range(ranges.format_range(specs)) == specs, "Range round trip")
     for size in (0, 1, 10, 1000, 2**40):
-        resolved = headers.resolve_ranges(specs, size)
+        resolved = ranges.resolve_ranges(specs, size)
         check(all(0 <= a < b <= size for a, b in resolved), f"resolved range outside 0..{size}")
-        headers.should_reject_ranges(resolved)
+        ranges.should_reject_ranges(resolved)
 
 
 @target(
     "Committed-Ranges",
     ["bytes=0-1048575,3145728-4194303", "none", "NONE", "bytes=5-5", "bits=1-2"],
     [
-        f"{H}:parse_committed_ranges",
+        f"{P}.ranges:parse_committed_ranges",
     ],
 )
 def fuzz_committed_ranges(value: str) -> None:
-    extents = headers.parse_committed_ranges(value)
+    extents = ranges.parse_committed_ranges(value)
     check(all(0 <= a < b for a, b in extents), "empty extent")
-    check(headers.parse_committed_ranges(headers.format_ranges(extents)) == extents, "round trip")
+    check(ranges.parse_committed_ranges(ranges.format_ranges(extents)) == extents, "round trip")
 
 
 @target(
@@ -427,36 +488,36 @@ def fuzz_committed_ranges(value: str) -> None:
         "<>",
         ", <a>",
     ],
-    [f"{H}:parse_links", f"{H}:find_link"],
+    [f"{P}.params:parse_links", f"{P}.params:find_link"],
 )
 def fuzz_links(value: str) -> None:
-    links = headers.parse_links(value)
-    for link_target, params in links:
-        check(isinstance(link_target, str) and isinstance(params, dict), "bad link")
-    headers.find_link(value, "committed-ranges")
-    headers.find_link(value, "next")
+    links = params.parse_links(value)
+    for link_target, link_params in links:
+        check(isinstance(link_target, str) and isinstance(link_params, dict), "bad link")
+    params.find_link(value, "committed-ranges")
+    params.find_link(value, "next")
 
 
 @target(
     "entity tags",
     ['"abc"', 'W/"x", "y"', "*", '"a,b", W/""', '"\x80\xff"'],
     [
-        f"{H}:parse_etag_list",
-        f"{H}:ETag.parse",
-        f"{H}:strong_match",
-        f"{H}:weak_match",
+        f"{P}.validators:parse_etag_list",
+        f"{P}.validators:ETag.parse",
+        f"{P}.validators:strong_match",
+        f"{P}.validators:weak_match",
     ],
 )
 def fuzz_etags(value: str) -> None:
     for field_name in ("If-Match", "If-None-Match"):
-        tags = headers.parse_etag_list(value, field=field_name)
+        tags = validators.parse_etag_list(value, field=field_name)
         if tags == "*":
             continue
         for tag in tags:
-            check(headers.ETag.parse(tag.format()) == tag, "ETag round trip")
-            check(headers.weak_match(tag, tag) and headers.strong_match(tag, tag) != tag.weak, "match")
+            check(validators.ETag.parse(tag.format()) == tag, "ETag round trip")
+            check(validators.weak_match(tag, tag) and validators.strong_match(tag, tag) != tag.weak, "match")
     try:
-        headers.ETag.parse(value)
+        validators.ETag.parse(value)
     except ByterangeError:
         pass
 
@@ -471,17 +532,18 @@ def fuzz_etags(value: str) -> None:
         "Sun Nov  6 08:49:37 1994",
         "Mon, 31 Feb 2021 25:61:61 GMT",
     ],
-    [f"{H}:parse_if_range"],
+    [f"{P}.validators:parse_if_range"],
     allowed=(),
 )
 def fuzz_if_range(value: str) -> None:
-    result = headers.parse_if_range(value)
+    result = validators.parse_if_range(value)
     check(
-        result is headers.IGNORE_RANGE or isinstance(result, headers.ETag) or result.tzinfo is not None,
+        result is validators.IGNORE_RANGE or isinstance(result, validators.ETag) or result.tzinfo is not None,
         "If-Range gave a naive date",
     )
-    if not isinstance(result, (headers.ETag, headers.IfRange)):
-        check(headers.parse_if_range(headers.format_http_date(result)) == result, "HTTP-date round trip")
+    if not isinstance(result, (validators.ETag, validators.IfRange)):
+        again = validators.parse_if_range(validators.format_http_date(result))
+        check(again == result, "HTTP-date round trip")
 
 
 @target(
@@ -493,13 +555,13 @@ def fuzz_if_range(value: str) -> None:
         "a=",
         'x=""',
     ],
-    [f"{H}:parse_prefer", f"{H}:transaction_preference"],
+    [f"{P}.params:parse_prefer", f"{P}.params:transaction_preference"],
 )
 def fuzz_prefer(value: str) -> None:
-    parsed = headers.parse_prefer(value)
+    parsed = params.parse_prefer(value)
     check(all(name == name.lower() for name in parsed), "preference name not lower-cased")
-    check(headers.transaction_preference(parsed) in ("persist", "atomic"), "bad transaction")
-    headers.parse_prefer([value, value])
+    check(params.transaction_preference(parsed) in ("persist", "atomic"), "bad transaction")
+    params.parse_prefer([value, value])
 
 
 DIGEST_SEEDS = (
@@ -510,12 +572,12 @@ DIGEST_SEEDS = (
 )
 
 
-@target("digest fields", DIGEST_SEEDS, [f"{H}:parse_digest_field", f"{H}:pick_digest"])
+@target("digest fields", DIGEST_SEEDS, [f"{P}.digests:parse_digest_field", f"{P}.digests:pick_digest"])
 def fuzz_digest(value: str) -> None:
-    parsed = headers.parse_digest_field(value, field="Repr-Digest")
-    picked = headers.pick_digest(parsed)
+    parsed = digests.parse_digest_field(value, field="Repr-Digest")
+    picked = digests.pick_digest(parsed)
     if picked is not None:
-        again = headers.parse_digest_field(headers.format_digest(*picked))
+        again = digests.parse_digest_field(digests.format_digest(*picked))
         check(again == {picked[0]: picked[1]}, "digest round trip")
 
 
@@ -529,13 +591,13 @@ def fuzz_digest(value: str) -> None:
         "form-data",
         'attachment; filename="\xc3\xa9t\xc3\xa9.txt"',
     ],
-    [f"{H}:parse_content_disposition_filename"],
+    [f"{P}.params:parse_content_disposition_filename"],
 )
 def fuzz_content_disposition(value: str) -> None:
-    filename = headers.parse_content_disposition_filename(value)
+    filename = params.parse_content_disposition_filename(value)
     if filename is None:
         return
-    again = headers.parse_content_disposition_filename(headers.format_content_disposition(filename))
+    again = params.parse_content_disposition_filename(params.format_content_disposition(filename))
     check(again == filename, f"Content-Disposition round trip: {filename!r} -> {again!r}")
 
 
@@ -583,7 +645,7 @@ def fuzz_upload_metadata(value: str) -> None:
 )
 def fuzz_upload_checksum(value: str) -> None:
     algorithm, digest = tus.parse_upload_checksum(value)
-    check(algorithm in tus.CHECKSUM_ALGORITHMS and len(digest) >= 16, "bad checksum")
+    check(algorithm in digests.CHECKSUM_ALGORITHMS and len(digest) >= 16, "bad checksum")
 
 
 # -- IETF resumable uploads -----------------------------------------------------------------------
@@ -620,9 +682,9 @@ def fuzz_upload_limit(value: str) -> None:
         check(ietf.parse_upload_limit(formatted) == limit, "Upload-Limit round trip")
 
 
-@target("Want-Digest", ["sha-256=10, sha-512=3", "md5=0", "sha-256=11"], [f"{I}:parse_want_digest"])
+@target("Want-Digest", ["sha-256=10, sha-512=3", "md5=0", "sha-256=11"], [f"{P}.digests:parse_want_digest"])
 def fuzz_want_digest(value: str) -> None:
-    weights = ietf.parse_want_digest(value, field="Want-Content-Digest")
+    weights = digests.parse_want_digest(value, field="Want-Content-Digest")
     check(all(0 <= w <= 10 for w in weights.values()), "weight out of range")
 
 
@@ -825,8 +887,7 @@ EXEMPT: dict[str, str] = {
     "byterange_server.protocol.media:Decoder": "typing Protocol, no code",
     "byterange_server.protocol.multipart:make_boundary": "random boundary for the encoder",
     "byterange_server.protocol.multipart:MultipartEncoder": "encoder",
-    "byterange_server.protocol.events:PartStart.get_all": "accessor of decoded fields",
-    "byterange_server.protocol.headers:ContentRange.unsatisfied": "constructor of a printer",
+    f"{P}.ranges:ContentRange.unsatisfied": "constructor of a printer",
     "byterange_server.protocol.ietf:UploadLimit": "value object (printed, parsed by parse_upload_limit)",
     "byterange_server.auth.signing:Grant": "value object built by the backend or by verify",
     "byterange_server.auth.signing:Grant.allows": "membership test on a verified grant",

@@ -15,12 +15,8 @@ from typing import BinaryIO
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 
-from ..protocol.headers import SUPPORTED_DIGESTS
-from ..protocol.tus import CHECKSUM_ALGORITHMS
-from ..runtime.worker import BodyFramingError
-
-# Content-Digest names (sha-256) and tus Upload-Checksum names (sha256) do not collide.
-_HASHES = {**SUPPORTED_DIGESTS, **CHECKSUM_ALGORITHMS}
+from ..protocol.chunked import BodyFramingError
+from ..protocol.digests import HASHES
 
 #: Size of the first read of a body.
 FIRST_READ = 16 * 1024
@@ -60,7 +56,7 @@ class CountingReader:
         self.chunk_size = chunk_size
         self.received = 0
         self.error: BaseException | None = None
-        self._hash = _HASHES[digest_algorithm]() if digest_algorithm else None
+        self._hash = HASHES[digest_algorithm]() if digest_algorithm else None
         self._algorithm = digest_algorithm
         self._exhausted = False
         self._cut = False

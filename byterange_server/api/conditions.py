@@ -8,11 +8,11 @@ from flask import request
 
 from ..errors import PreconditionFailedError
 from ..errors import ResourceNotFoundError
-from ..protocol.headers import ETag
-from ..protocol.headers import parse_etag_list
-from ..protocol.headers import parse_if_range
-from ..protocol.headers import strong_match
-from ..protocol.headers import weak_match
+from ..protocol.validators import ETag
+from ..protocol.validators import parse_etag_list
+from ..protocol.validators import parse_if_range
+from ..protocol.validators import strong_match
+from ..protocol.validators import weak_match
 from ..uploads.service import UploadService
 from ..uploads.values import ResourceState
 

@@ -31,10 +31,10 @@ from ..errors import LengthConflictError
 from ..errors import MalformedHeaderError
 from ..errors import OffsetMismatchError
 from ..errors import UnsupportedMediaTypeError
-from ..protocol.headers import format_digest
-from ..protocol.headers import parse_content_disposition_filename
-from ..protocol.headers import parse_digest_field
-from ..protocol.headers import pick_digest
+from ..protocol.digests import format_digest
+from ..protocol.digests import parse_digest_field
+from ..protocol.digests import parse_want_digest
+from ..protocol.digests import pick_digest
 from ..protocol.ietf import PARTIAL_UPLOAD
 from ..protocol.ietf import PROBLEM_INCONSISTENT_LENGTH
 from ..protocol.ietf import PROBLEM_MISMATCHING_OFFSET
@@ -42,8 +42,8 @@ from ..protocol.ietf import UploadLimit
 from ..protocol.ietf import parse_interop_version
 from ..protocol.ietf import parse_upload_complete
 from ..protocol.ietf import parse_upload_number
-from ..protocol.ietf import parse_want_digest
 from ..protocol.media import parse_media_type
+from ..protocol.params import parse_content_disposition_filename
 from ..uploads.ietf import IetfUploads
 from ..uploads.values import ResourceState
 from . import auth

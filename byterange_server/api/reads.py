@@ -25,10 +25,11 @@ from werkzeug.wsgi import wrap_file
 from ..errors import IncompleteResourceError
 from ..errors import RangeNotSatisfiableError
 from ..extents import covers
-from ..protocol.headers import parse_range
-from ..protocol.headers import resolve_ranges
-from ..protocol.headers import should_reject_ranges
 from ..protocol.multipart import MultipartEncoder
+from ..protocol.ranges import ContentRange
+from ..protocol.ranges import parse_range
+from ..protocol.ranges import resolve_ranges
+from ..protocol.ranges import should_reject_ranges
 from ..storage import StoredObject
 from ..uploads.service import UploadService
 from ..uploads.values import ResourceState
@@ -64,7 +65,7 @@ def _serve_complete(service: UploadService, state: ResourceState) -> Response:
         raise RangeNotSatisfiableError(
             "No requested range can be served.",
             extra={"length": length},
-            headers={"Content-Range": f"bytes */{length}"},
+            headers={"Content-Range": ContentRange.unsatisfied(length).format()},
         )
     return _partial_response(service, state, ranges, headers, length)
 
@@ -90,7 +91,9 @@ def _serve_incomplete(service: UploadService, state: ResourceState) -> Response:
         committed = service.extents_within(state.id, low, high)
         unsatisfiable = not all(covers(committed, start, stop) for start, stop in ranges)
     if unsatisfiable:
-        headers = {"Content-Range": f"bytes */{state.length}"} if state.length is not None else {}
+        headers: dict[str, str] = {}
+        if state.length is not None:
+            headers["Content-Range"] = ContentRange.unsatisfied(state.length).format()
         raise RangeNotSatisfiableError(
             "The range touches bytes that are not committed.",
             extra={"offset": state.offset},
@@ -108,12 +111,11 @@ def _partial_response(
     headers: dict[str, str],
     length: int | None,
 ) -> Response:
-    complete_length = "*" if length is None else str(length)
     if len(ranges) == 1:
         start, stop = ranges[0]
-        headers = dict(headers, **{"Content-Range": f"bytes {start}-{stop - 1}/{complete_length}"})
+        headers = dict(headers, **{"Content-Range": ContentRange(start, stop, length).format()})
         return _stream_response(service, state, 206, ranges, headers, stop - start)
-    return _multipart_response(service, state, ranges, headers, complete_length)
+    return _multipart_response(service, state, ranges, headers, length)
 
 
 def _stream_response(
@@ -147,7 +149,7 @@ def _multipart_response(
     state: ResourceState,
     ranges: list[tuple[int, int]],
     headers: dict[str, str],
-    complete_length: str,
+    length: int | None,
 ) -> Response:
     boundary = secrets.token_hex(16)
     encoder = MultipartEncoder(boundary)
@@ -157,7 +159,7 @@ def _multipart_response(
         head = encoder.part_head(
             (
                 ("Content-Type", media_type),
-                ("Content-Range", f"bytes {start}-{stop - 1}/{complete_length}"),
+                ("Content-Range", ContentRange(start, stop, length).format()),
             )
         )
         pieces.append((head, (start, stop)))

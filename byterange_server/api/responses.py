@@ -14,12 +14,11 @@ from werkzeug.exceptions import HTTPException
 
 from ..config import Settings
 from ..errors import ByterangeError
-from ..protocol.headers import format_content_disposition
-from ..protocol.headers import format_digest
-from ..protocol.headers import format_http_date
-from ..protocol.headers import format_ranges
+from ..protocol.digests import format_digest
 from ..protocol.media import PATCH_MEDIA_TYPES
-from ..uploads.values import ResourceState
+from ..protocol.params import format_content_disposition
+from ..protocol.ranges import format_ranges
+from ..protocol.validators import format_http_date
 from .observe import note_error
 from .observe import note_problem
 from .observe import request_id

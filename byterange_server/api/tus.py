@@ -27,10 +27,9 @@ from ..errors import BytesPastMaxSizeError
 from ..errors import InvalidConcatError
 from ..errors import MalformedHeaderError
 from ..errors import UnsupportedMediaTypeError
-from ..protocol.headers import format_http_date
-from ..protocol.headers import parse_int
+from ..protocol.digests import CHECKSUM_ALGORITHMS
 from ..protocol.media import parse_media_type
-from ..protocol.tus import CHECKSUM_ALGORITHMS
+from ..protocol.numbers import parse_int
 from ..protocol.tus import OFFSET_OCTET_STREAM
 from ..protocol.tus import TUS_VERSION
 from ..protocol.tus import ConcatFinal
@@ -40,6 +39,7 @@ from ..protocol.tus import parse_defer_length
 from ..protocol.tus import parse_upload_checksum
 from ..protocol.tus import parse_upload_concat
 from ..protocol.tus import parse_upload_metadata
+from ..protocol.validators import format_http_date
 from ..storage.base import validate_resource_id
 from ..uploads.tus import TusUploads
 from ..uploads.values import ResourceState

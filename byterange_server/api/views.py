@@ -15,14 +15,14 @@ from werkzeug.exceptions import MethodNotAllowed
 from ..errors import ByterangeError
 from ..errors import MalformedHeaderError
 from ..errors import ResourceExistsError
-from ..protocol.headers import PartHeader
-from ..protocol.headers import parse_content_disposition_filename
-from ..protocol.headers import parse_digest_field
-from ..protocol.headers import parse_int
-from ..protocol.headers import parse_prefer
-from ..protocol.headers import pick_digest
-from ..protocol.headers import transaction_preference
+from ..protocol.digests import parse_digest_field
+from ..protocol.digests import pick_digest
 from ..protocol.media import decoder_for
+from ..protocol.numbers import parse_int
+from ..protocol.params import parse_content_disposition_filename
+from ..protocol.params import parse_prefer
+from ..protocol.params import transaction_preference
+from ..protocol.parts import PartHeader
 from ..protocol.raw import RawDecoder
 from ..uploads.service import UploadService
 from ..uploads.values import RequestDigest
@@ -201,9 +201,10 @@ def put(resource_id: str) -> Response:
     if content_range is None:
         if content_length is None:
             raise MalformedHeaderError("A PUT without Content-Range needs a Content-Length.")
-        content_range = f"bytes 0-{content_length - 1}/{content_length}" if content_length else "bytes */0"
-    header = PartHeader.from_request_headers(content_range, content_length)
-    return _write(resource_id, RawDecoder(header.fields))
+        header = PartHeader.whole(content_length)
+    else:
+        header = PartHeader.from_request_headers(content_range, content_length)
+    return _write(resource_id, RawDecoder(header))
 
 
 def _write(resource_id: str, decoder: object) -> Response:

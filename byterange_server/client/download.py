@@ -38,7 +38,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from byterange_server import extents
 from byterange_server.extents import Extent
-from byterange_server.protocol.headers import ContentRange
+from byterange_server.protocol.ranges import ContentRange
 
 from .engine import Engine
 from .engine import ProgressCallback

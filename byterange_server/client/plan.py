@@ -16,7 +16,7 @@ that were half-written when the connection dropped show up as shorter segments t
 grid, so the next attempt falls back onto it at once.
 
 Nothing here does I/O: interval arithmetic is :mod:`byterange_server.extents` and header syntax
-is :mod:`byterange_server.protocol.headers`.
+is :mod:`byterange_server.protocol.ranges`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from byterange_server import extents
 from byterange_server.extents import Extent
-from byterange_server.protocol.headers import ContentRange
-from byterange_server.protocol.headers import parse_committed_ranges
+from byterange_server.protocol.ranges import ContentRange
+from byterange_server.protocol.ranges import parse_committed_ranges
 
 __all__ = [
     "Segment",

@@ -21,11 +21,11 @@ import http_sf
 
 from byterange_server.errors import ByterangeError
 from byterange_server.extents import Extent
-from byterange_server.protocol.headers import ETag
-from byterange_server.protocol.headers import find_link
-from byterange_server.protocol.headers import parse_digest_field
-from byterange_server.protocol.headers import parse_int
-from byterange_server.protocol.headers import parse_sf_boolean
+from byterange_server.protocol.digests import parse_digest_field
+from byterange_server.protocol.numbers import parse_int
+from byterange_server.protocol.numbers import parse_sf_boolean
+from byterange_server.protocol.params import find_link
+from byterange_server.protocol.validators import ETag
 
 from .errors import ProtocolError
 from .plan import committed_from_header

@@ -39,8 +39,9 @@ from urllib.parse import urljoin
 
 from byterange_server import extents
 from byterange_server.extents import Extent
-from byterange_server.protocol.headers import format_content_disposition
-from byterange_server.protocol.headers import format_digest
+from byterange_server.protocol.digests import format_digest
+from byterange_server.protocol.params import format_content_disposition
+from byterange_server.protocol.ranges import ContentRange
 
 from .engine import Engine
 from .engine import ProgressCallback
@@ -389,7 +390,8 @@ class Uploader:
             response.release_conn()
 
     def _declare_length(self, url: str) -> None:
-        headers = {"Content-Range": f"bytes */{self.source.size}", "Content-Length": "0"}
+        content_range = ContentRange.unsatisfied(self.source.size).format()
+        headers = {"Content-Range": content_range, "Content-Length": "0"}
         response = self.engine.request("PUT", url, headers=headers, body=b"")
         try:
             check_response("PUT", url, response)

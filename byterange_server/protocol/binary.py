@@ -44,15 +44,16 @@ from ..errors import TruncatedBodyError
 from .events import NEED_DATA
 from .events import EndOfPatch
 from .events import Event
+from .events import NeedData
 from .events import PartData
 from .events import PartEnd
 from .events import PartStart
-from .events import _NeedData
 from .message import FieldsLike
 from .message import StreamDecoder
 from .message import check_field
 from .message import iter_fields
 from .message import parse_field_line
+from .parts import PartHeader
 
 __all__ = [
     "KNOWN_LENGTH",
@@ -186,7 +187,9 @@ class BinaryDecoder(StreamDecoder):
     field section (or a truncated varint inside it), or a bad field name or value;
     ``LimitExceededError`` for a field section over ``max_header_bytes``
     (``extra={"max-header-bytes": N}``) or more than ``max_parts`` messages
-    (``extra={"max-parts": N}``); ``TruncatedBodyError`` when the body ends inside a message.
+    (``extra={"max-parts": N}``); those of ``PartHeader.from_fields`` for a field section that
+    does not say where the part goes; ``TruncatedBodyError`` when the body ends inside a
+    message.
     """
 
     def __init__(self, max_header_bytes: int = 8192, max_parts: int = 10000) -> None:
@@ -203,7 +206,7 @@ class BinaryDecoder(StreamDecoder):
         self._remaining = 0  # content bytes left in the message or chunk
         self._indeterminate = False
 
-    def _next(self) -> Event | _NeedData:
+    def _next(self) -> Event | NeedData:
         while True:
             state = self._state
             if state is _State.CONTENT:
@@ -228,7 +231,7 @@ class BinaryDecoder(StreamDecoder):
                     self._state = _State.CONTENT_LENGTH
                     if self._indeterminate:
                         self._state = _State.CHUNK_LENGTH
-                    return PartStart(tuple(self._fields))
+                    return PartStart(PartHeader.from_fields(tuple(self._fields)))
                 continue
 
             if state is _State.INDICATOR and not self._varint and not self._available():
@@ -252,7 +255,7 @@ class BinaryDecoder(StreamDecoder):
                 self._state = _State.KNOWN_SECTION
                 if not value:  # an empty field section is complete at once
                     self._state = _State.CONTENT_LENGTH
-                    return PartStart(())
+                    return PartStart(PartHeader.from_fields(()))
             elif state is _State.CONTENT_LENGTH:
                 if not value:
                     self._state = _State.INDICATOR
@@ -266,7 +269,7 @@ class BinaryDecoder(StreamDecoder):
                 self._remaining = value
                 self._state = _State.CONTENT
 
-    def _need_data(self, where: str) -> _NeedData:
+    def _need_data(self, where: str) -> NeedData:
         if self._eof:
             raise TruncatedBodyError(f"body ended {where}")
         return NEED_DATA

@@ -14,10 +14,18 @@ and produces, for a well-formed patch document::
 after later calls and can be handed to ``os.pwrite`` without a copy. A decoder never holds a
 whole part in memory: data is released as soon as it is known not to be framing.
 
+``PartStart.header`` is the part's field block already interpreted
+(:meth:`~.parts.PartHeader.from_fields`): where its bytes go, and the field lines themselves
+(``header.fields``, ``header.get_all("repr-digest")``) for what else the part says. Werkzeug's
+``sansio.multipart`` hands out ``File(name, filename, headers)`` the same way.
+
 Errors are raised from ``next_event`` as :mod:`byterange_server.errors` exceptions:
 ``MalformedBodyError`` (400) for bad framing, ``LimitExceededError`` (400) for an over-long part
-field block, and ``TruncatedBodyError`` (400) when ``receive_data(b"")`` arrives inside a part or
-before the closing delimiter. After an error the decoder is in an error state and raises again.
+field block, the errors of :meth:`~.parts.PartHeader.from_fields` (``MissingRangeError``,
+``UnsupportedRangeUnitError``: 422; ``MalformedHeaderError``: 400) for a field block that does
+not say where the part goes, and ``TruncatedBodyError`` (400) when ``receive_data(b"")``
+arrives inside a part or before the closing delimiter. After an error the decoder is in an
+error state and raises again.
 """
 
 from __future__ import annotations
@@ -26,27 +34,26 @@ import enum
 from dataclasses import dataclass
 from typing import Union
 
-#: Field lines of one part in arrival order: (lower-cased name, value with OWS stripped).
-Fields = tuple[tuple[str, str], ...]
+from .parts import PartHeader
+
+__all__ = ["NEED_DATA", "EndOfPatch", "Event", "NeedData", "PartData", "PartEnd", "PartStart"]
 
 
-class _NeedData(enum.Enum):
+class NeedData(enum.Enum):
+    """The type of :data:`NEED_DATA` (for annotations: ``Event | NeedData``)."""
+
     NEED_DATA = "NEED_DATA"
 
 
 #: Returned by ``next_event`` when more input is needed.
-NEED_DATA = _NeedData.NEED_DATA
+NEED_DATA = NeedData.NEED_DATA
 
 
 @dataclass(frozen=True)
 class PartStart:
-    """The field block of a part has been read; its body follows."""
+    """The field block of a part has been read and says where the part goes; its body follows."""
 
-    fields: Fields
-
-    def get_all(self, name: str) -> list[str]:
-        name = name.lower()
-        return [value for key, value in self.fields if key == name]
+    header: PartHeader
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Strict parsers and printers for the IETF Resumable Uploads header fields (sans-IO).
 
 draft-ietf-httpbis-resumable-upload, interop versions 6 (drafts -04/-05), 7 (-06…-08) and 8
-(-09 onward); http-specs.md §2. Every field is a Structured Field (RFC 9651)::
+(-09 onward; docs/spec-notes.md#versions). Every field is a Structured Field (RFC 9651)::
 
     Upload-Draft-Interop-Version = sf-integer
     Upload-Complete              = sf-boolean
@@ -9,12 +9,13 @@ draft-ietf-httpbis-resumable-upload, interop versions 6 (drafts -04/-05), 7 (-06
     Upload-Limit                 = sf-dictionary of sf-integer >= 0; keys max-size, min-size,
                                    max-append-size, min-append-size, max-age (and, up to
                                    interop 6, expires); unknown keys are ignored
-    Want-Repr-Digest             = sf-dictionary of sf-integer 0..10 (RFC 9530 §4)
 
-As in :mod:`.headers`, a parser returns a typed value or raises a 4xx
-:class:`~byterange_server.errors.MalformedHeaderError`; only
-:func:`parse_interop_version` has a "not for us" answer (``None``), because the draft says an
-unknown version is processed as if the header were absent (E23).
+(``Want-Repr-Digest``, which the draft's clients send, is an RFC 9530 field: :mod:`.digests`.)
+As in the other field modules (:mod:`._abnf`), a parser returns a typed value or raises a 4xx
+:class:`~byterange_server.errors.MalformedHeaderError`; only :func:`parse_interop_version` has a
+"not for us" answer (``None``): this server handles a request with a version it does not speak
+as if the field were absent. That is project policy (docs/spec-notes.md#e23); the draft only
+forbids answering such a request with a 104 (draft -11 Appendix B).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import http_sf
 
 from ..errors import InconsistentLengthError
 from ..errors import MalformedHeaderError
-from .headers import _sf_parse
-from .headers import parse_sf_boolean
-from .headers import parse_sf_integer
+from ._abnf import sf_parse
+from .numbers import parse_sf_boolean
+from .numbers import parse_sf_integer
 
 __all__ = [
     "INTEROP_VERSIONS",
@@ -40,7 +41,6 @@ __all__ = [
     "parse_upload_complete",
     "parse_upload_limit",
     "parse_upload_number",
-    "parse_want_digest",
     "resolve_length",
 ]
 
@@ -59,8 +59,9 @@ _LIMIT_KEYS = ("max-size", "min-size", "max-append-size", "min-append-size", "ma
 def parse_interop_version(value: str) -> int | None:
     """The ``Upload-Draft-Interop-Version`` of a request if this server speaks it, else None.
 
-    None covers malformed values too: the draft says a server that does not know the version
-    handles the request as if the field were absent, and must not send 104.
+    None covers malformed values too. The caller then handles the request as if the field were
+    absent, which is this project's policy (docs/spec-notes.md#e23): the draft says only that
+    no 104 may be sent for it (draft -11 Appendix B).
     """
     try:
         version = parse_sf_integer(value.strip(" \t"), field="Upload-Draft-Interop-Version")
@@ -116,7 +117,7 @@ def parse_upload_limit(value: str) -> UploadLimit:
     """Parse ``Upload-Limit`` (what a client reads). Unknown keys are ignored; a known key
     that is not a non-negative Integer makes the whole field malformed (the draft lets a
     recipient choose that over ignoring the field). ``expires`` counts as ``max-age``."""
-    parsed = _sf_parse(value.strip(" \t"), "dictionary", "Upload-Limit")
+    parsed = sf_parse(value.strip(" \t"), "dictionary", "Upload-Limit")
     found: dict[str, int] = {}
     for key, (item, _params) in parsed.items():
         if key not in _LIMIT_KEYS:
@@ -138,21 +139,6 @@ def parse_upload_limit(value: str) -> UploadLimit:
     )
 
 
-def parse_want_digest(value: str, *, field: str = "Want-Repr-Digest") -> dict[str, int]:
-    """``Want-Repr-Digest`` / ``Want-Content-Digest``: algorithm → weight (0 = not acceptable).
-
-    :raises MalformedHeaderError: for a member that is not an Integer from 0 to 10.
-    """
-    parsed = _sf_parse(value.strip(" \t"), "dictionary", field)
-    out: dict[str, int] = {}
-    for key, (item, _params) in parsed.items():
-        if type(item) is not int or not 0 <= item <= 10:
-            raise MalformedHeaderError(
-                f"A {field} weight is not an Integer from 0 to 10.", extra={"field": field, "key": key}
-            )
-        out[key] = item
-    return out
-
 
 def resolve_length(
     *,
@@ -166,7 +152,8 @@ def resolve_length(
 
     The indicators are ``Upload-Length``, ``Upload-Complete: ?1`` with a ``Content-Length``
     (length = offset + content length), and the length the upload already has. They must all
-    agree, and the request's content must fit (http-specs.md §2.2, E21). None: still unknown.
+    agree, and the request's content must fit (draft -11 §4.1.3; docs/spec-notes.md#e21).
+    None: still unknown.
 
     :raises InconsistentLengthError: (400, ``inconsistent-upload-length``) when they do not.
     """

@@ -15,7 +15,7 @@ from ..errors import MalformedHeaderError
 from ..errors import UnsupportedMediaTypeError
 from .binary import BinaryDecoder
 from .events import Event
-from .events import _NeedData
+from .events import NeedData
 from .message import MessageDecoder
 from .multipart import MultipartDecoder
 from .multipart import validate_boundary
@@ -36,7 +36,7 @@ class Decoder(Protocol):
 
     def receive_data(self, data: bytes) -> None: ...
 
-    def next_event(self) -> Union[Event, _NeedData]: ...
+    def next_event(self) -> Union[Event, NeedData]: ...
 
 
 # RFC 9110 §8.3.1, §5.6.2:

@@ -31,10 +31,11 @@ from ..errors import TruncatedBodyError
 from .events import NEED_DATA
 from .events import EndOfPatch
 from .events import Event
+from .events import NeedData
 from .events import PartData
 from .events import PartEnd
 from .events import PartStart
-from .events import _NeedData
+from .parts import PartHeader
 
 __all__ = [
     "MessageDecoder",
@@ -219,7 +220,7 @@ class StreamDecoder:
         self._received += len(data)
         self._chunks.append(data)
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         """The next event, or ``NEED_DATA``.
 
         After ``EndOfPatch`` every call returns ``EndOfPatch`` again.
@@ -247,7 +248,7 @@ class StreamDecoder:
             self._finished = True
         return event
 
-    def _next(self) -> Event | _NeedData:  # pragma: no cover - abstract
+    def _next(self) -> Event | NeedData:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _available(self) -> bool:
@@ -275,8 +276,9 @@ class MessageDecoder(StreamDecoder):
 
     Errors (from ``next_event``): ``MalformedBodyError`` for an empty body, a bare LF or a bad
     field line; ``LimitExceededError`` (``extra={"max-header-bytes": N}``) when no blank line
-    ends the field block within ``max_header_bytes``; ``TruncatedBodyError`` when the body ends
-    inside the field block.
+    ends the field block within ``max_header_bytes``; those of ``PartHeader.from_fields`` for a
+    field block that does not say where the part goes; ``TruncatedBodyError`` when the body
+    ends inside the field block.
     """
 
     def __init__(self, max_header_bytes: int = 8192) -> None:
@@ -285,7 +287,7 @@ class MessageDecoder(StreamDecoder):
         self._state = _State.FIELDS
         self._reader = FieldBlockReader(max_header_bytes)
 
-    def _next(self) -> Event | _NeedData:
+    def _next(self) -> Event | NeedData:
         if self._state is _State.FIELDS:
             while self._available():
                 end = self._reader.feed(self._data, self._pos)
@@ -294,7 +296,7 @@ class MessageDecoder(StreamDecoder):
                     continue
                 self._pos = end
                 self._state = _State.BODY
-                return PartStart(tuple(self._reader.fields))
+                return PartStart(PartHeader.from_fields(tuple(self._reader.fields)))
             if not self._eof:
                 return NEED_DATA
             if not self._received:

@@ -46,14 +46,15 @@ from ..errors import TruncatedBodyError
 from .events import NEED_DATA
 from .events import EndOfPatch
 from .events import Event
+from .events import NeedData
 from .events import PartData
 from .events import PartEnd
 from .events import PartStart
-from .events import _NeedData
 from .message import FieldBlockReader
 from .message import FieldsLike
 from .message import StreamDecoder
 from .message import format_fields
+from .parts import PartHeader
 
 __all__ = [
     "MultipartDecoder",
@@ -119,14 +120,16 @@ class _Line(enum.Enum):
 class MultipartDecoder(StreamDecoder):
     """Streaming decoder of a ``multipart/byteranges`` body.
 
-    Events: ``(PartStart PartData* PartEnd)+ EndOfPatch``. Part fields are not interpreted.
+    Events: ``(PartStart PartData* PartEnd)+ EndOfPatch``; each part's fields are read by
+    ``PartHeader.from_fields``.
 
     Errors (from ``next_event``): ``MalformedBodyError`` for zero parts, no delimiter at all, a
     bad delimiter line, a bare LF or a bad field line in a part field block;
     ``LimitExceededError`` for a field block over ``max_header_bytes``
     (``extra={"max-header-bytes": N}``) or more than ``max_parts`` parts
-    (``extra={"max-parts": N}``); ``TruncatedBodyError`` when the body ends before the close
-    delimiter.
+    (``extra={"max-parts": N}``); those of ``PartHeader.from_fields`` for a field block that
+    does not say where the part goes; ``TruncatedBodyError`` when the body ends before the
+    close delimiter.
 
     :raises MalformedHeaderError: from the constructor, for an invalid boundary.
     """
@@ -146,7 +149,7 @@ class MultipartDecoder(StreamDecoder):
         self._tail = b"\r\n"
         self._virtual = 2
 
-    def _next(self) -> Event | _NeedData:
+    def _next(self) -> Event | NeedData:
         while True:
             state = self._state
             if state is _State.BODY:
@@ -180,7 +183,7 @@ class MultipartDecoder(StreamDecoder):
             self._state = _State.DELIMITER_LINE
             self._line = _Line.START
 
-    def _scan(self, emit: bool) -> PartData | _NeedData | None:
+    def _scan(self, emit: bool) -> PartData | NeedData | None:
         """Search for the delimiter from ``self._pos``.
 
         :returns: ``PartData`` for bytes known to be data (if ``emit``), ``None`` once the
@@ -229,7 +232,7 @@ class MultipartDecoder(StreamDecoder):
                 return PartData(memoryview(data)[pos:hold])
         return NEED_DATA
 
-    def _delimiter_line(self) -> EndOfPatch | _NeedData | None:
+    def _delimiter_line(self) -> EndOfPatch | NeedData | None:
         """Read the rest of a delimiter line; ``None`` once a new part's field block begins."""
         while self._available():
             data = self._data
@@ -275,7 +278,7 @@ class MultipartDecoder(StreamDecoder):
                 return None
         return NEED_DATA
 
-    def _fields(self) -> PartStart | _NeedData:
+    def _fields(self) -> PartStart | NeedData:
         while self._available():
             end = self._reader.feed(self._data, self._pos)
             if end is None:
@@ -286,7 +289,7 @@ class MultipartDecoder(StreamDecoder):
             # The blank line's CRLF may be the first CRLF of the next delimiter (empty body).
             self._tail = b"\r\n"
             self._virtual = 2
-            return PartStart(tuple(self._reader.fields))
+            return PartStart(PartHeader.from_fields(tuple(self._reader.fields)))
         return NEED_DATA
 
 

@@ -1,7 +1,9 @@
-"""A decoder for a request whose range is in the request headers (partial ``PUT``).
+"""A decoder for a request body that is one part whose place is known beforehand.
 
-It yields the same events as the patch decoders, so the service has one write path:
-``PartStart(fields)``, the body as ``PartData``, ``PartEnd``, ``EndOfPatch``.
+A partial ``PUT`` (its ``Content-Range`` request header), a tus or IETF append (its offset) or a
+whole ``PUT``: the caller builds the :class:`~.parts.PartHeader`, and the decoder yields the same
+events as the patch decoders, so the service has one write path: ``PartStart(header)``, the
+body as ``PartData``, ``PartEnd``, ``EndOfPatch``.
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ from collections import deque
 from .events import NEED_DATA
 from .events import EndOfPatch
 from .events import Event
-from .events import Fields
+from .events import NeedData
 from .events import PartData
 from .events import PartEnd
 from .events import PartStart
-from .events import _NeedData
+from .parts import PartHeader
 
 
 class RawDecoder:
-    """Wraps a raw body as one part with the given fields."""
+    """Wraps a raw body as the one part ``header`` describes."""
 
-    def __init__(self, fields: Fields) -> None:
-        self._pending: deque[Event] = deque([PartStart(fields)])
+    def __init__(self, header: PartHeader) -> None:
+        self._pending: deque[Event] = deque([PartStart(header)])
         self._ended = False
 
     def receive_data(self, data: bytes) -> None:
@@ -34,7 +36,7 @@ class RawDecoder:
             self._ended = True
             self._pending.extend((PartEnd(), EndOfPatch()))
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         if self._pending:
             return self._pending.popleft()
         # After the end, EndOfPatch again: the same contract as the other decoders.

@@ -1,6 +1,6 @@
 """Strict parsers and printers for the tus 1.0.0 header fields (sans-IO).
 
-Same rules as :mod:`.headers`: a parser takes the field value as a ``str`` (ISO-8859-1
+Same rules as the other field modules (:mod:`._abnf`): a parser takes the field value as a ``str`` (ISO-8859-1
 decoded, one character per octet), returns a typed value or raises a 4xx
 :mod:`byterange_server.errors` exception, and never returns ``None`` for malformed input.
 
@@ -28,18 +28,16 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
 import re
-from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidConcatError
 from ..errors import MalformedHeaderError
 from ..errors import UnsupportedChecksumError
 from ..errors import UnsupportedVersionError
+from .digests import CHECKSUM_ALGORITHMS
 
 __all__ = [
-    "CHECKSUM_ALGORITHMS",
     "OFFSET_OCTET_STREAM",
     "TUS_VERSION",
     "ConcatFinal",
@@ -58,13 +56,6 @@ TUS_VERSION = "1.0.0"
 #: The body media type of a tus PATCH (and of a creation-with-upload POST).
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 
-#: ``Upload-Checksum`` algorithms, in the order ``Tus-Checksum-Algorithm`` lists them.
-CHECKSUM_ALGORITHMS: dict[str, Callable[..., Any]] = {
-    "sha1": hashlib.sha1,
-    "sha256": hashlib.sha256,
-    "sha512": hashlib.sha512,
-    "md5": hashlib.md5,
-}
 _CHECKSUM_SIZES = {name: factory().digest_size for name, factory in CHECKSUM_ALGORITHMS.items()}
 
 #: Longest ``Upload-Metadata`` stored (gunicorn's default field limit is 8190 anyway).

@@ -29,8 +29,9 @@ graceful stop, ``max_requests``, the hooks of ``shutdown.py``) and changes three
   and what arrived before an error is always returned before the error is raised. gunicorn's
   ``ChunkedReader.read(size)`` buffers until it holds ``size`` bytes and loses that buffer when
   the connection drops or a chunk is malformed; its framing errors are not ``OSError``, so the
-  application saw a 500. :class:`ChunkedDecoder` is a strict RFC 9112 §7.1 decoder that never
-  loses a decoded byte and reports broken framing as :class:`BodyFramingError`.
+  application saw a 500. :class:`~byterange_server.protocol.chunked.ChunkedDecoder` (sans-IO) is a
+  strict RFC 9112 §7.1 decoder that never loses a decoded byte and reports broken framing as
+  :class:`~byterange_server.protocol.chunked.BodyFramingError`.
 
 TLS, HTTP/2 (prior knowledge) and PROXY-protocol connections are served exactly as gthread
 serves them: their first bytes are not plain HTTP/1.1 heads.
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import errno
 import json
-import re
 import selectors
 import socket
 import time
@@ -68,8 +68,10 @@ from ..errors import HeaderFieldsTooLargeError
 from ..errors import HeaderTooSlowError
 from ..errors import MalformedHeaderError
 from ..errors import UnsupportedTransferCodingError
+from ..protocol.chunked import BodyFramingError
+from ..protocol.chunked import ChunkedDecoder
 
-__all__ = ["BodyFramingError", "ChunkedDecoder", "IncompleteBodyError", "UploadWorker", "WireBody"]
+__all__ = ["IncompleteBodyError", "UploadWorker", "WireBody"]
 
 #: Longest a lingering close waits for the client to close, and most bytes it discards meanwhile.
 LINGER_SECONDS = 5.0
@@ -89,138 +91,8 @@ _FRAMING_FIELDS = frozenset({"TRANSFER-ENCODING", "CONTENT-LENGTH"})
 _LINGER = object()
 
 
-class BodyFramingError(ValueError):
-    """The body's framing is broken (a malformed chunk or trailer): the body ends there."""
-
-
 class IncompleteBodyError(ConnectionAbortedError):
     """The connection ended inside a chunked body."""
-
-
-# -- chunked transfer coding (RFC 9112 §7.1) -----------------------------------------------------
-
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED_STRING = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-#: chunk-size [ chunk-ext ], where chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ).
-_SIZE_LINE = re.compile(
-    rb"([0-9A-Fa-f]+)((?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED_STRING
-    + rb"))?)*)"
-)
-#: Hex digits of the largest chunk size accepted (2**60 - 1 bytes; more is never a real chunk).
-_MAX_SIZE_DIGITS = 15
-
-_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
-
-
-class ChunkedDecoder:
-    """Strict sans-IO decoder of the chunked transfer coding (RFC 9112 §7.1).
-
-    :meth:`feed` returns the chunk data decoded from the bytes given, including the data of a
-    chunk that has only partly arrived. When the framing breaks, the data before the break is
-    still returned, and :attr:`error` is set; nothing more is decoded after it. Once the last
-    chunk and the trailer section have arrived, :attr:`done` is set, :attr:`trailers` holds the
-    raw trailer block and :attr:`rest` whatever followed the body (a pipelined request).
-    """
-
-    def __init__(self, *, max_line: int = DEFAULT_MAX_HEADERFIELD_SIZE, max_trailer: int = 65536) -> None:
-        self.max_line = max_line
-        self.max_trailer = max_trailer
-        self.error: BodyFramingError | None = None
-        self.done = False
-        self.trailers = b""
-        self.rest = b""
-        self._state = _SIZE
-        self._left = 0
-        self._partial = b""  # an incomplete size line, chunk terminator or trailer section
-
-    def feed(self, data: bytes) -> bytes:
-        if self.done:
-            self.rest += data
-            return b""
-        if self.error is not None or not data:
-            return b""
-        if self._partial:
-            data = self._partial + data
-            self._partial = b""
-        out: list[bytes] = []
-        try:
-            self._decode(data, out)
-        except BodyFramingError as exc:
-            self.error = exc
-        return b"".join(out)
-
-    def _decode(self, data: bytes, out: list[bytes]) -> None:
-        pos, end = 0, len(data)
-        while pos < end:
-            if self._state == _DATA:
-                take = min(self._left, end - pos)
-                out.append(data[pos : pos + take] if pos or take < end else data)
-                pos += take
-                self._left -= take
-                if not self._left:
-                    self._state = _DATA_END
-            elif self._state == _DATA_END:
-                got = data[pos : pos + 2]
-                if got != b"\r\n"[: len(got)]:
-                    raise BodyFramingError("chunk data is not followed by CRLF")
-                if len(got) < 2:
-                    self._partial = got
-                    return
-                pos += 2
-                self._state = _SIZE
-            elif self._state == _SIZE:
-                stop = data.find(b"\r\n", pos)
-                line = data[pos:] if stop < 0 else data[pos:stop]
-                if len(line) > self.max_line:
-                    raise BodyFramingError(f"chunk size line longer than {self.max_line} bytes")
-                if stop < 0:
-                    # The size-line pattern refuses CR and LF in a complete line; this refuses a
-                    # bare LF before the line is complete, instead of waiting for more.
-                    if b"\n" in line:
-                        raise BodyFramingError("bare LF in a chunk size line")
-                    self._partial = line
-                    return
-                size = self._chunk_size(line)
-                pos = stop + 2
-                if size:
-                    self._left = size
-                    self._state = _DATA
-                else:
-                    self._state = _TRAILER
-            else:  # _TRAILER: *( field-line CRLF ) CRLF
-                section = data[pos:]
-                if section.startswith(b"\r\n"):
-                    self._finish(b"", section[2:])
-                    return
-                stop = section.find(b"\r\n\r\n")
-                block = section if stop < 0 else section[:stop]
-                if len(block) > self.max_trailer:
-                    raise BodyFramingError(f"trailer section larger than {self.max_trailer} bytes")
-                loose = block.replace(b"\r\n", b"")
-                if stop < 0 and loose.endswith(b"\r"):
-                    loose = loose[:-1]  # the first half of a CRLF still to come
-                if b"\r" in loose or b"\n" in loose:
-                    raise BodyFramingError("bare CR or LF in the trailer section")
-                if stop < 0:
-                    self._partial = section
-                    return
-                self._finish(block, section[stop + 4 :])
-                return
-
-    def _chunk_size(self, line: bytes) -> int:
-        match = _SIZE_LINE.fullmatch(line)
-        if match is None:
-            raise BodyFramingError(f"invalid chunk size line {line[:40]!r}")
-        digits = match.group(1).lstrip(b"0")
-        if len(digits) > _MAX_SIZE_DIGITS:
-            raise BodyFramingError("chunk size too large")
-        return int(digits or b"0", 16)
-
-    def _finish(self, trailers: bytes, rest: bytes) -> None:
-        self.trailers = trailers
-        self.rest = rest
-        self.done = True
-        self._state = _DONE
 
 
 # -- the body stream in wsgi.input ---------------------------------------------------------------

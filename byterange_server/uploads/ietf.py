@@ -17,8 +17,10 @@ import hashlib
 from collections.abc import Callable
 
 from ..errors import InconsistentLengthError
-from ..protocol.headers import ContentOffset
 from ..protocol.ietf import resolve_length
+from ..protocol.parts import PartHeader
+from ..protocol.ranges import ContentOffset
+from ..protocol.ranges import ContentRange
 from ..protocol.raw import RawDecoder
 from .service import UploadService
 from .values import ANONYMOUS
@@ -117,10 +119,8 @@ class IetfUploads:
             if length is None:
                 length = offset
             return self._set_length(resource_id, offset, length, options)
-        fields: tuple[tuple[str, str], ...] = (("content-offset", ContentOffset(offset, length).format()),)
-        if content_length is not None:
-            fields += (("content-length", str(content_length)),)
-        state = self.service.write(resource_id, RawDecoder(fields), body, options)
+        header = PartHeader.from_range(ContentOffset(offset, length), content_length)
+        state = self.service.write(resource_id, RawDecoder(header), body, options)
         if complete and state.length is None:
             # A chunked completing append: its length is known only now that it has ended.
             state = self._set_length(resource_id, state.offset, state.offset, WriteOptions())
@@ -134,8 +134,8 @@ class IetfUploads:
                 "Upload-Complete: ?1 ends the upload here, but its length is larger.",
                 extra={"length": length, "offset": offset},
             )
-        fields = (("content-range", f"bytes */{length}"),)
-        return self.service.write(resource_id, RawDecoder(fields), _EmptyBody(), options)
+        header = PartHeader.from_range(ContentRange.unsatisfied(length))
+        return self.service.write(resource_id, RawDecoder(header), _EmptyBody(), options)
 
 
 class _EmptyBody:

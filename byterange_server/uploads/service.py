@@ -44,7 +44,7 @@ from ..errors import ResourceExistsError
 from ..errors import ResourceNotFoundError
 from ..errors import ResourceTooLargeError
 from ..extents import Extent
-from ..protocol.headers import SUPPORTED_DIGESTS
+from ..protocol.digests import SUPPORTED_DIGESTS
 from ..storage.base import StorageBackend
 from ..storage.base import StoredObject
 from ..storage.base import generation_key

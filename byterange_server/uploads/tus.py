@@ -18,7 +18,8 @@ from ..errors import BytesPastLengthError
 from ..errors import ChecksumMismatchError
 from ..errors import LengthConflictError
 from ..errors import OffsetMismatchError
-from ..protocol.headers import ContentOffset
+from ..protocol.parts import PartHeader
+from ..protocol.ranges import ContentOffset
 from ..protocol.raw import RawDecoder
 from .service import UploadService
 from .values import ANONYMOUS
@@ -94,11 +95,7 @@ class TusUploads:
                     extra={"expected-offset": state.offset, "provided-offset": offset},
                 )
             return state
-        fields: tuple[tuple[str, str], ...] = (
-            ("content-offset", ContentOffset(offset, declared_length).format()),
-        )
-        if content_length is not None:
-            fields += (("content-length", str(content_length)),)
+        header = PartHeader.from_range(ContentOffset(offset, declared_length), content_length)
         options = WriteOptions(
             digest=_checksum(checksum, "Upload-Checksum") if checksum is not None else None,
             late_digest=_trailer_checksum(trailer_checksum) if trailer_checksum is not None else None,
@@ -107,7 +104,7 @@ class TusUploads:
             principal=principal,
             on_stale=on_stale,
         )
-        return self.service.write(resource_id, RawDecoder(fields), body, options)
+        return self.service.write(resource_id, RawDecoder(header), body, options)
 
 
 def _checksum(checksum: tuple[str, bytes], source: str) -> RequestDigest:

@@ -46,11 +46,11 @@ from ..protocol.events import EndOfPatch
 from ..protocol.events import PartData
 from ..protocol.events import PartEnd
 from ..protocol.events import PartStart
-from ..protocol.headers import SUPPORTED_DIGESTS
-from ..protocol.headers import PartHeader
-from ..protocol.headers import parse_digest_field
-from ..protocol.headers import pick_digest
-from ..protocol.tus import CHECKSUM_ALGORITHMS
+from ..protocol.digests import CHECKSUM_ALGORITHMS
+from ..protocol.digests import SUPPORTED_DIGESTS
+from ..protocol.digests import parse_digest_field
+from ..protocol.digests import pick_digest
+from ..protocol.parts import PartHeader
 from ..storage.base import StorageObjectMissingError
 from ..storage.base import StoredObject
 from .values import READ_CHUNK
@@ -283,7 +283,7 @@ class WriteSession:
             raise LimitExceededError(
                 "Too many parts in one request.", extra={"max-parts": self.settings.max_parts}
             )
-        header = PartHeader.from_fields(event.fields)
+        header = event.header
         self.no_bytes_error = None
         self._note_repr_digest(event)
         max_size = self.max_size
@@ -511,7 +511,7 @@ class WriteSession:
 
     def _note_repr_digest(self, event: PartStart) -> None:
         # A Repr-Digest in a part describes the whole resulting document (byte-range draft).
-        values = event.get_all("repr-digest")
+        values = event.header.get_all("repr-digest")
         if not values:
             return
         picked = pick_digest(parse_digest_field(", ".join(values)))

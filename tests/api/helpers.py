@@ -26,9 +26,9 @@ from byterange_server.protocol.binary import encode_indeterminate_chunk
 from byterange_server.protocol.binary import encode_indeterminate_end
 from byterange_server.protocol.binary import encode_indeterminate_head
 from byterange_server.protocol.binary import encode_known_length
-from byterange_server.protocol.headers import parse_committed_ranges
 from byterange_server.protocol.message import encode_message
 from byterange_server.protocol.multipart import encode_multipart
+from byterange_server.protocol.ranges import parse_committed_ranges
 
 MOUNT = "/files"
 MESSAGE = "message/byterange"

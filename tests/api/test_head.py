@@ -13,7 +13,7 @@ from sqlalchemy import event
 from werkzeug.http import parse_range_header
 
 from byterange_server import create_app
-from byterange_server.protocol.headers import format_ranges
+from byterange_server.protocol.ranges import format_ranges
 
 from .helpers import MOUNT
 from .helpers import all_committed_ranges

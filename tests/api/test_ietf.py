@@ -218,6 +218,16 @@ def test_inconsistent_length_at_creation_creates_nothing(client, service, kwargs
     assert count(service) == 0
 
 
+def test_a_sixteen_digit_content_length_on_a_completing_append_is_a_400(client, service):
+    # It used to reach the printer of the part's Content-Offset field, which cannot print a
+    # 16-digit complete length: a 500. Now it meets the 15-digit limit every number has.
+    path = create_path(client)
+    sent = {**v(), "Upload-Offset": "0", "Upload-Complete": "?1", "Content-Type": PARTIAL}
+    response = client.patch(path, headers=sent, environ_overrides={"CONTENT_LENGTH": str(10**15)})
+    assert problem(response, 400, "malformed-header")["field"] == "Content-Length"
+    assert head_state(client, path)["offset"] == 0
+
+
 @pytest.mark.parametrize("headers", [{"Upload-Complete": "?2"}, {"Upload-Complete": "1"},
                                      {"Upload-Length": "-1"}, {"Upload-Length": "1" * 16},
                                      {"Repr-Digest": "sha-256=:AAAA:"}, {"Content-Digest": "nope"}])

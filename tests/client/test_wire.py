@@ -29,8 +29,8 @@ from byterange_server.protocol.events import EndOfPatch
 from byterange_server.protocol.events import PartData
 from byterange_server.protocol.events import PartEnd
 from byterange_server.protocol.events import PartStart
-from byterange_server.protocol.headers import PartHeader
 from byterange_server.protocol.media import decoder_for
+from byterange_server.protocol.parts import PartHeader
 from byterange_server.protocol.raw import RawDecoder
 
 DATA = os.urandom(4096)
@@ -46,7 +46,7 @@ def decode(request: WireRequest, body: bytes, *, bytewise: bool) -> list[tuple[s
     """The (Content-Range, data) of every part the server would see."""
     if request.method == "PUT":
         header = PartHeader.from_request_headers(request.headers["Content-Range"], len(body))
-        decoder = RawDecoder(header.fields)
+        decoder = RawDecoder(header)
     else:
         decoder = decoder_for(request.headers["Content-Type"], max_header_bytes=8192, max_parts=1000)
     chunks = [body[i : i + 1] for i in range(len(body))] if bytewise else [body]
@@ -58,7 +58,7 @@ def decode(request: WireRequest, body: bytes, *, bytewise: bool) -> list[tuple[s
         decoder.receive_data(chunk)
         while (event := decoder.next_event()) is not NEED_DATA:
             if isinstance(event, PartStart):
-                cr = dict(event.fields).get("content-range", "")
+                cr = dict(event.header.fields).get("content-range", "")
                 current = []
             elif isinstance(event, PartData):
                 current.append(bytes(event.data))

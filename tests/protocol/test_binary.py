@@ -4,12 +4,14 @@ encoders."""
 from __future__ import annotations
 
 import pytest
+from decoding import OFFSET_0
 from decoding import decode_all
 from decoding import feed_three_ways
 from decoding import run
 
 from byterange_server.errors import LimitExceededError
 from byterange_server.errors import MalformedBodyError
+from byterange_server.errors import MissingRangeError
 from byterange_server.errors import TruncatedBodyError
 from byterange_server.protocol.binary import MAX_VARINT
 from byterange_server.protocol.binary import BinaryDecoder
@@ -24,12 +26,21 @@ from byterange_server.protocol.events import NEED_DATA
 from byterange_server.protocol.events import PartData
 from byterange_server.protocol.events import PartEnd
 from byterange_server.protocol.events import PartStart
+from byterange_server.protocol.parts import PartHeader
 
-# http-specs.md §1.4, computed and checked there.
+# The draft's example (docs/spec-notes.md#the-three-patch-formats-on-the-wire), byte for byte.
 KNOWN = b"\x08\x1b\x0dcontent-range\x0cbytes 2-5/12\x04wxyz"
 INDETERMINATE = b"\x0a\x0dcontent-range\x0cbytes 2-5/12\x00\x02wx\x02yz\x00"
 CR = (("content-range", "bytes 2-5/12"),)
 SECTION = b"\x0dcontent-range\x0cbytes 2-5/12"  # the 27-byte field section of both
+# "content-offset: 0", the field that any content fits: 17 bytes (0x11) of field line, which the
+# framing cases below put before the fields they are about.
+OFF = b"\x0econtent-offset\x010"
+F0 = (OFFSET_0,)
+
+
+def start(fields: tuple[tuple[str, str], ...]) -> PartStart:
+    return PartStart(PartHeader.from_fields(fields))
 
 
 def test_golden_vectors() -> None:
@@ -96,8 +107,8 @@ def test_encode_varint_range(value: int) -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        pytest.param(b"\x08\x00\x00", [((), b"")], id="empty-section-empty-content"),
-        pytest.param(b"\x0a\x00\x00", [((), b"")], id="indeterminate-empty"),
+        pytest.param(b"\x08\x11" + OFF + b"\x00", [(F0, b"")], id="empty-section-empty-content"),
+        pytest.param(b"\x0a" + OFF + b"\x00\x00", [(F0, b"")], id="indeterminate-empty"),
         pytest.param(
             b"\x40\x08\x40\x1b" + SECTION + b"\x80\x00\x00\x04wxyz",
             [(CR, b"wxyz")],
@@ -114,18 +125,24 @@ def test_encode_varint_range(value: int) -> None:
             id="name-lower-cased",
         ),
         pytest.param(
-            b"\x08\x07\x01a\x04 \tb \x00", [((("a", "b"),), b"")], id="value-ows-stripped"
+            b"\x08\x18" + OFF + b"\x01a\x04 \tb \x00",
+            [((OFFSET_0, ("a", "b")), b"")],
+            id="value-ows-stripped",
         ),
-        pytest.param(b"\x08\x03\x01a\x00\x00", [((("a", ""),), b"")], id="empty-value"),
         pytest.param(
-            b"\x0a\x01a\x011\x01b\x012\x01a\x013\x00\x00",
-            [((("a", "1"), ("b", "2"), ("a", "3")), b"")],
+            b"\x08\x14" + OFF + b"\x01a\x00\x00", [((OFFSET_0, ("a", "")), b"")], id="empty-value"
+        ),
+        pytest.param(
+            b"\x0a\x01a\x011" + OFF + b"\x01b\x012\x01a\x013\x00\x00",
+            [((("a", "1"), OFFSET_0, ("b", "2"), ("a", "3")), b"")],
             id="fields-in-order",
         ),
-        pytest.param(b"\x08\x04\x01x\x01\xe9\x00", [((("x", "\xe9"),), b"")], id="obs-text"),
         pytest.param(
-            b"\x08\x00\x41\x00" + bytes(range(256)),
-            [((), bytes(range(256)))],
+            b"\x08\x15" + OFF + b"\x01x\x01\xe9\x00", [((OFFSET_0, ("x", "\xe9")), b"")], id="obs-text"
+        ),
+        pytest.param(
+            b"\x08\x11" + OFF + b"\x41\x00" + bytes(range(256)),
+            [(F0, bytes(range(256)))],
             id="binary-content-2-byte-length",
         ),
     ],
@@ -192,6 +209,9 @@ def test_decodes(raw: bytes, expected: list[tuple[object, bytes]]) -> None:
             LimitExceededError,
             id="indeterminate-value-length-over-cap",
         ),
+        # Well-framed field sections that do not say where the part goes.
+        pytest.param(b"\x08\x00\x00", MissingRangeError, id="empty-section"),
+        pytest.param(b"\x0a\x00\x00", MissingRangeError, id="indeterminate-empty-section"),
     ],
 )
 def test_errors(raw: bytes, error: type[Exception]) -> None:
@@ -229,8 +249,8 @@ def test_indeterminate_section_cap_includes_terminator(cap: int) -> None:
         pytest.param(INDETERMINATE[:-4], b"wx", False, id="indeterminate-eof-before-chunk"),
         pytest.param(INDETERMINATE[:-2], b"wxy", False, id="indeterminate-eof-in-chunk"),
         pytest.param(INDETERMINATE[:-1], b"wxyz", False, id="indeterminate-missing-terminator"),
-        pytest.param(b"\x08\x00\x80\x00\x10\x00abc", b"abc", False, id="known-long-declared"),
-        pytest.param(b"\x08\x00\x80", b"", False, id="known-eof-in-content-length-varint"),
+        pytest.param(b"\x08\x11" + OFF + b"\x80\x00\x10\x00abc", b"abc", False, id="known-long-declared"),
+        pytest.param(b"\x08\x11" + OFF + b"\x80", b"", False, id="known-eof-in-content-length-varint"),
     ],
 )
 def test_truncation_keeps_received_prefix(raw: bytes, received: bytes, ended: bool) -> None:
@@ -258,7 +278,7 @@ def test_content_is_zero_copy_and_not_buffered() -> None:
     decoder = BinaryDecoder()
     size = 3 << 20
     decoder.receive_data(encode_known_length_head(CR, size))
-    assert decoder.next_event() == PartStart(CR)
+    assert decoder.next_event() == start(CR)
     assert decoder.next_event() is NEED_DATA
     for _ in range(3):
         chunk = bytes(1 << 20)
@@ -277,7 +297,7 @@ def test_content_and_next_message_in_one_chunk() -> None:
 
 
 def test_several_messages_stream() -> None:
-    parts = [(CR, b"a" * 100), ((), b""), ((("x", "y"),), bytes(range(256)) * 70)]
+    parts = [(CR, b"a" * 100), (F0, b""), ((OFFSET_0, ("x", "y")), bytes(range(256)) * 70)]
     raw = b"".join(
         encode_known_length(fields, data)
         if i % 2 == 0

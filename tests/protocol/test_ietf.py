@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http_sf
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +13,6 @@ from byterange_server.protocol.ietf import parse_interop_version
 from byterange_server.protocol.ietf import parse_upload_complete
 from byterange_server.protocol.ietf import parse_upload_limit
 from byterange_server.protocol.ietf import parse_upload_number
-from byterange_server.protocol.ietf import parse_want_digest
 from byterange_server.protocol.ietf import resolve_length
 
 SF_MAX = 999_999_999_999_999
@@ -77,21 +75,6 @@ def test_upload_limit_rejects(value):
         parse_upload_limit(value)
 
 
-def test_want_digest():
-    assert parse_want_digest("sha-256=1, sha-512=3") == {"sha-256": 1, "sha-512": 3}
-    assert parse_want_digest("sha-256=0") == {"sha-256": 0}
-    for bad in ("sha-256=11", "sha-256=-1", "sha-256=?1", "sha-256=1.0", "sha-256"):
-        with pytest.raises(MalformedHeaderError):
-            parse_want_digest(bad)
-
-
-@given(st.dictionaries(st.sampled_from(["sha-256", "sha-512", "md5", "crc32c"]),
-                       st.integers(min_value=0, max_value=10)))
-def test_want_digest_roundtrip(weights):
-    if not weights:
-        return
-    assert parse_want_digest(http_sf.ser(weights)) == weights
-
 
 # -- resolve_length ---------------------------------------------------------------------------
 
@@ -104,7 +87,7 @@ def test_resolve_length_examples():
     assert resolve_length(offset=3, complete=False, content_length=2, upload_length=None,
                           known_length=9) == 9
     for kwargs in (
-        {"offset": 0, "complete": True, "content_length": 5, "upload_length": 6},  # E21
+        {"offset": 0, "complete": True, "content_length": 5, "upload_length": 6},  # docs/spec-notes.md#e21
         {"offset": 0, "complete": False, "content_length": 7, "upload_length": 6},
         {"offset": 0, "complete": False, "content_length": 1, "upload_length": 6, "known_length": 5},
         {"offset": 6, "complete": False, "content_length": 0, "upload_length": 5},

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from decoding import OFFSET_0
+from decoding import OFFSET_0_LINE as O
 from decoding import decode_all
 from decoding import feed_three_ways
 from decoding import run
 
 from byterange_server.errors import LimitExceededError
 from byterange_server.errors import MalformedBodyError
+from byterange_server.errors import MalformedHeaderError
+from byterange_server.errors import MissingRangeError
 from byterange_server.errors import TruncatedBodyError
+from byterange_server.errors import UnsupportedRangeUnitError
 from byterange_server.protocol.events import NEED_DATA
 from byterange_server.protocol.events import EndOfPatch
 from byterange_server.protocol.events import PartData
@@ -20,10 +25,16 @@ from byterange_server.protocol.message import encode_message
 from byterange_server.protocol.message import encode_message_head
 from byterange_server.protocol.message import format_fields
 from byterange_server.protocol.message import parse_field_line
+from byterange_server.protocol.parts import PartHeader
 
-# http-specs.md §1.4: writing "wxyz" at offset 2 of "0123456789\r\n" (Content-Length: 35).
+# docs/spec-notes.md#the-three-patch-formats-on-the-wire: writing "wxyz" at offset 2 of
+# "0123456789\r\n" (Content-Length: 35).
 GOLDEN = b"Content-Range: bytes 2-5/12\r\n\r\nwxyz"
 CR = (("content-range", "bytes 2-5/12"),)
+
+
+def start(fields: tuple[tuple[str, str], ...]) -> PartStart:
+    return PartStart(PartHeader.from_fields(fields))
 
 
 def test_golden_vector() -> None:
@@ -40,46 +51,78 @@ def test_golden_vector() -> None:
             [((("content-range", "bytes 0-0/*"),), b"")],
             id="empty-body",
         ),
-        pytest.param(b"\r\nabc", [((), b"abc")], id="no-fields"),
-        pytest.param(b"\r\n", [((), b"")], id="blank-line-only"),
         pytest.param(
-            b"A: 1\r\n\r\n\r\n\r\nX: y\r\n\r\n",
-            [((("a", "1"),), b"\r\n\r\nX: y\r\n\r\n")],
+            O + b"A: 1\r\n\r\n\r\n\r\nX: y\r\n\r\n",
+            [((OFFSET_0, ("a", "1")), b"\r\n\r\nX: y\r\n\r\n")],
             id="only-first-blank-line-ends-fields",
         ),
         pytest.param(
-            b"A: 1\r\n\r\nbare\nlf\rcr", [((("a", "1"),), b"bare\nlf\rcr")], id="body-is-opaque"
+            O + b"A: 1\r\n\r\nbare\nlf\rcr",
+            [((OFFSET_0, ("a", "1")), b"bare\nlf\rcr")],
+            id="body-is-opaque",
         ),
         pytest.param(
             b"Content-RANGE:   bytes 2-5/12 \t \r\n\r\nwxyz",
             [(CR, b"wxyz")],
             id="name-lowered-ows-stripped",
         ),
-        pytest.param(b"A:b\r\n\r\n", [((("a", "b"),), b"")], id="no-ows"),
-        pytest.param(b"X-Empty:\r\n\r\n", [((("x-empty", ""),), b"")], id="empty-value"),
-        pytest.param(b"X-Empty: \t \r\n\r\n", [((("x-empty", ""),), b"")], id="ows-only-value"),
+        pytest.param(O + b"A:b\r\n\r\n", [((OFFSET_0, ("a", "b")), b"")], id="no-ows"),
+        pytest.param(O + b"X-Empty:\r\n\r\n", [((OFFSET_0, ("x-empty", "")), b"")], id="empty-value"),
         pytest.param(
-            b"X-V: a \t b:c\r\n\r\n",
-            [((("x-v", "a \t b:c"),), b"")],
+            O + b"X-Empty: \t \r\n\r\n", [((OFFSET_0, ("x-empty", "")), b"")], id="ows-only-value"
+        ),
+        pytest.param(
+            O + b"X-V: a \t b:c\r\n\r\n",
+            [((OFFSET_0, ("x-v", "a \t b:c")), b"")],
             id="inner-whitespace-and-colon",
         ),
         pytest.param(
-            b"X-Latin: caf\xe9\r\n\r\n", [((("x-latin", "caf\xe9"),), b"")], id="obs-text-latin-1"
+            O + b"X-Latin: caf\xe9\r\n\r\n",
+            [((OFFSET_0, ("x-latin", "caf\xe9")), b"")],
+            id="obs-text-latin-1",
         ),
         pytest.param(
-            b"B: 2\r\nA: 1\r\nb: 3\r\n\r\n",
-            [((("b", "2"), ("a", "1"), ("b", "3")), b"")],
+            b"B: 2\r\nA: 1\r\n" + O + b"b: 3\r\n\r\n",
+            [((("b", "2"), ("a", "1"), OFFSET_0, ("b", "3")), b"")],
             id="order-and-duplicates-kept",
         ),
         pytest.param(
-            b"!#$%&'*+-.^_`|~09AZaz: v\r\n\r\n",
-            [((("!#$%&'*+-.^_`|~09azaz", "v"),), b"")],
+            O + b"!#$%&'*+-.^_`|~09AZaz: v\r\n\r\n",
+            [((OFFSET_0, ("!#$%&'*+-.^_`|~09azaz", "v")), b"")],
             id="every-tchar",
         ),
     ],
 )
 def test_decodes(raw: bytes, expected: list[tuple[object, bytes]]) -> None:
     assert decode_all(MessageDecoder, raw) == expected
+
+
+def test_part_start_carries_the_parsed_header() -> None:
+    decoder = MessageDecoder()
+    decoder.receive_data(b"Content-Range: bytes 2-5/12\r\nRepr-Digest: sha-256=:x:\r\n\r\nwxyz")
+    event = decoder.next_event()
+    assert isinstance(event, PartStart)
+    assert (event.header.start, event.header.stop, event.header.length) == (2, 6, 12)
+    assert event.header.get_all("Repr-Digest") == ["sha-256=:x:"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        pytest.param(b"A: 1\r\n\r\nwxyz", MissingRangeError, id="no-range"),
+        pytest.param(b"Content-Range: items 2-5/12\r\n\r\nwxyz", UnsupportedRangeUnitError, id="unit"),
+        pytest.param(
+            b"Content-Range: bytes 2-5/12\r\nContent-Offset: 2\r\n\r\nwxyz",
+            MalformedHeaderError,
+            id="two-ranges",
+        ),
+        pytest.param(b"Content-Range: bytes 5-2/12\r\n\r\nwxyz", MalformedHeaderError, id="bad-range"),
+    ],
+)
+def test_a_part_that_does_not_say_where_it_goes_is_refused(raw: bytes, error: type[Exception]) -> None:
+    outcome = feed_three_ways(MessageDecoder, raw)
+    assert outcome.error_type is error
+    assert outcome.parts == []
 
 
 @pytest.mark.parametrize(
@@ -110,6 +153,9 @@ def test_decodes(raw: bytes, expected: list[tuple[object, bytes]]) -> None:
         pytest.param(b"A: b\x7fc\r\n\r\n", MalformedBodyError, id="del-in-value"),
         pytest.param(b"A: b\x0bc\r\n\r\n", MalformedBodyError, id="vt-in-value"),
         pytest.param(b"\xe9: x\r\n\r\n", MalformedBodyError, id="non-ascii-name"),
+        # A well-framed field block that does not say where the part goes.
+        pytest.param(b"\r\nabc", MissingRangeError, id="no-fields"),
+        pytest.param(b"\r\n", MissingRangeError, id="blank-line-only"),
     ],
 )
 def test_errors(raw: bytes, error: type[Exception]) -> None:
@@ -127,13 +173,15 @@ def test_over_long_field_block_reports_limit() -> None:
 
 @pytest.mark.parametrize("cap", [6, 7, 16, 100])
 def test_cap_includes_blank_line_exactly(cap: int) -> None:
-    head = b"A:" + b"x" * (cap - 6) + b"\r\n\r\n"  # exactly `cap` bytes
-    assert len(head) == cap
-    assert feed_three_ways(lambda: MessageDecoder(cap), head + b"body").parts == [
-        ((("a", "x" * (cap - 6)),), b"body")
+    # `cap` bytes past the range line every part needs: "A:", its padding and the blank line.
+    limit = len(O) + cap
+    head = O + b"A:" + b"x" * (cap - 6) + b"\r\n\r\n"  # exactly `limit` bytes
+    assert len(head) == limit
+    assert feed_three_ways(lambda: MessageDecoder(limit), head + b"body").parts == [
+        ((OFFSET_0, ("a", "x" * (cap - 6))), b"body")
     ]
-    longer = b"A:" + b"x" * (cap - 5) + b"\r\n\r\n"
-    assert feed_three_ways(lambda: MessageDecoder(cap), longer).error_type is LimitExceededError
+    longer = O + b"A:" + b"x" * (cap - 5) + b"\r\n\r\n"
+    assert feed_three_ways(lambda: MessageDecoder(limit), longer).error_type is LimitExceededError
 
 
 def test_limit_fails_before_whole_block_arrives() -> None:
@@ -148,7 +196,7 @@ def test_body_is_zero_copy_views_of_received_chunks() -> None:
     first = GOLDEN + b"0" * 1000
     second = b"1" * (1 << 20)
     decoder.receive_data(first)
-    assert decoder.next_event() == PartStart(CR)
+    assert decoder.next_event() == start(CR)
     event = decoder.next_event()
     assert isinstance(event, PartData)
     assert event.data.obj is first and bytes(event.data) == b"wxyz" + b"0" * 1000
@@ -166,12 +214,12 @@ def test_body_is_zero_copy_views_of_received_chunks() -> None:
 
 def test_several_chunks_queued_before_next_event() -> None:
     decoder = MessageDecoder()
-    for chunk in (b"A: 1\r", b"\n\r\nab", b"cd", b""):
+    for chunk in (O + b"A: 1\r", b"\n\r\nab", b"cd", b""):
         decoder.receive_data(chunk)
     events = []
     while not isinstance(event := decoder.next_event(), EndOfPatch):
         events.append(event)
-    assert events[0] == PartStart((("a", "1"),))
+    assert events[0] == start((OFFSET_0, ("a", "1")))
     assert b"".join(bytes(e.data) for e in events if isinstance(e, PartData)) == b"abcd"
     assert events[-1] == PartEnd()
 

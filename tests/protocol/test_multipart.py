@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from decoding import OFFSET_0
+from decoding import OFFSET_0_LINE as O
 from decoding import decode_all
 from decoding import feed_three_ways
 from decoding import run
@@ -10,6 +12,7 @@ from decoding import run
 from byterange_server.errors import LimitExceededError
 from byterange_server.errors import MalformedBodyError
 from byterange_server.errors import MalformedHeaderError
+from byterange_server.errors import MissingRangeError
 from byterange_server.errors import TruncatedBodyError
 from byterange_server.protocol.events import NEED_DATA
 from byterange_server.protocol.events import PartData
@@ -20,8 +23,9 @@ from byterange_server.protocol.multipart import MultipartEncoder
 from byterange_server.protocol.multipart import encode_multipart
 from byterange_server.protocol.multipart import make_boundary
 from byterange_server.protocol.multipart import validate_boundary
+from byterange_server.protocol.parts import PartHeader
 
-# http-specs.md §1.4: "abcd" at 0 and "ijkl" at 8 (Content-Length: 98).
+# docs/spec-notes.md#the-three-patch-formats-on-the-wire: "abcd" at 0 and "ijkl" at 8 (Content-Length: 98).
 GOLDEN = (
     b"--SEP\r\n"
     b"Content-Range: bytes 0-3/12\r\n"
@@ -37,7 +41,11 @@ GOLDEN_PARTS = [
     ((("content-range", "bytes 0-3/12"),), b"abcd"),
     ((("content-range", "bytes 8-11/12"),), b"ijkl"),
 ]
-F = (("f", "1"),)
+F = (OFFSET_0,)
+
+
+def start(fields: tuple[tuple[str, str], ...]) -> PartStart:
+    return PartStart(PartHeader.from_fields(fields))
 
 
 def sep(**kwargs: int) -> MultipartDecoder:
@@ -62,34 +70,35 @@ def test_golden_vector() -> None:
         pytest.param(b"\r\n\r\n" + GOLDEN, GOLDEN_PARTS, id="crlfs-before-first-boundary"),
         pytest.param(GOLDEN + b"epilogue\r\n--SEP\r\ngarbage", GOLDEN_PARTS, id="epilogue-ignored"),
         pytest.param(
-            b"--SEP \t \r\nf: 1\r\n\r\nab\r\n--SEP\t\r\nf: 1\r\n\r\ncd\r\n--SEP-- \r\n",
+            b"--SEP \t \r\nContent-Offset: 0\r\n\r\nab\r\n"
+            b"--SEP\t\r\nContent-Offset: 0\r\n\r\ncd\r\n--SEP-- \r\n",
             [(F, b"ab"), (F, b"cd")],
             id="transport-padding",
         ),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n\r\n--SEP--", [(F, b"")], id="empty-body-blank-line-is-crlf"
+            b"--SEP\r\nContent-Offset: 0\r\n\r\n--SEP--", [(F, b"")], id="empty-body-blank-line-is-crlf"
         ),
-        pytest.param(b"--SEP\r\nf: 1\r\n\r\n\r\n--SEP--", [(F, b"")], id="empty-body-extra-crlf"),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n\r\n\r\n\r\n--SEP--", [(F, b"\r\n")], id="body-is-one-crlf"
+            b"--SEP\r\nContent-Offset: 0\r\n\r\n\r\n--SEP--", [(F, b"")], id="empty-body-extra-crlf"
         ),
-        pytest.param(b"--SEP\r\n\r\nabc\r\n--SEP--", [((), b"abc")], id="no-fields"),
-        pytest.param(b"--SEP\r\n\r\n--SEP--", [((), b"")], id="no-fields-no-body"),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n\r\n"
+            b"--SEP\r\nContent-Offset: 0\r\n\r\n\r\n\r\n--SEP--", [(F, b"\r\n")], id="body-is-one-crlf"
+        ),
+        pytest.param(
+            b"--SEP\r\nContent-Offset: 0\r\n\r\n"
             b"\r\r\n\n--\r\n-\r\n--S\r\n--SE \r\n--sep\n--SEP\r--SEPx--SEP"
             b"\r\n--SEP--",
             [(F, b"\r\r\n\n--\r\n-\r\n--S\r\n--SE \r\n--sep\n--SEP\r--SEPx--SEP")],
             id="near-delimiters-are-data",
         ),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n\r\n" + bytes(range(256)) * 4 + b"\r\n--SEP--",
+            b"--SEP\r\nContent-Offset: 0\r\n\r\n" + bytes(range(256)) * 4 + b"\r\n--SEP--",
             [(F, bytes(range(256)) * 4)],
             id="binary-body",
         ),
         pytest.param(
-            b"--SEP\r\nA: 1\r\nb:  2 \r\nA: 3\r\n\r\nx\r\n--SEP--",
-            [((("a", "1"), ("b", "2"), ("a", "3")), b"x")],
+            b"--SEP\r\nA: 1\r\nb:  2 \r\n" + O + b"A: 3\r\n\r\nx\r\n--SEP--",
+            [((("a", "1"), ("b", "2"), OFFSET_0, ("a", "3")), b"x")],
             id="fields-in-order",
         ),
     ],
@@ -109,7 +118,7 @@ def test_decodes(raw: bytes, expected: list[tuple[object, bytes]]) -> None:
     ],
 )
 def test_boundaries(boundary: str) -> None:
-    parts = [(F, b"one\r\n-"), ((), b""), (F, b"-" + boundary.encode())]
+    parts = [(F, b"one\r\n-"), (F, b""), (F, b"-" + boundary.encode())]
     raw = encode_multipart(parts, boundary)
     assert decode_all(lambda: MultipartDecoder(boundary), raw) == parts
 
@@ -122,21 +131,23 @@ def test_boundaries(boundary: str) -> None:
         pytest.param(b"--SEP--\r\n", MalformedBodyError, id="zero-parts-close-only"),
         pytest.param(b"preamble\r\n--SEP--", MalformedBodyError, id="zero-parts-after-preamble"),
         pytest.param(b"--SEPX\r\n", MalformedBodyError, id="first-boundary-line-garbage"),
-        pytest.param(b"--SEP\rf: 1\r\n\r\n", MalformedBodyError, id="cr-without-lf"),
-        pytest.param(b"--SEP\nf: 1\r\n\r\n", MalformedBodyError, id="bare-lf-after-boundary"),
+        pytest.param(b"--SEP\rContent-Offset: 0\r\n\r\n", MalformedBodyError, id="cr-without-lf"),
+        pytest.param(b"--SEP\nContent-Offset: 0\r\n\r\n", MalformedBodyError, id="bare-lf-after-boundary"),
         pytest.param(
-            b"--SEP\n\nf: 1\r\n\r\nx\r\n--SEP--", MalformedBodyError, id="lf-lf-after-boundary"
+            b"--SEP\n\nContent-Offset: 0\r\n\r\nx\r\n--SEP--", MalformedBodyError, id="lf-lf-after-boundary"
         ),
         pytest.param(b"--SEP \tx\r\n", MalformedBodyError, id="garbage-after-padding"),
-        pytest.param(b"--SEP\r\nf: 1\n\nab\r\n--SEP--", MalformedBodyError, id="bare-lf-in-fields"),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n\nab\r\n--SEP--", MalformedBodyError, id="bare-lf-blank-line"
+            b"--SEP\r\nContent-Offset: 0\n\nab\r\n--SEP--", MalformedBodyError, id="bare-lf-in-fields"
+        ),
+        pytest.param(
+            b"--SEP\r\nContent-Offset: 0\r\n\nab\r\n--SEP--", MalformedBodyError, id="bare-lf-blank-line"
         ),
         pytest.param(
             b"--SEP\r\nBad Name: 1\r\n\r\n\r\n--SEP--", MalformedBodyError, id="bad-field-name"
         ),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n folded\r\n\r\n\r\n--SEP--", MalformedBodyError, id="obs-fold"
+            b"--SEP\r\nContent-Offset: 0\r\n folded\r\n\r\n\r\n--SEP--", MalformedBodyError, id="obs-fold"
         ),
         pytest.param(
             b"--SEP\r\nf: a\x00b\r\n\r\n\r\n--SEP--", MalformedBodyError, id="nul-in-value"
@@ -145,14 +156,17 @@ def test_boundaries(boundary: str) -> None:
         pytest.param(b"--SEP\r\n--SEP--\r\n", MalformedBodyError, id="delimiter-where-fields-are"),
         pytest.param(b"--SEP\r\nf: " + b"x" * 9000, LimitExceededError, id="over-long-field-block"),
         pytest.param(
-            b"--SEP\r\n" + b"f: 1\r\n" * 2000 + b"\r\nx\r\n--SEP--",
+            b"--SEP\r\n" + b"Content-Offset: 0\r\n" * 2000 + b"\r\nx\r\n--SEP--",
             LimitExceededError,
             id="too-many-field-lines",
         ),
         pytest.param(b"--SEP", TruncatedBodyError, id="eof-after-first-boundary"),
         pytest.param(b"--SEP \t", TruncatedBodyError, id="eof-in-padding"),
-        pytest.param(b"--SEP\r\nf: 1\r\n", TruncatedBodyError, id="eof-in-fields"),
-        pytest.param(b"--SEP\r\nf: 1", TruncatedBodyError, id="eof-mid-field-line"),
+        pytest.param(b"--SEP\r\nContent-Offset: 0\r\n", TruncatedBodyError, id="eof-in-fields"),
+        pytest.param(b"--SEP\r\nContent-Offset: 0", TruncatedBodyError, id="eof-mid-field-line"),
+        # A well-framed field block that does not say where the part goes.
+        pytest.param(b"--SEP\r\n\r\nabc\r\n--SEP--", MissingRangeError, id="no-fields"),
+        pytest.param(b"--SEP\r\n\r\n--SEP--", MissingRangeError, id="no-fields-no-body"),
     ],
 )
 def test_errors(raw: bytes, error: type[Exception]) -> None:
@@ -164,10 +178,10 @@ def test_errors(raw: bytes, error: type[Exception]) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        pytest.param(b"--SEP\r\nf: 1\r\n\r\nab\r\n--SEPX\r\n", id="boundary-prefix-in-data"),
-        pytest.param(b"--SEP\r\nf: 1\r\n\r\nab\r\n--SEP-x", id="single-dash"),
-        pytest.param(b"--SEP\r\nf: 1\r\n\r\nab\r\n--SEP \r", id="cr-then-eof-is-truncated"),
-        pytest.param(b"--SEP\r\nf: 1\r\n\r\nab\r\n--SEP \rx", id="cr-without-lf-after-part"),
+        pytest.param(b"--SEP\r\nContent-Offset: 0\r\n\r\nab\r\n--SEPX\r\n", id="boundary-prefix-in-data"),
+        pytest.param(b"--SEP\r\nContent-Offset: 0\r\n\r\nab\r\n--SEP-x", id="single-dash"),
+        pytest.param(b"--SEP\r\nContent-Offset: 0\r\n\r\nab\r\n--SEP \r", id="cr-then-eof-is-truncated"),
+        pytest.param(b"--SEP\r\nContent-Offset: 0\r\n\r\nab\r\n--SEP \rx", id="cr-without-lf-after-part"),
     ],
 )
 def test_bad_delimiter_line_after_a_part(raw: bytes) -> None:
@@ -179,21 +193,23 @@ def test_bad_delimiter_line_after_a_part(raw: bytes) -> None:
 @pytest.mark.parametrize(
     ("raw", "received", "ended"),
     [
-        pytest.param(b"--SEP\r\nf: 1\r\n\r\n", b"", False, id="eof-after-fields"),
-        pytest.param(b"--SEP\r\nf: 1\r\n\r\nabcd", b"abcd", False, id="eof-in-body"),
-        pytest.param(b"--SEP\r\nf: 1\r\n\r\nabcd\r", b"abcd", False, id="eof-after-cr"),
-        pytest.param(b"--SEP\r\nf: 1\r\n\r\nabcd\r\n--SE", b"abcd", False, id="eof-in-delimiter"),
+        pytest.param(b"--SEP\r\nContent-Offset: 0\r\n\r\n", b"", False, id="eof-after-fields"),
+        pytest.param(b"--SEP\r\nContent-Offset: 0\r\n\r\nabcd", b"abcd", False, id="eof-in-body"),
+        pytest.param(b"--SEP\r\nContent-Offset: 0\r\n\r\nabcd\r", b"abcd", False, id="eof-after-cr"),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n\r\nab\rcd", b"ab\rcd", False, id="eof-after-lone-cr-in-data"
+            b"--SEP\r\nContent-Offset: 0\r\n\r\nabcd\r\n--SE", b"abcd", False, id="eof-in-delimiter"
         ),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n\r\nabcd\r\n--SEP", b"abcd", True, id="missing-close-delimiter"
+            b"--SEP\r\nContent-Offset: 0\r\n\r\nab\rcd", b"ab\rcd", False, id="eof-after-lone-cr-in-data"
         ),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n\r\nabcd\r\n--SEP-", b"abcd", True, id="half-close-delimiter"
+            b"--SEP\r\nContent-Offset: 0\r\n\r\nabcd\r\n--SEP", b"abcd", True, id="missing-close-delimiter"
         ),
         pytest.param(
-            b"--SEP\r\nf: 1\r\n\r\nabcd\r\n--SEP\r\n", b"abcd", True, id="eof-before-next-part"
+            b"--SEP\r\nContent-Offset: 0\r\n\r\nabcd\r\n--SEP-", b"abcd", True, id="half-close-delimiter"
+        ),
+        pytest.param(
+            b"--SEP\r\nContent-Offset: 0\r\n\r\nabcd\r\n--SEP\r\n", b"abcd", True, id="eof-before-next-part"
         ),
     ],
 )
@@ -202,6 +218,13 @@ def test_truncation_keeps_received_prefix(raw: bytes, received: bytes, ended: bo
     assert outcome.error_type is TruncatedBodyError
     assert outcome.parts == [(F, received)]
     assert outcome.ended == [ended]
+
+
+def test_a_later_part_without_a_range_fails_once_the_earlier_ones_are_out() -> None:
+    raw = GOLDEN.replace(b"Content-Range: bytes 8-11/12", b"X: 1")
+    outcome = feed_three_ways(sep, raw)
+    assert outcome.error_type is MissingRangeError
+    assert outcome.parts == [GOLDEN_PARTS[0]] and outcome.ended == [True]
 
 
 def test_truncation_in_second_part() -> None:
@@ -228,8 +251,8 @@ def test_max_parts() -> None:
 
 def test_body_is_zero_copy_and_held_back_only_at_a_possible_delimiter() -> None:
     decoder = sep()
-    decoder.receive_data(b"--SEP\r\nf: 1\r\n\r\n")
-    assert decoder.next_event() == PartStart(F)
+    decoder.receive_data(b"--SEP\r\nContent-Offset: 0\r\n\r\n")
+    assert decoder.next_event() == start(F)
     assert decoder.next_event() is NEED_DATA
 
     chunk = b"a" * (1 << 20)
@@ -263,7 +286,7 @@ def test_hold_back_never_exceeds_delimiter_minus_one() -> None:
     boundary = "b" * 70
     delimiter = b"\r\n--" + boundary.encode()
     decoder = MultipartDecoder(boundary)
-    decoder.receive_data(b"--" + boundary.encode() + b"\r\n\r\n")
+    decoder.receive_data(b"--" + boundary.encode() + b"\r\n" + O + b"\r\n")
     assert isinstance(decoder.next_event(), PartStart)
     received = emitted = 0
     for chunk in (b"x" * 5 + delimiter[:-1], b"\r" + delimiter[1:-1], b"y", b"\r"):
@@ -279,9 +302,9 @@ def test_hold_back_never_exceeds_delimiter_minus_one() -> None:
 def test_delimiter_search_is_linear() -> None:
     # Many near-delimiters in many small chunks: a rescanning decoder would be quadratic.
     body = (b"\r\n--SE" + b"x" * 10) * 20000
-    raw = b"--SEP\r\n\r\n" + body + b"\r\n--SEP--"
+    raw = b"--SEP\r\n" + O + b"\r\n" + body + b"\r\n--SEP--"
     chunks = [raw[i : i + 7] for i in range(0, len(raw), 7)]
-    assert run(sep(), chunks).parts == [((), body)]
+    assert run(sep(), chunks).parts == [(F, body)]
 
 
 def test_constructor_rejects_bad_boundary() -> None:

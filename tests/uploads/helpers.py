@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from byterange_server.protocol.multipart import MultipartDecoder
 from byterange_server.protocol.multipart import encode_multipart
+from byterange_server.protocol.parts import PartHeader
 from byterange_server.protocol.raw import RawDecoder
 from byterange_server.uploads.lifecycle import EventBus
 from byterange_server.uploads.service import UploadService
@@ -35,7 +36,7 @@ def put(service, resource_id: str, start: int, data: bytes, length: int | str = 
     fields = (("content-range", f"bytes {start}-{start + len(data) - 1}/{length}"),)
     middle = len(data) // 2
     chunks = [data[:middle], data[middle:]] if middle else [data]
-    return service.write(resource_id, RawDecoder(fields), ListBody(chunks, **kwargs))
+    return service.write(resource_id, RawDecoder(PartHeader.from_fields(fields)), ListBody(chunks, **kwargs))
 
 
 def with_settings(service, **changes):

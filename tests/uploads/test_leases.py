@@ -13,6 +13,7 @@ from sqlalchemy import event
 from byterange_server.db import models
 from byterange_server.errors import ResourceNotFoundError
 from byterange_server.errors import WriteInProgressError
+from byterange_server.protocol.parts import PartHeader
 from byterange_server.protocol.raw import RawDecoder
 from byterange_server.uploads.leases import LeaseKeeper
 from byterange_server.uploads.values import Creator
@@ -160,7 +161,7 @@ def test_delete_fences_a_stalled_writer_at_once(service) -> None:
     with pytest.raises(ResourceNotFoundError) as info:
         service.write(
             resource.id,
-            RawDecoder((("content-range", "bytes 0-9/10"),)),
+            RawDecoder(PartHeader.from_fields((("content-range", "bytes 0-9/10"),))),
             body,
             WriteOptions(on_stale=cut.set),
         )

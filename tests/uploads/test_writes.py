@@ -30,6 +30,7 @@ from byterange_server.errors import OverlappingPartsError
 from byterange_server.errors import TruncatedBodyError
 from byterange_server.errors import WriteInProgressError
 from byterange_server.extents import Extent
+from byterange_server.protocol.parts import PartHeader
 from byterange_server.protocol.raw import RawDecoder
 from byterange_server.uploads.values import WriteOptions
 from byterange_server.uploads.writes import WriteSession
@@ -151,7 +152,7 @@ def test_interrupted_write_keeps_the_prefix_under_persist(service) -> None:
     resource = service.allocate(length=10)
     fields = (("content-range", "bytes 0-9/10"),)
     with pytest.raises(TruncatedBodyError):
-        service.write(resource.id, RawDecoder(fields), ListBody([b"0123"], interrupted=True))
+        service.write(resource.id, RawDecoder(PartHeader.from_fields(fields)), ListBody([b"0123"], interrupted=True))
     assert service.state(resource.id).extents == [Extent(0, 4)]
 
 
@@ -161,7 +162,7 @@ def test_interrupted_write_keeps_nothing_under_atomic(service) -> None:
     with pytest.raises(TruncatedBodyError):
         service.write(
             resource.id,
-            RawDecoder(fields),
+            RawDecoder(PartHeader.from_fields(fields)),
             ListBody([b"0123"], interrupted=True),
             WriteOptions(transaction="atomic"),
         )

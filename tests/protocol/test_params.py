@@ -1,25 +1,28 @@
-"""Tests for :mod:`byterange_server.protocol.headers`: ``Prefer``, digests and
-``Content-Disposition``.
-"""
+"""Tests for :mod:`byterange_server.protocol.params`: ``Prefer``, ``Content-Disposition`` and ``Link``
+(RFC 8288: how a client finds the committed-range document)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import string
 
 import pytest
+from hypothesis import example
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+from strategies import ANY_TEXT
+from strategies import only_client_errors
 
 from byterange_server.errors import MalformedHeaderError
-from byterange_server.protocol.headers import SUPPORTED_DIGESTS
-from byterange_server.protocol.headers import format_content_disposition
-from byterange_server.protocol.headers import format_digest
-from byterange_server.protocol.headers import parse_content_disposition_filename
-from byterange_server.protocol.headers import parse_digest_field
-from byterange_server.protocol.headers import parse_prefer
-from byterange_server.protocol.headers import pick_digest
-from byterange_server.protocol.headers import transaction_preference
+from byterange_server.protocol.params import find_link
+from byterange_server.protocol.params import format_content_disposition
+from byterange_server.protocol.params import parse_content_disposition_filename
+from byterange_server.protocol.params import parse_links
+from byterange_server.protocol.params import parse_prefer
+from byterange_server.protocol.params import transaction_preference
 
 P = pytest.param
+
 
 # -- Prefer --------------------------------------------------------------------------------------
 
@@ -85,78 +88,6 @@ def test_parse_prefer_invalid(raw):
 )
 def test_transaction_preference(raw, expected):
     assert transaction_preference(parse_prefer(raw)) == expected
-
-
-# -- digests -------------------------------------------------------------------------------------
-
-EMPTY_SHA256 = base64.b64decode("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
-WXYZ_SHA256 = hashlib.sha256(b"wxyz").digest()
-WXYZ_SHA512 = hashlib.sha512(b"wxyz").digest()
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        P("sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:", {"sha-256": EMPTY_SHA256},
-          id="rfc9530-empty-vector"),
-        P(f"sha-256=:{b64(WXYZ_SHA256)}:, sha-512=:{b64(WXYZ_SHA512)}:",
-          {"sha-256": WXYZ_SHA256, "sha-512": WXYZ_SHA512}, id="two"),
-        P("md5=:AAAA:", {"md5": b"\0\0\0"}, id="unsupported-any-length"),
-        P(f"sha-256=:{b64(WXYZ_SHA256)}:;foo=1", {"sha-256": WXYZ_SHA256},
-          id="params-ignored"),
-        P("", {}, id="empty"),
-    ],
-)
-def test_parse_digest_field(raw, expected):
-    assert parse_digest_field(raw) == expected
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        P("sha-256", id="bare-key"),
-        P("sha-256=abc", id="token-member"),
-        P('sha-256="abc"', id="string-member"),
-        P("sha-256=1", id="integer-member"),
-        P("sha-256=(:AAAA:)", id="inner-list"),
-        P("sha-256=:AAAA:", id="sha-256-wrong-length"),
-        P("sha-256=:not base64:", id="bad-base64"),
-        P("SHA-256=:AAAA:", id="upper-case-key"),
-        P("sha-256=:AAAA:,", id="trailing-comma"),
-        P("sha-256=:AAAA:é", id="non-ascii"),
-    ],
-)
-def test_parse_digest_field_invalid(raw):
-    with pytest.raises(MalformedHeaderError):
-        parse_digest_field(raw, field="Repr-Digest")
-
-
-@pytest.mark.parametrize(
-    ("parsed", "expected"),
-    [
-        P({}, None, id="empty"),
-        P({"md5": b"x", "crc32c": b"y"}, None, id="none-supported"),
-        P({"md5": b"x", "sha-256": b"a"}, ("sha-256", b"a"), id="sha-256"),
-        P({"sha-256": b"a", "sha-512": b"b"}, ("sha-512", b"b"), id="strongest"),
-    ],
-)
-def test_pick_digest(parsed, expected):
-    assert pick_digest(parsed) == expected
-
-
-def test_format_digest_round_trip():
-    text = format_digest("sha-256", hashlib.sha256(b"wxyz").digest())
-    assert text == "sha-256=:F/SI92jbj756QIqUaSA8YeA7X+QyFLlaAOfAxS0v2TM=:"
-    assert parse_digest_field(text) == {"sha-256": WXYZ_SHA256}
-
-
-def test_supported_digests_are_hash_constructors():
-    assert SUPPORTED_DIGESTS["sha-256"](b"").digest() == EMPTY_SHA256
-    assert set(SUPPORTED_DIGESTS) == {"sha-256", "sha-512"}
 
 
 # -- Content-Disposition -------------------------------------------------------------------------
@@ -250,3 +181,106 @@ def test_format_content_disposition_inline():
 def test_format_content_disposition_rejects(filename, disposition):
     with pytest.raises(ValueError):
         format_content_disposition(filename, disposition)
+
+
+# -- Link ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            '</files/a/committed-ranges>; rel="committed-ranges"',
+            [("/files/a/committed-ranges", {"rel": "committed-ranges"})],
+        ),
+        ("<https://h/x?y=1>;rel=next", [("https://h/x?y=1", {"rel": "next"})]),
+        ('<a>; REL="Next"; title="a, b; c"', [("a", {"rel": "Next", "title": "a, b; c"})]),
+        ("<a>; rel=one; rel=two", [("a", {"rel": "one"})]),  # later rel ignored (RFC 8288 §3.3)
+        ("<a>, <b>;rel=x", [("a", {}), ("b", {"rel": "x"})]),
+        ("  <a>  ;  rel = x  ,  ", [("a", {"rel": "x"})]),
+        (", ,<a>", [("a", {})]),
+        ("<a>; crossorigin", [("a", {"crossorigin": ""})]),
+        ('<a>; title="say \\"hi\\""', [("a", {"title": 'say "hi"'})]),
+        ("", []),
+    ],
+)
+def test_parse_links(raw, expected):
+    assert parse_links(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["a", "<a", "<a>; =x", "<a> junk", "<a>; rel=", '<a>; rel="open', "<a b>", "<a>;; rel=x"],
+)
+def test_parse_links_invalid(raw):
+    with pytest.raises(MalformedHeaderError):
+        parse_links(raw)
+
+
+def test_find_link():
+    value = '</p2>; rel="next", </c>; rel="alternate committed-ranges"'
+    assert find_link(value, "committed-ranges") == "/c"
+    assert find_link(value, "NEXT") == "/p2"
+    assert find_link(value, "prev") is None
+    assert find_link(None, "next") is None
+
+
+TCHARS = "abcdefghijklmnopqrstuvwxyz0123456789-._~!#$%&'*+^`|"
+tokens = st.text(st.sampled_from(TCHARS), min_size=1, max_size=9)
+targets = st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="<>"), max_size=30
+)
+values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20)
+
+
+@given(st.lists(st.tuples(targets, st.dictionaries(tokens, values, max_size=3)), max_size=4))
+def test_formatted_links_parse_back(links):
+    def quote(v: str) -> str:
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    raw = ", ".join(
+        f"<{target}>" + "".join(f"; {name}={quote(value)}" for name, value in params.items())
+        for target, params in links
+    )
+    parsed = parse_links(raw)
+    assert [t for t, _ in parsed] == [t for t, _ in links]
+    # Names differing only in case collapse to the first one given.
+    for (_, got), (_, params) in zip(parsed, links, strict=True):
+        first: dict[str, str] = {}
+        for name, value in params.items():
+            first.setdefault(name.lower(), value)
+        assert got == first
+
+
+# -- round trips ---------------------------------------------------------------------------------
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1))
+def test_content_disposition_round_trip(filename):
+    text = format_content_disposition(filename)
+    assert text.isascii()
+    assert "\r" not in text and "\n" not in text
+    assert parse_content_disposition_filename(text) == filename
+
+
+# -- robustness: arbitrary text ------------------------------------------------------------------
+
+
+PARSERS = {
+    "parse_prefer": parse_prefer,
+    "parse_content_disposition_filename": parse_content_disposition_filename,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+@settings(deadline=None)
+@given(text=ANY_TEXT)
+@example(text="bytes=" + "9" * 40)
+@example(text="\udcff")
+def test_parsers_raise_only_client_errors(name, text):
+    only_client_errors(PARSERS[name], text)
+
+
+@given(st.lists(st.tuples(st.sampled_from(string.ascii_lowercase[:3]), ANY_TEXT), max_size=3))
+def test_parse_prefer_on_many_lines(lines):
+    only_client_errors(parse_prefer, [text for _, text in lines])
