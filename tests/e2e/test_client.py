@@ -597,8 +597,9 @@ def test_a_file_changed_during_a_download_starts_it_over(plain_file_server, tmp_
 # -- input of unknown length: pipes, FIFOs, stdin ------------------------------------------------
 
 
-def feed(write_end: int, *pieces: bytes, close: bool = True) -> None:
-    with open(write_end, "wb", closefd=close) as out:
+def feed(write_end: int, *pieces: bytes) -> None:
+    """Write ``pieces`` to a pipe or FIFO, then close it (the end of the input)."""
+    with contextlib.suppress(BrokenPipeError), open(write_end, "wb") as out:
         for piece in pieces:
             out.write(piece)
 
@@ -607,18 +608,24 @@ def feed(write_end: int, *pieces: bytes, close: bool = True) -> None:
 def test_a_pipe_is_uploaded_without_knowing_its_length(gunicorn_server, tmp_path, fmt):
     data = random.Random(11).randbytes(5 * MiB + 77)
     read_end, write_end = os.pipe()
+    go_on = threading.Event()
+
+    def write() -> None:  # on a daemon thread: a client that stops reading must not hang the test
+        with contextlib.suppress(BrokenPipeError), open(write_end, "wb") as out:
+            out.write(data[: 3 * MiB + 5])
+            out.flush()
+            go_on.wait(60)
+            out.write(data[3 * MiB + 5 :])
+
     with open(read_end, "rb", buffering=0) as pipe:
         uploader = Uploader(pipe, gunicorn_server.url, segment_size=MiB, wire_format=fmt)
         running = Background(uploader.run)
-        out = open(write_end, "wb")  # noqa: SIM115 - closed below, to end the input
-        out.write(data[: 3 * MiB + 5])
-        out.flush()
+        threading.Thread(target=write, daemon=True).start()
         # Segments 0 and 1 go as soon as the one after each is read; 2 waits for the end of 3.
         wait_until(lambda: uploader.resource_url is not None
                    and committed_bytes(gunicorn_server, uploader.resource_url) == 2 * MiB)
         midway = gunicorn_server.head(uploader.resource_url)
-        out.write(data[3 * MiB + 5 :])
-        out.close()
+        go_on.set()
         result = running.outcome()
     assert midway.length is None and midway.complete is False  # allocated without Upload-Length
     assert midway.ranges == [(0, 2 * MiB - 1)]
@@ -655,7 +662,7 @@ def test_the_command_uploads_from_a_fifo_and_says_parallel_does_not_apply(gunico
     data = random.Random(12).randbytes(3 * MiB + 333)
     fifo = tmp_path / "input.fifo"
     os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: feed(os.open(fifo, os.O_WRONLY), data))
+    writer = threading.Thread(target=lambda: feed(os.open(fifo, os.O_WRONLY), data), daemon=True)
     writer.start()
     done = run_cli("upload", str(fifo), gunicorn_server.url, "-s", "1MiB", "-p", "8", state_dir=tmp_path)
     writer.join(timeout=30)
@@ -674,7 +681,7 @@ def test_a_stream_resends_a_cut_segment_from_memory(gunicorn_server, tmp_path):
         for kind, position in [(Fault.CUT, 300_000), (Fault.RESET, 700_000), (Fault.CUT, 100)]:
             proxy.schedule(kind, after_bytes=position)
         read_end, write_end = os.pipe()
-        writer = threading.Thread(target=feed, args=(write_end, data))
+        writer = threading.Thread(target=feed, args=(write_end, data), daemon=True)
         writer.start()
         with open(read_end, "rb", buffering=0) as pipe:
             result = upload(pipe, proxy.url_for("/files"), segment_size=MiB, retry=FAST_RETRY,
