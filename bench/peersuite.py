@@ -6,7 +6,8 @@
 The servers, each on its own loopback port, all started by this one invocation:
 
 - **ours**: byterange-server under gunicorn with the production settings (``gunicorn_conf``),
-  SQLite, ``BYTERANGE_FSYNC=true``; **ours nofsync**: a second one with ``BYTERANGE_FSYNC=false``.
+  SQLite, ``BYTERANGE_FSYNC=true``; **ours nofsync**: a second one with ``BYTERANGE_FSYNC=false``
+  (no ``fdatasync`` of the data; SQLite still syncs its commits).
   Each is measured through its byte-range endpoint (``ours-br``: ``message/byterange`` PATCHes)
   and its tus endpoint (``ours-tus``: tus creation POST, then PATCHes with ``Upload-Offset``).
 - **@tus/server** with **@tus/file-store** on Node, one process; **tuspyserver** on uvicorn with
@@ -203,7 +204,9 @@ class PeerSuite:
             if cpu is not None:
                 row.server_cpu.append(cpu)
 
-    def measure(self, scenario: str, target: Target, run: Callable[[Target], Outcome]) -> None:
+    def measure(self, scenario: str, target: Target, run: Callable[[Target], Outcome]) -> list[str]:
+        """One run on one target, recorded; returns the uploads it made, for the caller to delete
+        (outside the figures, and outside a profile)."""
         client, server, wall = _own_cpu(), _server_cpu(target.server), time.perf_counter()
         outcome = run(target)
         wall = time.perf_counter() - wall
@@ -215,7 +218,7 @@ class PeerSuite:
         self.record(scenario, target.name, target.server, values, client / wall * 100, server / wall * 100)
         if outcome.notes:
             self.notes.setdefault(f"{scenario} {target.name}", []).append(outcome.notes)
-        _delete(target, outcome.created)
+        return outcome.created
 
     # -- the scenarios; each returns one run's Outcome ------------------------------------------
 
@@ -392,7 +395,7 @@ def _ratio(value: float, other: float) -> float | None:
     return value / other if other else None
 
 
-def _delete(target: Target, paths: list[str]) -> None:
+def delete(target: Target, paths: list[str]) -> None:
     """Remove a run's uploads (some may be abandoned halfway: their refusals do not matter)."""
     if not paths:
         return
@@ -446,12 +449,15 @@ def start_servers(wanted: list[str], options: PeerOptions, cache: Path
         urls: dict[str, str] = {}
         for name, fsync in (("ours", True), ("ours nofsync", False)):
             if name in names:
-                ours = stack.enter_context(gunicorn_server(environ={"BYTERANGE_FSYNC": str(fsync).lower()}))
+                # No request lines, like the peers (uvicorn --no-access-log; @tus/server has none).
+                environ = {"BYTERANGE_FSYNC": str(fsync).lower(), "BYTERANGE_REQUEST_LOG": "false"}
+                ours = stack.enter_context(gunicorn_server(environ=environ))
                 workers = len(ours.worker_pids())
                 servers[name] = Server(
                     name, "ours", fsync, lambda pid=ours.pid: process_tree(pid),
                     f"byterange-server under gunicorn_conf ({workers} workers), SQLite, "
-                    f"BYTERANGE_FSYNC={str(fsync).lower()}")
+                    f"BYTERANGE_FSYNC={str(fsync).lower()}, BYTERANGE_REQUEST_LOG=false"
+                    + ("" if fsync else "; data not flushed, SQLite's commits still are (synchronous=FULL)"))
                 urls[name] = ours.url
         if node_dir is not None:
             node = stack.enter_context(peers.tus_node_server(node_dir))
@@ -524,6 +530,8 @@ def run(args: argparse.Namespace) -> None:
     if (args.db or "sqlite") != "sqlite":
         raise SystemExit("--peers runs ours on SQLite (the peers keep their state in files): --db sqlite")
     profile_dir = (args.json.parent if args.json else Path.cwd()) if args.profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     suite = PeerSuite(options)
@@ -560,7 +568,12 @@ def run(args: argparse.Namespace) -> None:
                             prefix = profile_dir / f"profile-{scenario}-{label}-run{number}"
                             pids = target.server.pids()[1:]  # the workers
                             spied.setdefault(target.name, []).extend(spy.enter_context(py_spy(pids, prefix)))
-                        suite.measure(scenario, target, runner)
+                        created = suite.measure(scenario, target, runner)
+                    delete(target, created)
+                    first = next(row for row in suite.rows.values()
+                                 if row.scenario == scenario and row.target == target.name)
+                    print(f"  run {number + 1}/{options.runs} {target.name}: {first.metric} "
+                          f"{num(first.runs[-1])} {first.unit}", file=sys.stderr, flush=True)
                     quiesce(target.server)
             for name, paths in spied.items():
                 profiles[f"{scenario} {name}"] = {"files": [path.name for path in paths],
