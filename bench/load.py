@@ -73,7 +73,8 @@ class Client:
     def create(self, length: int) -> str:
         headers = {"Upload-Length": str(length)}
         if self.tus:
-            headers.update(TUS, **{"Upload-Metadata": TUS_METADATA})
+            headers.update(TUS)
+            headers["Upload-Metadata"] = TUS_METADATA
         self.conn.request("POST", self.collection, headers=headers)
         location = self._finish((201,)).getheader("Location") or ""
         return urlsplit(location).path
