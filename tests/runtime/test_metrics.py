@@ -21,7 +21,7 @@ from byterange_server.runtime.metrics import multiprocess_dir
 from byterange_server.runtime.metrics import status_class
 from byterange_server.uploads.lifecycle import ResourceEvent
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def event(kind: str, **data: object) -> ResourceEvent:
