@@ -18,8 +18,11 @@ import time
 
 import click
 
+from .auth.signing import signed_url
 from .auth.tokens import Credentials
+from .auth.tokens import parse_entries
 from .config import Settings
+from .units import parse_size
 
 
 @click.group()
@@ -78,8 +81,6 @@ def _check_auth(settings: Settings) -> None:
 @click.argument("name")
 def token(name: str) -> None:
     """Print a new random bearer token entry NAME:SECRET (256 bits) for BYTERANGE_TOKENS."""
-    from .auth.tokens import parse_entries
-
     entry = f"{name}:{secrets.token_urlsafe(32)}"
     try:
         parse_entries(entry, what="token")
@@ -104,9 +105,6 @@ def sign(url: str, methods: str, expires_in: str, max_size: str, key_id: str | N
     grant (a fresh ``br-nonce``): two calls never print the same URL, so two holders never
     share the resource a creation URL creates.
     """
-    from .auth.signing import signed_url
-    from .units import parse_size
-
     try:
         keys = Credentials.from_settings(Settings.from_env()).signing_keys
         if not keys:

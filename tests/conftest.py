@@ -3,7 +3,7 @@
 ``database_url`` is parametrized over ``sqlite`` and ``postgresql``: every API and end-to-end test
 that uses it runs on both. The schema always comes from ``alembic upgrade head``; each database
 is migrated once into a template and copied for every test, so tests are isolated and fast.
-PostgreSQL is a real server started by :mod:`tests.pgcluster`; ``--databases=sqlite`` skips it
+PostgreSQL is a real server started by :mod:`tests.support.pgcluster`; ``--databases=sqlite`` skips it
 for a quick local run, and CI always runs both.
 """
 
@@ -20,8 +20,8 @@ import pytest
 from byterange_server import create_app
 from byterange_server.db import migrate
 
-from .pgcluster import create_database
-from .pgcluster import postgres_cluster
+from .support.pgcluster import create_database
+from .support.pgcluster import postgres_cluster
 
 DATABASES = ("sqlite", "postgresql")
 

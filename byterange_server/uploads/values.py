@@ -135,8 +135,9 @@ class WriteOptions:
 
     @property
     def atomic(self) -> bool:
-        # A digest cannot be verified for bytes that never arrived: an interrupted or
-        # mismatching request that carries one keeps nothing (tus checksum, E11).
+        # A digest cannot be verified for bytes that never arrived: an interrupted or mismatching
+        # request that carries one keeps nothing (the tus checksum extension; see
+        # docs/spec-notes.md#e11-the-client-disconnects-mid-body).
         return self.transaction == "atomic" or self.digest is not None or self.late_digest is not None
 
     @property
