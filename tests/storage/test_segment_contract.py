@@ -230,7 +230,7 @@ def test_assembly_makes_one_object_of_equal_parts(s3, layout):
         writer.close()
     else:  # out of order, in pieces that split every block
         cuts = [0, 1000, BLOCK - 7, BLOCK + 3 * MIB, 2 * BLOCK + 1, length]
-        for index, (start, stop) in enumerate(reversed(list(zip(cuts, cuts[1:])))):
+        for index, (start, stop) in enumerate(reversed(list(zip(cuts, cuts[1:], strict=False)))):
             writer = s3.begin_write(key, f"{index:016d}", BLOCK)
             writer.write_at(start, data[start:stop])
             found += writer.flush()
