@@ -169,13 +169,17 @@ def current() -> None:
 
 @main.command()
 def cleanup() -> None:
-    """Remove expired incomplete resources (rows and bytes)."""
+    """Remove expired incomplete resources (rows and bytes), then collect recorded garbage."""
     from .app import build_service
 
     # The outbox sink records "expired" events; the server's workers deliver them.
     service, _ = build_service(Settings.from_env(), start_hooks=False)
     removed = service.remove_expired()
     click.echo(f"removed {removed} expired resource(s)")
+    collected = service.collect_garbage()
+    assembled = service.assemble_pending()
+    if collected or assembled:
+        click.echo(f"deleted {collected} stored object(s), assembled {assembled} resource(s)")
 
 
 if __name__ == "__main__":  # pragma: no cover

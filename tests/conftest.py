@@ -22,6 +22,7 @@ from byterange_server.db import migrate
 
 from .support.pgcluster import create_database
 from .support.pgcluster import postgres_cluster
+from .support.seaweedfs import seaweed_server
 
 DATABASES = ("sqlite", "postgresql")
 
@@ -56,6 +57,13 @@ def postgres_server() -> Iterator[dict[str, Any]]:
         template = create_database(base_url, "byterange_template")
         migrate.upgrade(template)
         yield {"base_url": base_url, "template": "byterange_template", "counter": itertools.count()}
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A real SeaweedFS on loopback with one bucket (tests/seaweedfs.py), started on first use."""
+    with seaweed_server() as server:
+        yield server
 
 
 
