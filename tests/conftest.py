@@ -61,7 +61,7 @@ def postgres_server() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[dict[str, str]]:
-    """A real SeaweedFS on loopback with one bucket (tests/seaweedfs.py), started on first use."""
+    """A real SeaweedFS on loopback with one bucket (tests/support/seaweedfs.py), started on first use."""
     with seaweed_server() as server:
         yield server
 

@@ -1,5 +1,5 @@
 """The tests under tests/s3 run the server on the S3 backend against the session's SeaweedFS
-(tests/seaweedfs.py): each test gets a key prefix of its own in the one bucket, and
+(tests/support/seaweedfs.py): each test gets a key prefix of its own in the one bucket, and
 credentials through the AWS environment chain, as a deployment gives them."""
 
 from __future__ import annotations

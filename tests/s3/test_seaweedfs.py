@@ -1,4 +1,4 @@
-"""The SeaweedFS the S3 tests run against (tests/seaweedfs.py) is a real store on loopback."""
+"""The SeaweedFS the S3 tests run against (tests/support/seaweedfs.py) is a real store on loopback."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The write/read/collect seam of :mod:`byterange_server.storage.base`, run against the file
-backends and an S3 object store (a real SeaweedFS, tests/seaweedfs.py).
+backends and an S3 object store (a real SeaweedFS, tests/support/seaweedfs.py).
 
 What holds for every backend: bytes written and flushed read back through ``open_read`` (with
 the segments the flushes returned), ``delete`` removes them. What holds for object stores: a
