@@ -109,10 +109,23 @@ def test_head_of_unknown_resource_is_404(client):
     assert response.get_data() == b""
 
 
-@pytest.mark.parametrize("resource_id", ["..", "a/b", "%2e%2e", "x" * 300, "bad id"])
-def test_head_of_invalid_id_is_4xx(client, resource_id):
+@pytest.mark.parametrize(
+    ("resource_id", "status", "code"),
+    [
+        ("..", 400, "invalid-resource-id"),
+        ("a/b", 404, "not-found"),  # not a resource URL at all: no route
+        ("%2e%2e", 400, "invalid-resource-id"),
+        ("x" * 300, 400, "invalid-resource-id"),
+        ("bad id", 400, "invalid-resource-id"),
+    ],
+    ids=["dot-dot", "slash", "encoded-dot-dot", "too-long", "space"],
+)
+def test_head_of_invalid_id_is_4xx(client, resource_id, status, code):
     response = client.head(MOUNT + "/" + resource_id)
-    assert 400 <= response.status_code < 500
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json" and response.get_data() == b""
+    # The same request as a GET shows the problem document HEAD describes.
+    problem(client.get(MOUNT + "/" + resource_id), status, code)
 
 
 def test_adjacent_writes_coalesce(client, service):
