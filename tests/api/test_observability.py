@@ -222,8 +222,8 @@ def test_a_rolled_back_creation_is_not_counted(client, service, monkeypatch) -> 
 
 def test_a_tus_final_upload_is_created_and_completed_but_not_written(client) -> None:
     """Its ranges are its partials' bytes, by reference: no write, no committed bytes."""
-    from .test_tus_concat import final
-    from .test_tus_concat import partial
+    from .tus.test_concat import final
+    from .tus.test_concat import partial
 
     before = scrape(client)
     parts = [partial(client, b"abc"), partial(client, b"defg")]

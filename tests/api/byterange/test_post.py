@@ -9,16 +9,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .helpers import MOUNT
-from .helpers import allocate
-from .helpers import for_each
-from .helpers import head_state
-from .helpers import patch_message
-from .helpers import problem
-from .helpers import read_all
-from .helpers import sha256_field
-from .helpers import sha512_field
-from .helpers import write
+from ..helpers import MOUNT
+from ..helpers import allocate
+from ..helpers import for_each
+from ..helpers import head_state
+from ..helpers import patch_message
+from ..helpers import problem
+from ..helpers import read_all
+from ..helpers import sha256_field
+from ..helpers import sha512_field
+from ..helpers import write
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{22,}")
 

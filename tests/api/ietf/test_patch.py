@@ -21,14 +21,14 @@ from byterange_server.protocol.ietf import PROBLEM_INCONSISTENT_LENGTH
 from byterange_server.protocol.ietf import PROBLEM_MISMATCHING_OFFSET
 from byterange_server.protocol.ietf import parse_upload_limit
 
-from .helpers import MOUNT
-from .helpers import BodyStream
-from .helpers import head_state
-from .helpers import problem
-from .helpers import read_all
-from .helpers import read_range
-from .helpers import send_stream
-from .helpers import sha256_field
+from ..helpers import MOUNT
+from ..helpers import BodyStream
+from ..helpers import head_state
+from ..helpers import problem
+from ..helpers import read_all
+from ..helpers import read_range
+from ..helpers import send_stream
+from ..helpers import sha256_field
 
 PARTIAL = "application/partial-upload"
 MISSING = MOUNT + "/AAAAAAAAAAAAAAAAAAAAAA"

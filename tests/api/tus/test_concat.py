@@ -13,18 +13,18 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .helpers import MOUNT
-from .helpers import head_state
-from .helpers import patch_message
-from .helpers import problem
-from .helpers import read_all
-from .helpers import read_range
-from .test_tus import OCTETS
-from .test_tus import TUS
-from .test_tus import expire
-from .test_tus import offset_of
-from .test_tus import tus_head
-from .test_tus import tus_patch
+from ..helpers import MOUNT
+from ..helpers import head_state
+from ..helpers import patch_message
+from ..helpers import problem
+from ..helpers import read_all
+from ..helpers import read_range
+from .test_patch import OCTETS
+from .test_patch import TUS
+from .test_patch import expire
+from .test_patch import offset_of
+from .test_patch import tus_head
+from .test_patch import tus_patch
 
 
 def partial(client, data=None, length=None, metadata=None):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import MOUNT
-from .helpers import PATCH_TYPES
-from .helpers import allocate
+from ..helpers import MOUNT
+from ..helpers import PATCH_TYPES
+from ..helpers import allocate
 
 
 def _tokens(value: str) -> set[str]:

@@ -15,15 +15,15 @@ from urllib.parse import urlsplit
 import pytest
 from werkzeug.exceptions import ClientDisconnected
 
-from .helpers import MOUNT
-from .helpers import BodyStream
-from .helpers import allocate
-from .helpers import head_state
-from .helpers import problem
-from .helpers import read_all
-from .helpers import read_range
-from .helpers import send_stream
-from .helpers import write
+from ..helpers import MOUNT
+from ..helpers import BodyStream
+from ..helpers import allocate
+from ..helpers import head_state
+from ..helpers import problem
+from ..helpers import read_all
+from ..helpers import read_range
+from ..helpers import send_stream
+from ..helpers import write
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"

@@ -15,19 +15,19 @@ from werkzeug.http import parse_range_header
 from byterange_server import create_app
 from byterange_server.protocol.ranges import format_ranges
 
-from .helpers import MOUNT
-from .helpers import all_committed_ranges
-from .helpers import allocate
-from .helpers import committed_link
-from .helpers import extent_rows
-from .helpers import head_state
-from .helpers import parse_state
-from .helpers import patch_message
-from .helpers import patch_multipart
-from .helpers import problem
-from .helpers import sha256_field
-from .helpers import upload
-from .helpers import write
+from ..helpers import MOUNT
+from ..helpers import all_committed_ranges
+from ..helpers import allocate
+from ..helpers import committed_link
+from ..helpers import extent_rows
+from ..helpers import head_state
+from ..helpers import parse_state
+from ..helpers import patch_message
+from ..helpers import patch_multipart
+from ..helpers import problem
+from ..helpers import sha256_field
+from ..helpers import upload
+from ..helpers import write
 
 
 def test_head_of_empty_incomplete_resource(client):
