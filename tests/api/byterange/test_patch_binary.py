@@ -9,7 +9,6 @@ from byterange_server.protocol.binary import encode_varint
 
 from ..helpers import BINARY
 from ..helpers import Case
-from ..helpers import WriteRules
 from ..helpers import allocate
 from ..helpers import binary_body
 from ..helpers import extent_rows
@@ -22,6 +21,7 @@ from ..helpers import read_all
 from ..helpers import run_case
 from ..helpers import sha256_field
 from ..helpers import write
+from .write_rules import WriteRules
 
 
 class TestWriteRules(WriteRules):

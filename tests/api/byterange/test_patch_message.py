@@ -10,7 +10,6 @@ import pytest
 from ..helpers import MESSAGE
 from ..helpers import BodyStream
 from ..helpers import Case
-from ..helpers import WriteRules
 from ..helpers import allocate
 from ..helpers import extent_rows
 from ..helpers import for_each
@@ -23,6 +22,7 @@ from ..helpers import read_all
 from ..helpers import run_case
 from ..helpers import send_stream
 from ..helpers import sha256_field
+from .write_rules import WriteRules
 
 
 class TestWriteRules(WriteRules):

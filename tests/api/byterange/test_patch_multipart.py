@@ -7,7 +7,6 @@ import pytest
 from ..helpers import BOUNDARY
 from ..helpers import MULTIPART
 from ..helpers import Case
-from ..helpers import WriteRules
 from ..helpers import allocate
 from ..helpers import extent_rows
 from ..helpers import for_each
@@ -22,6 +21,7 @@ from ..helpers import run_case
 from ..helpers import sha256_field
 from ..helpers import stored_bytes
 from ..helpers import write
+from .write_rules import WriteRules
 
 
 class TestWriteRules(WriteRules):
