@@ -20,7 +20,6 @@ from urllib.parse import parse_qsl
 from urllib.parse import quote
 from urllib.parse import urlsplit
 
-from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import g
@@ -37,29 +36,37 @@ from ..errors import InvalidCredentialsError
 from ..errors import MissingCredentialsError
 from ..errors import NotOwnerError
 from ..uploads.values import Creator
+from . import context
 
 __all__ = [
+    "CREDENTIALS_KEY",
+    "authenticate",
     "creator",
-    "init_auth",
+    "credentials_for",
     "may_write",
     "principal",
     "readable_sources",
     "resource_location",
+    "sign_links",
     "write_scope",
 ]
 
-_CREDENTIALS_KEY = "byterange_credentials"
+#: ``app.extensions[CREDENTIALS_KEY]``: the :class:`Credentials`, when authentication is on.
+CREDENTIALS_KEY = "byterange_credentials"
 #: What the holder of a signed creation URL may do with the resource it created.
 RESOURCE_METHODS = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE"})
 _READS = frozenset({"GET", "HEAD"})
 _LINK_TARGET = re.compile(r"<([^>]*/committed-ranges[^>]*)>")
 
 
-def init_auth(app: Flask, settings: Settings) -> None:
-    """:raises ValueError: authentication is required but no credential is configured (a server
-    that can authenticate nobody is a misconfiguration, not a locked door)."""
+def credentials_for(settings: Settings) -> Credentials | None:
+    """The credentials requests are checked against; None when authentication is off.
+
+    :raises ValueError: authentication is required but no credential is configured (a server
+        that can authenticate nobody is a misconfiguration, not a locked door).
+    """
     if not settings.auth_required:
-        return
+        return None
     credentials = Credentials.from_settings(settings)
     if credentials.empty:
         raise ValueError(
@@ -67,16 +74,18 @@ def init_auth(app: Flask, settings: Settings) -> None:
             "or BYTERANGE_SIGNING_KEYS (or their _FILE forms), or BYTERANGE_AUTH=off for local "
             "development"
         )
-    app.extensions[_CREDENTIALS_KEY] = credentials
-    app.before_request(_authenticate)
-    app.after_request(_sign_links)
+    return credentials
 
 
 def _credentials() -> Credentials:
-    return current_app.extensions[_CREDENTIALS_KEY]  # type: ignore[no-any-return]
+    return current_app.extensions[CREDENTIALS_KEY]  # type: ignore[no-any-return]
 
 
-def _authenticate() -> None:
+def authenticate() -> None:
+    """Who sends this request, and whether it may touch the resource it names.
+
+    :raises AuthError: (401, 403).
+    """
     if request.blueprint != "byterange" or request.method == "OPTIONS" or g.get("cors_preflight"):
         return
     args = request.args
@@ -100,24 +109,23 @@ def _authenticate() -> None:
     if resource_id is None or found.grant is not None:
         # The collection (creation), or a signed URL: its signature covers exactly this path.
         return
-    exists, owner = current_app.extensions["byterange"].owner_of(resource_id)
+    exists, owner = context.service().owner_of(resource_id)
     if exists and not found.may_access(owner):
         # 403, not 404: ids are unguessable, so existence is no secret worth a second answer.
         raise NotOwnerError(extra={"resource": resource_id})
 
 
-def _sign_links(response: Response) -> Response:
+def sign_links(response: Response) -> None:
     """A signed request's links to the committed-ranges document carry its signature, which
     covers that document for reading: the holder of a signed URL can follow them."""
     found = principal()
     link = response.headers.get("Link")
     if found is None or found.grant is None or not link or "br-sig=" in link:
-        return response
+        return
     signature = "&".join(f"{name}={quote(request.args[name], safe='')}" for name in PARAMS)
     response.headers["Link"] = _LINK_TARGET.sub(
         lambda match: f"<{match[1]}{'&' if '?' in match[1] else '?'}{signature}>", link
     )
-    return response
 
 
 def _challenge(error: AuthError) -> None:

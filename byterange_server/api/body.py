@@ -1,22 +1,58 @@
-"""The request body as the service consumes it.
+"""The request body as the service consumes it, and the one place its endings become errors.
 
 Servers disagree on how a disconnect looks: gunicorn returns short or empty reads and raises
 nothing, while Werkzeug's ``LimitedStream`` (Flask's test client) raises ``ClientDisconnected``.
 Counting bytes against ``Content-Length`` is the one check that works under both, so that is
 what :class:`CountingReader` does (the tusd ``bodyReader`` idea).
+
+Every view that reads a body does it inside :func:`request_body`, which lets the shutdown, the
+throughput guard and a newer request cut it, and turns the interruption the service reports
+(``TruncatedBodyError``) into what actually ended the body: a cut by the shutdown (503), a body
+too slow (408), a malformed chunk (400) or a body over the size cap (413). A client that went
+away stays a ``truncated-body``.
+
+**Minimum rate** (``min_body_rate`` over ``min_body_rate_window``): one watchdog thread per
+process (:class:`ThroughputGuard`) ends bodies that trickle in slower than that, so a slowloris
+client cannot hold a thread. Only time spent *waiting for the client* counts: a server that is
+slow to consume (disk, database) never makes a client look slow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
+from flask import current_app
+from flask import request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 
+from ..config import Settings
+from ..errors import BodyTooSlowError
+from ..errors import ByterangeError
+from ..errors import MalformedChunkError
+from ..errors import RequestTooLargeError
+from ..errors import ServerShuttingDownError
+from ..errors import TruncatedBodyError
 from ..protocol.chunked import BodyFramingError
 from ..protocol.digests import HASHES
+from ..runtime.shutdown import DRAIN
+from . import context
+from . import interim
+from .shutdown import refusal_headers
+
+__all__ = ["GUARD_KEY", "CountingReader", "RequestBody", "ThroughputGuard", "request_body"]
+
+log = logging.getLogger(__name__)
+
+#: ``app.extensions[GUARD_KEY]``: the process's :class:`ThroughputGuard`.
+GUARD_KEY = "byterange_throughput_guard"
 
 #: Size of the first read of a body.
 FIRST_READ = 16 * 1024
@@ -138,3 +174,157 @@ class CountingReader:
         if self._hash is None or algorithm != self._algorithm:
             raise ValueError(f"this reader was not hashing with {algorithm}")
         return self._hash.digest()
+
+
+class _Watched:
+    __slots__ = ("cut", "reader", "received", "waited")
+
+    def __init__(self, reader: CountingReader, cut: Callable[[], None]) -> None:
+        self.reader = reader
+        self.cut = cut
+        self.received = reader.received
+        self.waited = reader.waited()
+
+
+class ThroughputGuard:
+    """Ends bodies that arrive slower than ``min_rate`` bytes/s over ``window`` seconds of waiting.
+
+    The check is cumulative per window: every time a body has spent ``window`` seconds waiting
+    for the client since the last checkpoint, it must have delivered ``min_rate * window`` bytes
+    in that time, or it is cut with reason ``too-slow``.
+    """
+
+    def __init__(self, min_rate: float, window: float) -> None:
+        self.min_rate = min_rate
+        self.window = window
+        self._lock = threading.Lock()
+        self._watched: dict[int, _Watched] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def enabled(self) -> bool:
+        return self.min_rate > 0 and self.window > 0
+
+    @contextlib.contextmanager
+    def watching(self, reader: CountingReader, cut: Callable[[], None]) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        entry = _Watched(reader, cut)
+        with self._lock:
+            self._watched[id(entry)] = entry
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="byterange-throughput", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._watched.pop(id(entry), None)
+
+    def check(self, now: float | None = None) -> int:
+        """Cut the bodies that fell below the rate; returns how many (the thread calls this)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            entries = list(self._watched.values())
+        cut = 0
+        for entry in entries:
+            waited = entry.reader.waited(now) - entry.waited
+            if waited < self.window:
+                continue
+            arrived = entry.reader.received - entry.received
+            if arrived < self.min_rate * waited:
+                rate = arrived / waited
+                log.info("ending a body that arrived at %.0f B/s (minimum %d B/s)", rate, self.min_rate)
+                entry.reader.cut("too-slow")
+                try:
+                    entry.cut()
+                except Exception:  # the body then ends at its next chunk
+                    log.exception("could not cut a slow body")
+                cut += 1
+            else:
+                entry.received = entry.reader.received
+                entry.waited = entry.reader.waited(now)
+        return cut
+
+    def _run(self) -> None:
+        interval = max(0.05, min(5.0, self.window / 4))
+        while not self._stop.wait(interval):
+            try:
+                self.check()
+            except Exception:  # never let the watchdog die
+                log.exception("the throughput guard failed")
+
+
+@dataclass(frozen=True)
+class RequestBody:
+    """The body of the request being handled: its reader, and a callable (safe from another
+    thread) that ends it now, e.g. for the lease keeper when a DELETE fences the write."""
+
+    reader: CountingReader
+    cut: Callable[[], None]
+
+
+@contextlib.contextmanager
+def request_body(digest_algorithm: str | None, *, atomic: bool) -> Iterator[RequestBody]:
+    """This request's body, to be read by one write; the size limit applies to a chunked body.
+
+    :param digest_algorithm: hash the body with it as it arrives (a digest to check), or None.
+    :param atomic: whether the write keeps nothing when interrupted (only for the message).
+    :raises ServerShuttingDownError: (503) the shutdown cut the body.
+    :raises BodyTooSlowError: (408), :raises MalformedChunkError: (400),
+        :raises RequestTooLargeError: (413): the server ended the body for that reason.
+    """
+    settings = context.settings()
+    reader = CountingReader(
+        request.stream,
+        content_length=request.content_length,
+        chunk_size=settings.chunk_size,
+        digest_algorithm=digest_algorithm,
+        max_bytes=settings.max_request_bytes or None,
+    )
+    cut = interim.body_cutter(request.environ, reader)
+    guard: ThroughputGuard = current_app.extensions[GUARD_KEY]
+    with DRAIN.tracking(cut) as write, guard.watching(reader, cut):
+        try:
+            yield RequestBody(reader, cut)
+        except TruncatedBodyError as error:
+            reason = "shutdown" if write.cut_by_shutdown else reader.stop_reason
+            translated = _ended_by_server(reason, reader, settings, atomic=atomic)
+            if translated is None:
+                raise  # the client went away, or sent less than it announced
+            raise translated from error
+
+
+def _ended_by_server(
+    reason: str | None, reader: CountingReader, settings: Settings, *, atomic: bool
+) -> ByterangeError | None:
+    """The error that says why the server ended a body early (None: it did not)."""
+    kept = (
+        "as an all-or-nothing request, nothing of it was applied"
+        if atomic
+        else "the bytes it received are committed"
+    )
+    if reason == "shutdown":
+        return ServerShuttingDownError(
+            f"The server is shutting down and ended this write early; {kept}. Send the rest again.",
+            headers=refusal_headers(settings),
+        )
+    if reason == "too-slow":
+        return BodyTooSlowError(
+            f"The body arrived slower than {settings.min_body_rate} bytes/s; {kept}.",
+            extra={"min-body-rate": settings.min_body_rate},
+        )
+    if reason == "malformed-chunk":
+        return MalformedChunkError(
+            f"The chunked framing of the body is malformed ({reader.error}); {kept}.",
+            extra={"received": reader.received},
+        )
+    if reason == "too-large":
+        return RequestTooLargeError(
+            f"The body is larger than {settings.max_request_bytes} bytes; {kept}. "
+            "Send the rest in another request.",
+            extra={"max-request-bytes": settings.max_request_bytes},
+        )
+    return None

@@ -27,7 +27,7 @@ from flask import Response
 from ..errors import ByterangeError
 from ..runtime.shutdown import DRAIN
 from ..uploads.service import UploadService
-from .views import service
+from .context import service
 
 log = logging.getLogger(__name__)
 

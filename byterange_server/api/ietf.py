@@ -1,29 +1,32 @@
-"""IETF Resumable Uploads on the same URLs (http-specs.md §2; dispatch policy §5.1).
+"""IETF Resumable Uploads (draft-ietf-httpbis-resumable-upload) on the same URLs
+(docs/spec-notes.md#protocol-dispatch).
 
 A request is in the IETF dialect when it carries an ``Upload-Draft-Interop-Version`` this
 server speaks (6, 7 or 8; echoed on every response), or ``Upload-Complete`` without any interop
-version (the published protocol). A version we do not speak is processed as if the field were
-absent (E23), i.e. as a byte-range request. ``Tus-Resumable`` wins over both (tus dispatch runs
-first).
+version (the published protocol): :func:`claims`. A version we do not speak is processed as if
+the field were absent (docs/spec-notes.md#e23), i.e. as a byte-range request. ``Tus-Resumable``
+wins over both (``dialect.py`` asks tus first).
 
-:func:`dispatch` runs before the byte-range views and answers creation (POST, PUT or PATCH to
-the collection with ``Upload-Complete``), offset retrieval (HEAD), append (PATCH with
-``application/partial-upload``) and cancellation (DELETE). GET keeps its byte-range meaning.
+Its handlers (:data:`HANDLERS`) answer creation (POST, PUT or PATCH to the collection with
+``Upload-Complete``), offset retrieval (HEAD), append (PATCH with ``application/partial-upload``)
+and cancellation (DELETE) instead of the byte-range views. GET keeps its byte-range meaning.
 
-Errors stay in the one exception tree and are rendered by ``api/__init__.py``;
-:func:`ietf_problem` gives the draft's status and registered problem type where it has one, and
-:func:`ietf_state_headers` replaces the byte-range state headers.
+Errors stay in the one exception tree and are rendered in one place; :func:`ietf_answer` gives
+the draft's status and registered problem type where it has one, and :func:`ietf_state_headers`
+replaces the byte-range state headers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response
 from flask import g
 from flask import request
 
+from ..db.clock import utcnow
 from ..errors import ByterangeError
 from ..errors import BytesPastMaxSizeError
 from ..errors import InconsistentLengthError
@@ -47,18 +50,14 @@ from ..protocol.params import parse_content_disposition_filename
 from ..uploads.ietf import IetfUploads
 from ..uploads.values import ResourceState
 from . import auth
+from . import context
 from . import interim
-from .limits import body_reader
+from .body import request_body
+from .responses import ACCEPT_PATCH
+from .responses import ErrorAnswer
 from .responses import bodiless
-from .shutdown import cuttable
 
 _VERSION_FIELD = "Upload-Draft-Interop-Version"
-
-
-def _service() -> Any:
-    from .views import service
-
-    return service()
 
 
 def interop_version() -> int | None:
@@ -69,22 +68,27 @@ def interop_version() -> int | None:
     return g.ietf_interop  # type: ignore[no-any-return]
 
 
-def is_ietf_request() -> bool:
-    if "Tus-Resumable" in request.headers:
-        return False
-    if _VERSION_FIELD in request.headers:
-        return interop_version() is not None
-    return "Upload-Complete" in request.headers
+def claims(headers: Mapping[str, str]) -> bool:
+    """Whether a request with these header fields is in the IETF dialect."""
+    value = headers.get(_VERSION_FIELD)
+    if value is not None:
+        return parse_interop_version(value) is not None
+    return "Upload-Complete" in headers
+
+
+def stamp(response: Response) -> None:
+    """Draft interop: echo the version the client sent, on every response."""
+    version = interop_version()
+    if version is not None:
+        response.headers.setdefault(_VERSION_FIELD, str(version))
 
 
 def upload_limit(state: ResourceState | None) -> UploadLimit:
     """Every limit there is (interop 8 requires all to be announced): the maximum size, and
     the time an incomplete upload has left before it expires."""
-    settings = _service().settings
+    settings = context.settings()
     max_age = None
     if state is not None and not state.complete and state.record.expires_at is not None:
-        from ..db.clock import utcnow
-
         max_age = max(0, int((state.record.expires_at - utcnow()).total_seconds()))
     return UploadLimit(
         max_size=settings.max_resource_size,
@@ -100,8 +104,6 @@ def options_headers() -> dict[str, str]:
     Drafts -10/-11 (interop 8) also required ``Accept-Patch`` to list partial-upload (later
     reverted); it is added for interop 8 requests only, so other clients see the byte-range list.
     """
-    from .responses import ACCEPT_PATCH
-
     headers = {"Upload-Limit": upload_limit(None).format(interop_version())}
     if interop_version() == 8:
         headers["Accept-Patch"] = f"{ACCEPT_PATCH}, {PARTIAL_UPLOAD}"
@@ -140,8 +142,15 @@ def _wanted_repr_digest(state: ResourceState) -> str | None:
     return format_digest("sha-256", record.sha256)
 
 
-def ietf_problem(error: ByterangeError) -> tuple[int, str | None]:
-    """The draft's status and problem type for an error of the shared tree (None: ours)."""
+def ietf_answer(error: ByterangeError) -> ErrorAnswer:
+    """The draft's status and problem type for an error of the shared tree (None: ours); a 413
+    from a limit carries ``Upload-Limit`` so the client can adjust."""
+    status, type_uri = _status_and_type(error)
+    headers = {"Upload-Limit": upload_limit(None).format(interop_version())} if status == 413 else {}
+    return ErrorAnswer(status, type_uri=type_uri, headers=headers)
+
+
+def _status_and_type(error: ByterangeError) -> tuple[int, str | None]:
     if isinstance(error, OffsetMismatchError):
         return 409, PROBLEM_MISMATCHING_OFFSET
     if isinstance(error, (InconsistentLengthError, LengthConflictError)):
@@ -152,27 +161,11 @@ def ietf_problem(error: ByterangeError) -> tuple[int, str | None]:
     return error.status, None
 
 
-def error_headers(error: ByterangeError) -> dict[str, str]:
-    """A 413 from a limit carries ``Upload-Limit`` so the client can adjust."""
-    status, _ = ietf_problem(error)
-    return {"Upload-Limit": upload_limit(None).format(interop_version())} if status == 413 else {}
-
-
 # -- the verbs -----------------------------------------------------------------------------------
 
 
-def dispatch() -> Response | None:
-    """``before_request`` of the byte-range blueprint: a response for IETF verbs, else None."""
-    if request.method == "OPTIONS" or not is_ietf_request():
-        return None
-    handler = _HANDLERS.get((request.endpoint or "", request.method))
-    if handler is None:
-        return None  # GET and the committed-ranges document keep their byte-range meaning
-    return handler(**(request.view_args or {}))
-
-
 def _uploads() -> IetfUploads:
-    return IetfUploads(_service())
+    return IetfUploads(context.service())
 
 
 def _response(state: ResourceState, status: int, extra: dict[str, str] | None = None) -> Response:
@@ -207,17 +200,17 @@ def _content_digest() -> tuple[str, bytes] | None:
 
 def _append(resource_id: str, *, offset: int, complete: bool, upload_length: int | None) -> ResourceState:
     content_digest = _content_digest()
-    reader = body_reader(_service().settings, content_digest[0] if content_digest else None)
-    with cuttable(reader, atomic=content_digest is not None):
+    algorithm = content_digest[0] if content_digest else None
+    with request_body(algorithm, atomic=content_digest is not None) as body:
         return _uploads().append(
             resource_id,
-            reader,
+            body.reader,
             offset=offset,
             complete=complete,
             content_length=_content_length(),
             upload_length=upload_length,
             content_digest=content_digest,
-            on_stale=interim.body_cutter(request.environ, reader),
+            on_stale=body.cut,
             **auth.write_scope(),
         )
 
@@ -244,20 +237,14 @@ def create(**_: Any) -> Response | None:
         creator=auth.creator(),
     )
     location = auth.resource_location(state.id)
+    # The upload exists: even if its body breaks off, the answer says where and how far it got.
+    context.created(state.id, location)
     # 104 before the body is read, so an interrupted creation can still be resumed.
-    if _service().settings.send_104:
+    if context.settings().send_104:
         interim.send_104(request.environ, location, interop_version(), upload_limit(state))
     if _has_body():
-        try:
-            state = _append(state.id, offset=0, complete=complete, upload_length=None)
-        except ByterangeError as error:
-            # The upload exists: say where and how far it got, so the client can resume it.
-            error.headers.setdefault("Location", location)
-            if error.reports_state:
-                for name, value in ietf_state_headers(_service().state(state.id)).items():
-                    error.headers.setdefault(name, value)
-            raise
-    return _response(state, 201, {"Location": location})
+        state = _append(state.id, offset=0, complete=complete, upload_length=None)
+    return _response(state, 201)
 
 
 def head(resource_id: str) -> Response:
@@ -265,8 +252,8 @@ def head(resource_id: str) -> Response:
     caller may write the upload. A read-only signed URL gets the state and cuts nothing: ending
     an append is a write (draft §"Concurrency" asks it of the client that resumes)."""
     if auth.may_write():
-        _service().end_stale_appends(resource_id)
-    return _response(_service().state(resource_id), 204)
+        context.service().end_stale_appends(resource_id)
+    return _response(context.service().state(resource_id), 204)
 
 
 def append(resource_id: str) -> Response:
@@ -281,20 +268,22 @@ def append(resource_id: str) -> Response:
     complete = _complete()
     if offset is None or complete is None:
         raise MalformedHeaderError("An append needs Upload-Offset and Upload-Complete.")
-    _service().end_stale_appends(resource_id)
+    context.service().end_stale_appends(resource_id)
     state = _append(resource_id, offset=offset, complete=complete, upload_length=_number("Upload-Length"))
     return _response(state, 204)
 
 
 def delete(resource_id: str) -> Response:
     """Cancellation: 204; in-flight appends find their reservation gone and stop."""
-    _service().delete(resource_id)
+    context.service().delete(resource_id)
     response = Response(status=204)
     del response.headers["Content-Type"]
     return response
 
 
-_HANDLERS: dict[tuple[str, str], Callable[..., Response | None]] = {
+#: (endpoint, method) -> what answers it for an IETF request; a handler that returns None leaves
+#: the request to the byte-range view (a POST without ``Upload-Complete`` allocates).
+HANDLERS: dict[tuple[str, str], Callable[..., Response | None]] = {
     ("byterange.allocate", "POST"): create,
     ("byterange.collection_write", "PUT"): create,
     ("byterange.collection_write", "PATCH"): create,

@@ -25,6 +25,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from gunicorn.http.unreader import SocketUnreader
+
 from ..protocol.ietf import UploadLimit
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,6 @@ def connection_socket(environ: dict[str, Any]) -> socket.socket | None:
     if not str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn/"):
         return None
     if environ.get("SERVER_PROTOCOL") != "HTTP/1.1" or environ.get("HTTP_VERSION") == "2":
-        return None
-    try:
-        from gunicorn.http.unreader import SocketUnreader
-    except ImportError:  # pragma: no cover - SERVER_SOFTWARE says gunicorn
         return None
     reader = getattr(environ.get("wsgi.input"), "reader", None)
     # LengthReader/EOFReader keep the unreader; ChunkedReader keeps the request, which does.

@@ -1,5 +1,5 @@
-"""Request limits enforced by the HTTP layer (the service enforces sizes, extents and concurrent
-writes itself): header blocks, the size of one request body, and a minimum body rate.
+"""Request limits checked before a view runs (the service enforces sizes, extents and concurrent
+writes itself): transfer codings, header blocks and the announced size of one request body.
 
 - **Transfer codings**: a ``Transfer-Encoding`` other than one final ``chunked`` (``gzip,
   chunked``, ``identity, chunked``) is refused with ``501`` before anything is read or stored
@@ -11,24 +11,14 @@ writes itself): header blocks, the size of one request body, and a minimum body 
   ``limit_request_field_size`` in gunicorn_conf.py) sit above these as a backstop; our worker
   (worker.py) answers those with a ``431`` problem document too.
 - **Body size** (``max_request_bytes``): a larger ``Content-Length`` is refused before a byte is
-  read (413); a chunked body is read up to the limit and then ended, keeping what came before
-  under ``persist``.
-- **Minimum rate** (``min_body_rate`` over ``min_body_rate_window``): one watchdog thread per
-  process ends bodies that trickle in slower than that (408), so a slowloris client cannot hold a
-  thread. Only time spent *waiting for the client* counts: a server that is slow to consume
-  (disk, database) never makes a client look slow.
+  read (413); a chunked body is read up to the limit and then ended (``body.py``), keeping what
+  came before under ``persist``.
+- **Minimum rate** (``min_body_rate`` over ``min_body_rate_window``): enforced while a body is
+  read, by the throughput guard in ``body.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
-import time
-from collections.abc import Callable
-from collections.abc import Iterator
-
-from flask import Flask
 from flask import request
 
 from ..config import Settings
@@ -36,34 +26,26 @@ from ..errors import HeaderFieldsTooLargeError
 from ..errors import MalformedHeaderError
 from ..errors import RequestTooLargeError
 from ..errors import UnsupportedTransferCodingError
-from .body import CountingReader
 
-__all__ = ["GUARD_KEY", "ThroughputGuard", "body_reader", "init_limits"]
-
-log = logging.getLogger(__name__)
+__all__ = ["check_request"]
 
 _WRITE_METHODS = frozenset({"PATCH", "PUT", "POST"})
 
 
-GUARD_KEY = "byterange_throughput_guard"
-
-
-def init_limits(app: Flask, settings: Settings) -> None:
-    app.extensions[GUARD_KEY] = ThroughputGuard(settings.min_body_rate, settings.min_body_rate_window)
-
-    @app.before_request
-    def _check_request_limits() -> None:
-        _check_transfer_coding(request.headers.get("Transfer-Encoding"))
-        _check_header_block(settings)
-        if request.blueprint != "byterange" or request.method not in _WRITE_METHODS:
-            return
-        length = request.content_length
-        if settings.max_request_bytes and length is not None and length > settings.max_request_bytes:
-            raise RequestTooLargeError(
-                "The request body is larger than this server accepts in one request; send it in "
-                "smaller requests.",
-                extra={"max-request-bytes": settings.max_request_bytes, "content-length": length},
-            )
+def check_request(settings: Settings) -> None:
+    """Every request, before routing reaches a view: its framing, its header block, and the
+    announced size of an upload body."""
+    _check_transfer_coding(request.headers.get("Transfer-Encoding"))
+    _check_header_block(settings)
+    if request.blueprint != "byterange" or request.method not in _WRITE_METHODS:
+        return
+    length = request.content_length
+    if settings.max_request_bytes and length is not None and length > settings.max_request_bytes:
+        raise RequestTooLargeError(
+            "The request body is larger than this server accepts in one request; send it in "
+            "smaller requests.",
+            extra={"max-request-bytes": settings.max_request_bytes, "content-length": length},
+        )
 
 
 def _check_transfer_coding(value: str | None) -> None:
@@ -103,95 +85,3 @@ def _check_header_block(settings: Settings) -> None:
             "The request's header fields are larger than this server accepts.",
             extra={"max-header-bytes": settings.max_header_bytes},
         )
-
-
-def body_reader(settings: Settings, digest_algorithm: str | None) -> CountingReader:
-    """The reader of this request's body, with the size limit applied to chunked bodies."""
-    return CountingReader(
-        request.stream,
-        content_length=request.content_length,
-        chunk_size=settings.chunk_size,
-        digest_algorithm=digest_algorithm,
-        max_bytes=settings.max_request_bytes or None,
-    )
-
-
-class _Watched:
-    __slots__ = ("cut", "reader", "received", "waited")
-
-    def __init__(self, reader: CountingReader, cut: Callable[[], None]) -> None:
-        self.reader = reader
-        self.cut = cut
-        self.received = reader.received
-        self.waited = reader.waited()
-
-
-class ThroughputGuard:
-    """Ends bodies that arrive slower than ``min_rate`` bytes/s over ``window`` seconds of waiting.
-
-    The check is cumulative per window: every time a body has spent ``window`` seconds waiting
-    for the client since the last checkpoint, it must have delivered ``min_rate * window`` bytes
-    in that time, or it is cut with reason ``too-slow``.
-    """
-
-    def __init__(self, min_rate: float, window: float) -> None:
-        self.min_rate = min_rate
-        self.window = window
-        self._lock = threading.Lock()
-        self._watched: dict[int, _Watched] = {}
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-
-    @property
-    def enabled(self) -> bool:
-        return self.min_rate > 0 and self.window > 0
-
-    @contextlib.contextmanager
-    def watching(self, reader: CountingReader, cut: Callable[[], None]) -> Iterator[None]:
-        if not self.enabled:
-            yield
-            return
-        entry = _Watched(reader, cut)
-        with self._lock:
-            self._watched[id(entry)] = entry
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="byterange-throughput", daemon=True)
-                self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._watched.pop(id(entry), None)
-
-    def check(self, now: float | None = None) -> int:
-        """Cut the bodies that fell below the rate; returns how many (the thread calls this)."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            entries = list(self._watched.values())
-        cut = 0
-        for entry in entries:
-            waited = entry.reader.waited(now) - entry.waited
-            if waited < self.window:
-                continue
-            arrived = entry.reader.received - entry.received
-            if arrived < self.min_rate * waited:
-                rate = arrived / waited
-                log.info("ending a body that arrived at %.0f B/s (minimum %d B/s)", rate, self.min_rate)
-                entry.reader.cut("too-slow")
-                try:
-                    entry.cut()
-                except Exception:  # the body then ends at its next chunk
-                    log.exception("could not cut a slow body")
-                cut += 1
-            else:
-                entry.received = entry.reader.received
-                entry.waited = entry.reader.waited(now)
-        return cut
-
-    def _run(self) -> None:
-        interval = max(0.05, min(5.0, self.window / 4))
-        while not self._stop.wait(interval):
-            try:
-                self.check()
-            except Exception:  # never let the watchdog die
-                log.exception("the throughput guard failed")

@@ -1,9 +1,9 @@
 """The Flask side of observability: what only the app knows about a request, and ``/metrics``.
 
-``observe.py`` (WSGI) keeps a :class:`~byterange_server.runtime.observe.RequestRecord` per request; here
-a ``before_request`` hook names its protocol, route and resource id, and :func:`note_error`
-(called where problem documents are rendered) its problem code and whether it was a conflict or
-an interruption.
+``runtime/observe.py`` (WSGI) keeps a :class:`~byterange_server.runtime.observe.RequestRecord` per
+request; here :func:`describe_request` (the first step of the request pipeline) names its
+protocol, route and resource id, and :func:`note_error` (called where problem documents are
+rendered) its problem code and whether it was a conflict or an interruption.
 
 ``GET /metrics`` (``Settings.metrics_path``; empty turns it off) answers in the Prometheus text
 format, or OpenMetrics when asked, with the totals of all workers. It is meant for a scraper on
@@ -30,7 +30,7 @@ from ..runtime.metrics import Metrics
 from ..runtime.observe import RECORD_KEY
 from ..runtime.observe import RequestRecord
 
-__all__ = ["METRICS_KEY", "init_app", "note_error", "note_problem", "request_id"]
+__all__ = ["METRICS_KEY", "describe_request", "note_error", "note_problem", "register_metrics", "request_id"]
 
 METRICS_KEY = "byterange.metrics"
 
@@ -62,7 +62,9 @@ def note_error(error: ByterangeError) -> None:
     record.interrupted = isinstance(error, TruncatedBodyError)
 
 
-def _describe_request() -> None:
+def describe_request(protocol: str) -> None:
+    """Name the request's route, resource and protocol (``protocol``: its dialect's name) on its
+    record, before anything else runs, so even a request refused at once is told apart."""
     record = _record()
     if record is None:
         return
@@ -70,24 +72,12 @@ def _describe_request() -> None:
         record.route = request.url_rule.rule
     if request.view_args:
         record.resource_id = request.view_args.get("resource_id")
-    if request.blueprint != "byterange":
-        record.protocol = "other"
-        return
-    from .ietf import is_ietf_request
-    from .tus import is_tus_request
-
-    if is_tus_request():
-        record.protocol = "tus"
-    elif is_ietf_request():
-        record.protocol = "ietf"
-    else:
-        record.protocol = "byterange"
+    record.protocol = protocol if request.blueprint == "byterange" else "other"
 
 
-def init_app(app: Flask, settings: Settings, metrics: Metrics | None) -> None:
-    # First of the app's before_request hooks: the protocol is known before any body is read.
-    app.before_request_funcs.setdefault(None, []).insert(0, _describe_request)
-    if metrics is None or not settings.metrics_path:
+def register_metrics(app: Flask, settings: Settings, metrics: Metrics) -> None:
+    """``GET /metrics``, unless ``Settings.metrics_path`` turns it off."""
+    if not settings.metrics_path:
         return
     app.extensions[METRICS_KEY] = metrics
     app.register_blueprint(_metrics_blueprint(settings))

@@ -8,13 +8,11 @@ from typing import Any
 from flask import has_request_context
 from flask import request
 
-from .ietf import is_ietf_request
-from .tus import is_tus_request
+from .dialect import dialect
 
 
 def creation_origin() -> dict[str, Any]:
     if not has_request_context():
         return {}
-    protocol = "tus" if is_tus_request() else "ietf" if is_ietf_request() else "byterange"
     # remote_addr is the client's once ForwardedMiddleware has applied trusted proxies.
-    return {"protocol": protocol, "client_address": request.remote_addr}
+    return {"protocol": dialect().name, "client_address": request.remote_addr}

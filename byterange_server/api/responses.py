@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from flask import Response
@@ -30,6 +32,22 @@ PROBLEM_JSON = "application/problem+json"
 ACCEPT_PATCH = ", ".join(PATCH_MEDIA_TYPES)
 
 
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """How an error is answered in a request's dialect: the status, a reason phrase Werkzeug does
+    not know (tus 460), a registered problem type instead of ours, and headers that the error's
+    own do not override."""
+
+    status: int
+    reason: str | None = None
+    type_uri: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def with_headers(self, headers: Mapping[str, str]) -> ErrorAnswer:
+        """This answer with ``headers`` added where it says nothing yet."""
+        return ErrorAnswer(self.status, self.reason, self.type_uri, {**headers, **self.headers})
+
+
 def state_headers(state: ResourceState, settings: Settings) -> dict[str, str]:
     """The state of a resource, as sent on HEAD and on every write response."""
     headers = {
@@ -47,6 +65,25 @@ def state_headers(state: ResourceState, settings: Settings) -> dict[str, str]:
     if not state.complete:
         headers["Cache-Control"] = "no-store"
     return headers
+
+
+def discovery_headers(settings: Settings) -> dict[str, str]:
+    """What ``OPTIONS`` advertises of the byte-range protocol: the PATCH media types and the
+    limits, each limit only when it applies (0 turns one off)."""
+    limits = {
+        "max-size": settings.max_resource_size,
+        "max-parts": settings.max_parts,
+        "max-part-header-bytes": settings.max_part_header_bytes,
+        "max-request-bytes": settings.max_request_bytes,
+        "max-extents": settings.max_extents,
+        "max-writes-per-resource": settings.max_writes_per_resource,
+        "min-body-rate": settings.min_body_rate,
+    }
+    return {
+        "Accept-Patch": ACCEPT_PATCH,
+        "Accept-Ranges": "bytes",
+        "Byterange-Limits": ", ".join(f"{name}={value}" for name, value in limits.items() if value),
+    }
 
 
 def representation_headers(state: ResourceState) -> dict[str, str]:
@@ -98,26 +135,24 @@ def problem(
     return response
 
 
-def render_error(
-    error: ByterangeError,
-    settings: Settings,
-    *,
-    status: int | None = None,
-    type_uri: str | None = None,
-) -> Response:
-    """The problem document of ``error``; ``status`` and ``type_uri`` override its own (another
-    protocol's dialect: tus status codes, the IETF draft's registered problem types)."""
+def render_error(error: ByterangeError, answer: ErrorAnswer, settings: Settings) -> Response:
+    """The problem document of ``error``, answered as ``answer`` says (see ``Dialect.problem``)."""
     note_error(error)
-    return problem(
-        status or error.status,
+    response = problem(
+        answer.status,
         error.code,
         error.title,
         error.detail,
         settings,
         extra=error.extra,
         headers=error.headers,
-        type_uri=type_uri,
+        type_uri=answer.type_uri,
     )
+    for name, value in answer.headers.items():
+        response.headers.setdefault(name, value)
+    if answer.reason is not None:
+        response.status = f"{answer.status} {answer.reason}"
+    return response
 
 
 def render_http_exception(exc: HTTPException, settings: Settings) -> Response:

@@ -1,25 +1,29 @@
-"""tus 1.0.0 on the same URLs (http-specs.md §3; dispatch policy §5.1).
+"""tus 1.0.0 (the tus resumable upload protocol) on the same URLs (docs/spec-notes.md#protocol-dispatch).
 
-A request carrying ``Tus-Resumable`` is a tus request. :func:`dispatch` runs before the
-byte-range views and answers the tus verbs (POST, HEAD, PATCH, DELETE) itself; GET, PUT and the
-committed-ranges document keep their byte-range meaning. OPTIONS always carries the tus
-discovery headers as well as the byte-range ones (tus ignores ``Tus-Resumable`` on OPTIONS).
+A request carrying ``Tus-Resumable`` is a tus request (:func:`claims`; ``dialect.py`` applies the
+policy). Its handlers (:data:`HANDLERS`) answer the tus verbs (POST, HEAD, PATCH, DELETE)
+instead of the byte-range views; GET, PUT and the committed-ranges document keep their
+byte-range meaning. OPTIONS always carries the tus discovery headers as well as the byte-range
+ones (tus ignores ``Tus-Resumable`` on OPTIONS).
 
-Errors stay in the one exception tree and are rendered by ``api/__init__.py``; for a tus
-request :func:`tus_error_status` picks the tus status code and :func:`tus_state_headers`
-replaces the byte-range state headers.
+Errors stay in the one exception tree and are rendered in one place; for a tus request
+:func:`tus_answer` picks the tus status code and :func:`tus_state_headers` replaces the
+byte-range state headers.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Response
 from flask import request
 from flask import url_for
+from gunicorn.http.body import ChunkedReader
+from werkzeug.datastructures import EnvironHeaders
 
 from ..errors import ByterangeError
 from ..errors import BytesPastLengthError
@@ -44,10 +48,10 @@ from ..storage.base import validate_resource_id
 from ..uploads.tus import TusUploads
 from ..uploads.values import ResourceState
 from . import auth
-from . import interim
-from .limits import body_reader
+from . import context
+from .body import request_body
+from .responses import ErrorAnswer
 from .responses import bodiless
-from .shutdown import cuttable
 
 #: What ``Tus-Extension`` advertises: only what is implemented and tested.
 TUS_EXTENSIONS = (
@@ -60,19 +64,24 @@ TUS_EXTENSIONS = (
     "concatenation",
     "concatenation-unfinished",
 )
-#: Status line for tus's own status code (Werkzeug knows no phrase for it).
-_STATUS_LINES = {460: "460 Checksum Mismatch"}
+#: The reason phrase of tus's own status code (Werkzeug knows none for it).
+_REASONS = {460: "Checksum Mismatch"}
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 
 
-def _service() -> Any:
-    from .views import service
+def claims(headers: Mapping[str, str]) -> bool:
+    """Whether a request with these header fields is a tus request: any ``Tus-Resumable``."""
+    return "Tus-Resumable" in headers
 
-    return service()
+
+def check_version() -> None:
+    """:raises UnsupportedVersionError: (412) a ``Tus-Resumable`` this server does not speak."""
+    check_tus_resumable(request.headers["Tus-Resumable"])
 
 
-def is_tus_request() -> bool:
-    return "Tus-Resumable" in request.headers
+def stamp(response: Response) -> None:
+    """Every response to a tus request says which version answered."""
+    response.headers.setdefault("Tus-Resumable", TUS_VERSION)
 
 
 def server_reads_trailers() -> bool:
@@ -83,10 +92,6 @@ def server_reads_trailers() -> bool:
     under gunicorn they can be reached; under other servers checksum-trailer is not offered.
     """
     if not request.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
-        return False
-    try:
-        from gunicorn.http.body import ChunkedReader
-    except ImportError:  # pragma: no cover - SERVER_SOFTWARE says gunicorn
         return False
     return hasattr(ChunkedReader, "parse_trailers")
 
@@ -112,7 +117,7 @@ def discovery_headers() -> dict[str, str]:
         "Tus-Resumable": TUS_VERSION,
         "Tus-Version": TUS_VERSION,
         "Tus-Extension": ",".join(extensions),
-        "Tus-Max-Size": str(_service().settings.max_resource_size),
+        "Tus-Max-Size": str(context.service().settings.max_resource_size),
         "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS),
     }
 
@@ -137,21 +142,22 @@ def tus_state_headers(state: ResourceState) -> dict[str, str]:
     elif record.concat == "final":
         urls = tuple(
             url_for("byterange.resource", resource_id=piece.source_id)
-            for piece in _service().pieces(state.id)
+            for piece in context.service().pieces(state.id)
         )
         headers["Upload-Concat"] = format_upload_concat(ConcatFinal(urls))
     return headers
 
 
-def tus_error_status(error: ByterangeError) -> tuple[int, str]:
-    """The tus status code of an error of the shared tree, and its status line.
+def tus_answer(error: ByterangeError) -> ErrorAnswer:
+    """The tus status code of an error of the shared tree, and its reason phrase when Werkzeug
+    knows none.
 
     Most errors keep their status; a length overrun, which tus leaves open, is 413 as in tusd.
     """
     status = error.status
     if isinstance(error, (BytesPastLengthError, BytesPastMaxSizeError)):
         status = 413
-    return status, _STATUS_LINES.get(status, str(status))
+    return ErrorAnswer(status, reason=_REASONS.get(status))
 
 
 class MethodOverride:
@@ -166,7 +172,7 @@ class MethodOverride:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         override = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE")
-        if override and "HTTP_TUS_RESUMABLE" in environ:
+        if override and claims(EnvironHeaders(environ)):
             method = override.strip().upper()
             if _METHOD_RE.fullmatch(method):
                 environ["REQUEST_METHOD"] = method
@@ -176,19 +182,8 @@ class MethodOverride:
 # -- the tus verbs -------------------------------------------------------------------------------
 
 
-def dispatch() -> Response | None:
-    """``before_request`` of the byte-range blueprint: a response for tus verbs, else None."""
-    if request.method == "OPTIONS" or not is_tus_request():
-        return None
-    check_tus_resumable(request.headers["Tus-Resumable"])
-    handler = _HANDLERS.get((request.endpoint or "", request.method))
-    if handler is None:
-        return None  # GET, PUT, committed-ranges: their byte-range meaning, tus headers added
-    return handler(**(request.view_args or {}))
-
-
 def _uploads() -> TusUploads:
-    return TusUploads(_service())
+    return TusUploads(context.service())
 
 
 def _response(state: ResourceState, status: int, extra: dict[str, str] | None = None) -> Response:
@@ -255,18 +250,17 @@ def _trailer_checksum() -> Callable[[], tuple[str, bytes]] | None:
 def _append(resource_id: str, offset: int, declared_length: int | None) -> ResourceState:
     checksum = _checksum()
     trailer_checksum = _trailer_checksum()
-    settings = _service().settings
-    reader = body_reader(settings, checksum[0] if checksum else None)
-    with cuttable(reader, atomic=checksum is not None or trailer_checksum is not None):
+    atomic = checksum is not None or trailer_checksum is not None
+    with request_body(checksum[0] if checksum else None, atomic=atomic) as body:
         return _uploads().append(
             resource_id,
-            reader,
+            body.reader,
             offset=offset,
             content_length=request.content_length,
             declared_length=declared_length,
             checksum=checksum,
             trailer_checksum=trailer_checksum,
-            on_stale=interim.body_cutter(request.environ, reader),
+            on_stale=body.cut,
             **auth.write_scope(),
         )
 
@@ -297,13 +291,13 @@ def _create_final(concat: ConcatFinal, metadata: str | None) -> Response:
         raise MalformedHeaderError("A final upload's length is the sum of its partials: send none.")
     if _has_body():
         raise MalformedHeaderError("A final upload takes no body.")
-    _service().check_concat_parts(len(concat.urls))  # before any URL is parsed or verified
+    context.service().check_concat_parts(len(concat.urls))  # before any URL is parsed or verified
     ids, urls = _source_ids(concat)
-    state = _service().create_final(
+    state = context.service().create_final(
         ids, upload_metadata=metadata, creator=auth.creator(), vouched=auth.readable_sources(urls)
     )
-    location = auth.resource_location(state.id)
-    return _response(state, 201, {"Location": location})
+    context.created(state.id, auth.resource_location(state.id))
+    return _response(state, 201)
 
 
 def create() -> Response:
@@ -341,23 +335,16 @@ def create() -> Response:
         concat="partial" if concat else None,
         creator=auth.creator(),
     )
-    location = auth.resource_location(state.id)
+    # The upload exists: even if its body breaks off, the answer says where and how far it got.
+    context.created(state.id, auth.resource_location(state.id))
     if with_upload:
-        try:
-            state = _append(state.id, 0, None)
-        except ByterangeError as error:
-            # The upload exists: say where and how far it got, so the client can resume it.
-            error.headers.setdefault("Location", location)
-            if error.reports_state:
-                for name, value in tus_state_headers(_service().state(state.id)).items():
-                    error.headers.setdefault(name, value)
-            raise
-    return _response(state, 201, {"Location": location})
+        state = _append(state.id, 0, None)
+    return _response(state, 201)
 
 
 def head(resource_id: str) -> Response:
     """HEAD: 200 with the committed offset; never waits for a running PATCH."""
-    return _response(_service().state(resource_id), 200)
+    return _response(context.service().state(resource_id), 200)
 
 
 def patch(resource_id: str) -> Response:
@@ -372,13 +359,14 @@ def patch(resource_id: str) -> Response:
 
 def delete(resource_id: str) -> Response:
     """DELETE (termination): 204; the upload is gone, later requests get 404."""
-    _service().delete(resource_id)
+    context.service().delete(resource_id)
     response = Response(status=204)
     del response.headers["Content-Type"]
     return response
 
 
-_HANDLERS: dict[tuple[str, str], Callable[..., Response]] = {
+#: (endpoint, method) -> what answers it for a tus request; the rest keep their byte-range meaning.
+HANDLERS: dict[tuple[str, str], Callable[..., Response]] = {
     ("byterange.allocate", "POST"): create,
     ("byterange.resource", "HEAD"): head,
     ("byterange.patch", "PATCH"): patch,

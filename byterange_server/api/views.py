@@ -1,4 +1,8 @@
-"""Thin views: parse the request, call the service, format the response."""
+"""The byte-range protocol's views: parse the request, call the service, format the response.
+
+A tus or IETF request reaches a view only for a verb its dialect leaves to the byte-range
+meaning (``dialect.py``); the pipeline in ``app.py`` runs the dialect's handler instead.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,11 @@ import dataclasses
 
 from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import jsonify
 from flask import request
 from flask import url_for
 from werkzeug.exceptions import MethodNotAllowed
 
-from ..errors import ByterangeError
 from ..errors import MalformedHeaderError
 from ..errors import ResourceExistsError
 from ..protocol.digests import parse_digest_field
@@ -24,41 +26,25 @@ from ..protocol.params import parse_prefer
 from ..protocol.params import transaction_preference
 from ..protocol.parts import PartHeader
 from ..protocol.raw import RawDecoder
-from ..uploads.service import UploadService
 from ..uploads.values import RequestDigest
 from ..uploads.values import ResourceState
 from ..uploads.values import WriteOptions
 from . import auth
 from . import conditions
-from . import interim
-from .ietf import dispatch as ietf_dispatch
-from .ietf import options_headers as ietf_options_headers
-from .limits import body_reader
+from .body import request_body
+from .context import carry
+from .context import ranges_budget as _ranges_budget
+from .context import service
+from .dialect import discovery_headers
 from .reads import serve_get
-from .responses import ACCEPT_PATCH
 from .responses import bodiless
 from .responses import representation_headers
 from .responses import state_headers
-from .shutdown import cuttable
-from .tus import discovery_headers as tus_discovery_headers
-from .tus import dispatch as tus_dispatch
 
 bp = Blueprint("byterange", __name__)
-# Protocol dispatch (http-specs.md §5.1): tus, then IETF requests are answered before these views.
-bp.before_request(tus_dispatch)
-bp.before_request(ietf_dispatch)
 
 RESOURCE_METHODS = "OPTIONS, HEAD, GET, PATCH, PUT, DELETE"
 COLLECTION_METHODS = "OPTIONS, POST"
-
-
-def service() -> UploadService:
-    return current_app.extensions["byterange"]  # type: ignore[no-any-return]
-
-
-def _ranges_budget() -> int:
-    """How much of the committed ranges a response can show (its Committed-Ranges header)."""
-    return service().settings.committed_ranges_header_limit
 
 
 def _state_response(state: ResourceState, status: int, extra: dict[str, str] | None = None) -> Response:
@@ -113,28 +99,8 @@ def resource_options(resource_id: str) -> Response:
 
 
 def _options_response(allow: str) -> Response:
-    settings = service().settings
-    response = Response(status=204)
-    del response.headers["Content-Type"]
-    response.headers["Allow"] = allow
-    response.headers["Accept-Patch"] = ACCEPT_PATCH
-    response.headers["Accept-Ranges"] = "bytes"
-    limits = {
-        "max-size": settings.max_resource_size,
-        "max-parts": settings.max_parts,
-        "max-part-header-bytes": settings.max_part_header_bytes,
-        # The limits below are announced only when they apply (0 turns one off).
-        "max-request-bytes": settings.max_request_bytes,
-        "max-extents": settings.max_extents,
-        "max-writes-per-resource": settings.max_writes_per_resource,
-        "min-body-rate": settings.min_body_rate,
-    }
-    response.headers["Byterange-Limits"] = ", ".join(
-        f"{name}={value}" for name, value in limits.items() if value
-    )
-    response.headers.update(tus_discovery_headers())
-    response.headers.update(ietf_options_headers())
-    return response
+    """Discovery: what every dialect advertises, for any URL of the mount."""
+    return bodiless(204, {"Allow": allow}, discovery_headers())
 
 
 def head(resource_id: str) -> Response:
@@ -211,19 +177,15 @@ def _write(resource_id: str, decoder: object) -> Response:
     svc = service()
     conditions.check_write_preconditions(svc, resource_id)
     options = _write_options()
-    reader = body_reader(svc.settings, options.digest_algorithm)
-    # A DELETE of the resource fences the write: the lease keeper cuts its body at once.
-    options = dataclasses.replace(options, on_stale=interim.body_cutter(request.environ, reader))
-    applied = f"transaction={options.applied}"
-    try:
-        with cuttable(reader, atomic=options.atomic):
-            state = svc.write(
-                resource_id, decoder, reader, options, ranges_budget=_ranges_budget()  # type: ignore[arg-type]
-            )
-    except ByterangeError as error:
-        error.headers.setdefault("Preference-Applied", applied)
-        raise
-    return _state_response(state, 204, {"Preference-Applied": applied})
+    # Whatever happens to the write, the answer says which transaction rule it ran under.
+    carry({"Preference-Applied": f"transaction={options.applied}"})
+    with request_body(options.digest_algorithm, atomic=options.atomic) as body:
+        # A DELETE of the resource fences the write: the lease keeper cuts its body at once.
+        options = dataclasses.replace(options, on_stale=body.cut)
+        state = svc.write(
+            resource_id, decoder, body.reader, options, ranges_budget=_ranges_budget()  # type: ignore[arg-type]
+        )
+    return _state_response(state, 204)
 
 
 def _write_options() -> WriteOptions:

@@ -88,13 +88,16 @@ def test_unknown_patch_media_type_is_415_with_accept_patch(client):
 def test_patch_without_content_type_is_415(client):
     path = allocate(client, 4)
     _415(client.patch(path, data=b"abcd"))
+    assert head_state(client, path)["ranges"] == []
 
 
 def test_malformed_content_type_is_400(client):
     path = allocate(client, 4)
 
     def check(content_type):
-        problem(patch_raw(client, path, b"Content-Range: bytes 0-3/4\r\n\r\nabcd", content_type), 400)
+        response = patch_raw(client, path, b"Content-Range: bytes 0-3/4\r\n\r\nabcd", content_type)
+        assert problem(response, 400, "malformed-header")["detail"].startswith("Content-Type ")
+        assert head_state(client, path)["ranges"] == []
 
     for_each(["message", "message/", "/byterange", "message/byterange; a", 'message/byterange; a="b'], check)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from byterange_server.api.body import CountingReader
-from byterange_server.api.limits import ThroughputGuard
+from byterange_server.api.body import ThroughputGuard
 from byterange_server.protocol.message import encode_message
 
 from .helpers import MESSAGE

@@ -34,6 +34,8 @@ from .helpers import problem
 from .helpers import put_range
 from .helpers import send_stream
 from .helpers import sha256_field
+from .tus.helpers import final
+from .tus.helpers import partial
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
@@ -222,9 +224,6 @@ def test_a_rolled_back_creation_is_not_counted(client, service, monkeypatch) -> 
 
 def test_a_tus_final_upload_is_created_and_completed_but_not_written(client) -> None:
     """Its ranges are its partials' bytes, by reference: no write, no committed bytes."""
-    from .test_tus_concat import final
-    from .test_tus_concat import partial
-
     before = scrape(client)
     parts = [partial(client, b"abc"), partial(client, b"defg")]
     final(client, parts).get_data()

@@ -7,22 +7,22 @@ import os
 
 import pytest
 
-from .helpers import MESSAGE
-from .helpers import BodyStream
-from .helpers import Case
-from .helpers import WriteRules
-from .helpers import allocate
-from .helpers import extent_rows
-from .helpers import for_each
-from .helpers import head_state
-from .helpers import parse_state
-from .helpers import patch_message
-from .helpers import patch_raw
-from .helpers import problem
-from .helpers import read_all
-from .helpers import run_case
-from .helpers import send_stream
-from .helpers import sha256_field
+from ..helpers import MESSAGE
+from ..helpers import BodyStream
+from ..helpers import Case
+from ..helpers import allocate
+from ..helpers import extent_rows
+from ..helpers import for_each
+from ..helpers import head_state
+from ..helpers import parse_state
+from ..helpers import patch_message
+from ..helpers import patch_raw
+from ..helpers import problem
+from ..helpers import read_all
+from ..helpers import run_case
+from ..helpers import send_stream
+from ..helpers import sha256_field
+from .write_rules import WriteRules
 
 
 class TestWriteRules(WriteRules):

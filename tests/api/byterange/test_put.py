@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from .helpers import MOUNT
-from .helpers import allocate
-from .helpers import extent_rows
-from .helpers import for_each
-from .helpers import head_state
-from .helpers import parse_state
-from .helpers import problem
-from .helpers import put_range
-from .helpers import read_all
-from .helpers import sha256_field
-from .helpers import write
+from ..helpers import MOUNT
+from ..helpers import allocate
+from ..helpers import extent_rows
+from ..helpers import for_each
+from ..helpers import head_state
+from ..helpers import parse_state
+from ..helpers import problem
+from ..helpers import put_range
+from ..helpers import read_all
+from ..helpers import sha256_field
+from ..helpers import write
 
 
 def test_partial_put_with_known_length(client, service):

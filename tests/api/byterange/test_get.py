@@ -7,17 +7,17 @@ import os
 
 import pytest
 
-from .helpers import MOUNT
-from .helpers import allocate
-from .helpers import for_each
-from .helpers import parse_multipart_byteranges
-from .helpers import parse_state
-from .helpers import patch_multipart
-from .helpers import problem
-from .helpers import sha256_field
-from .helpers import stored_bytes
-from .helpers import upload
-from .helpers import write
+from ..helpers import MOUNT
+from ..helpers import allocate
+from ..helpers import for_each
+from ..helpers import parse_multipart_byteranges
+from ..helpers import parse_state
+from ..helpers import patch_multipart
+from ..helpers import problem
+from ..helpers import sha256_field
+from ..helpers import stored_bytes
+from ..helpers import upload
+from ..helpers import write
 
 DATA = b"0123456789abcdefghijklmnopqrstuvwxyz"  # 36 bytes
 L = len(DATA)

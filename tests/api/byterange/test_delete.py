@@ -6,17 +6,17 @@ import os
 
 import pytest
 
-from .helpers import MESSAGE
-from .helpers import MOUNT
-from .helpers import BodyStream
-from .helpers import allocate
-from .helpers import extent_rows
-from .helpers import patch_message
-from .helpers import problem
-from .helpers import put_range
-from .helpers import send_stream
-from .helpers import upload
-from .helpers import write
+from ..helpers import MESSAGE
+from ..helpers import MOUNT
+from ..helpers import BodyStream
+from ..helpers import allocate
+from ..helpers import extent_rows
+from ..helpers import patch_message
+from ..helpers import problem
+from ..helpers import put_range
+from ..helpers import send_stream
+from ..helpers import upload
+from ..helpers import write
 
 
 def _resource_id(path: str) -> str:

@@ -13,44 +13,20 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .helpers import MOUNT
-from .helpers import head_state
-from .helpers import patch_message
-from .helpers import problem
-from .helpers import read_all
-from .helpers import read_range
-from .test_tus import OCTETS
-from .test_tus import TUS
-from .test_tus import expire
-from .test_tus import offset_of
-from .test_tus import tus_head
-from .test_tus import tus_patch
-
-
-def partial(client, data=None, length=None, metadata=None):
-    headers = {**TUS, "Upload-Concat": "partial"}
-    if length is None and data is not None:
-        length = len(data)
-    if length is None:
-        headers["Upload-Defer-Length"] = "1"
-    else:
-        headers["Upload-Length"] = str(length)
-    if metadata:
-        headers["Upload-Metadata"] = metadata
-    response = client.post(MOUNT, headers=headers)
-    assert response.status_code == 201, response.get_data()
-    path = urlsplit(response.headers["Location"]).path
-    if data:
-        assert tus_patch(client, path, 0, data).status_code == 204
-    return path
-
-
-def final(client, urls, headers=None, expect=201):
-    response = client.post(
-        MOUNT, headers={**TUS, "Upload-Concat": "final;" + " ".join(urls), **(headers or {})}
-    )
-    assert response.status_code == expect, (response.status_code, response.get_data())
-    return response
+from ..helpers import MOUNT
+from ..helpers import head_state
+from ..helpers import patch_message
+from ..helpers import problem
+from ..helpers import read_all
+from ..helpers import read_range
+from .helpers import OCTETS
+from .helpers import TUS
+from .helpers import expire
+from .helpers import final
+from .helpers import offset_of
+from .helpers import partial
+from .helpers import tus_head
+from .helpers import tus_patch
 
 
 def final_path(client, urls, headers=None):

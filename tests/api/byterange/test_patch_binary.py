@@ -7,21 +7,21 @@ import pytest
 from byterange_server.protocol.binary import encode_known_length_head
 from byterange_server.protocol.binary import encode_varint
 
-from .helpers import BINARY
-from .helpers import Case
-from .helpers import WriteRules
-from .helpers import allocate
-from .helpers import binary_body
-from .helpers import extent_rows
-from .helpers import for_each
-from .helpers import parse_state
-from .helpers import patch_binary
-from .helpers import patch_raw
-from .helpers import problem
-from .helpers import read_all
-from .helpers import run_case
-from .helpers import sha256_field
-from .helpers import write
+from ..helpers import BINARY
+from ..helpers import Case
+from ..helpers import allocate
+from ..helpers import binary_body
+from ..helpers import extent_rows
+from ..helpers import for_each
+from ..helpers import parse_state
+from ..helpers import patch_binary
+from ..helpers import patch_raw
+from ..helpers import problem
+from ..helpers import read_all
+from ..helpers import run_case
+from ..helpers import sha256_field
+from ..helpers import write
+from .write_rules import WriteRules
 
 
 class TestWriteRules(WriteRules):

@@ -15,19 +15,19 @@ from werkzeug.http import parse_range_header
 from byterange_server import create_app
 from byterange_server.protocol.ranges import format_ranges
 
-from .helpers import MOUNT
-from .helpers import all_committed_ranges
-from .helpers import allocate
-from .helpers import committed_link
-from .helpers import extent_rows
-from .helpers import head_state
-from .helpers import parse_state
-from .helpers import patch_message
-from .helpers import patch_multipart
-from .helpers import problem
-from .helpers import sha256_field
-from .helpers import upload
-from .helpers import write
+from ..helpers import MOUNT
+from ..helpers import all_committed_ranges
+from ..helpers import allocate
+from ..helpers import committed_link
+from ..helpers import extent_rows
+from ..helpers import head_state
+from ..helpers import parse_state
+from ..helpers import patch_message
+from ..helpers import patch_multipart
+from ..helpers import problem
+from ..helpers import sha256_field
+from ..helpers import upload
+from ..helpers import write
 
 
 def test_head_of_empty_incomplete_resource(client):
@@ -109,10 +109,23 @@ def test_head_of_unknown_resource_is_404(client):
     assert response.get_data() == b""
 
 
-@pytest.mark.parametrize("resource_id", ["..", "a/b", "%2e%2e", "x" * 300, "bad id"])
-def test_head_of_invalid_id_is_4xx(client, resource_id):
+@pytest.mark.parametrize(
+    ("resource_id", "status", "code"),
+    [
+        ("..", 400, "invalid-resource-id"),
+        ("a/b", 404, "not-found"),  # not a resource URL at all: no route
+        ("%2e%2e", 400, "invalid-resource-id"),
+        ("x" * 300, 400, "invalid-resource-id"),
+        ("bad id", 400, "invalid-resource-id"),
+    ],
+    ids=["dot-dot", "slash", "encoded-dot-dot", "too-long", "space"],
+)
+def test_head_of_invalid_id_is_4xx(client, resource_id, status, code):
     response = client.head(MOUNT + "/" + resource_id)
-    assert 400 <= response.status_code < 500
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json" and response.get_data() == b""
+    # The same request as a GET shows the problem document HEAD describes.
+    problem(client.get(MOUNT + "/" + resource_id), status, code)
 
 
 def test_adjacent_writes_coalesce(client, service):

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import BOUNDARY
-from .helpers import MULTIPART
-from .helpers import Case
-from .helpers import WriteRules
-from .helpers import allocate
-from .helpers import extent_rows
-from .helpers import for_each
-from .helpers import head_state
-from .helpers import multipart_body
-from .helpers import parse_state
-from .helpers import patch_multipart
-from .helpers import patch_raw
-from .helpers import problem
-from .helpers import read_all
-from .helpers import run_case
-from .helpers import sha256_field
-from .helpers import stored_bytes
-from .helpers import write
+from ..helpers import BOUNDARY
+from ..helpers import MULTIPART
+from ..helpers import Case
+from ..helpers import allocate
+from ..helpers import extent_rows
+from ..helpers import for_each
+from ..helpers import head_state
+from ..helpers import multipart_body
+from ..helpers import parse_state
+from ..helpers import patch_multipart
+from ..helpers import patch_raw
+from ..helpers import problem
+from ..helpers import read_all
+from ..helpers import run_case
+from ..helpers import sha256_field
+from ..helpers import stored_bytes
+from ..helpers import write
+from .write_rules import WriteRules
 
 
 class TestWriteRules(WriteRules):
