@@ -51,8 +51,6 @@ DEFERRED = {
     ("storage", "storage.s3"): "the S3 backend, only when BYTERANGE_STORAGE=s3 (it loads boto3)",
     ("storage.s3", "boto3"): "the s3 extra: a local deployment need not install it",
     ("storage.s3", "botocore"): "the s3 extra: a local deployment need not install it",
-    ("api.interim", "gunicorn"): "gunicorn's internals, only when gunicorn serves the request",
-    ("api.tus", "gunicorn"): "gunicorn's internals, only when gunicorn serves the request",
 }
 
 
@@ -204,17 +202,6 @@ MODULES = _modules(REPO)
 TOP, DEFERRED_FOUND = import_graph()
 ARROWS = _ours(TOP | DEFERRED_FOUND, MODULES)
 
-# api/ still has its circle (ietf -> views -> ietf, observe -> ietf -> responses -> observe, ...),
-# hidden by imports inside functions, and app.create_app imports api/ inside the function. The api/
-# restructure removes both, and these marks with them.
-_API_CIRCLE = pytest.mark.xfail(
-    strict=True, reason="api/ circle (ietf, observe, reads, responses, tus, views): expected to be removed"
-)
-_API_DEFERRED = pytest.mark.xfail(
-    strict=True, reason="imports inside functions in api/ and app.create_app: expected to be removed"
-)
-
-
 def _api_deferred() -> set[tuple[str, str]]:
     return {(a, b) for a, b in _ours(DEFERRED_FOUND, MODULES) if unit(a) in ("api", "app")}
 
@@ -228,11 +215,6 @@ def test_arrows_point_down_the_layers() -> None:
     assert upward(ARROWS) == []
 
 
-def test_no_circles_outside_api() -> None:
-    assert [c for c in circles(ARROWS) if not all(unit(m) == "api" for m in c)] == []
-
-
-@_API_CIRCLE
 def test_no_circles() -> None:
     assert circles(ARROWS) == []
 
@@ -242,7 +224,6 @@ def test_imports_inside_functions_are_the_listed_ones() -> None:
     assert found == set(DEFERRED)
 
 
-@_API_DEFERRED
 def test_no_imports_of_our_modules_inside_functions_in_api_and_app() -> None:
     assert _api_deferred() == set()
 
