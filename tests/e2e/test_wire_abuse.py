@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from sqlalchemy import create_engine
+from sqlalchemy import text
 
 from .conftest import GunicornServer
 from .conftest import running
@@ -182,17 +184,23 @@ def test_an_early_429_is_answered_before_the_rest_of_the_body(database_url, tmp_
         url = server.allocate(4096)
         part = b"Content-Range: bytes 0-2047/4096\r\n\r\n" + b"a" * 10
         other = b"Content-Range: bytes 2048-4095/4096\r\n\r\n" + b"b" * 10
-        with _connect(server) as holder, _connect(server) as second:
+        resource_id = urlsplit(url).path.rsplit("/", 1)[-1]
+        engine = create_engine(database_url)
+        with _connect(server) as holder:
             holder.sendall(_patch_head(server, url, len(part) + 2038) + part)  # holds the slot
+            # It takes the slot on its first read, on a server thread: wait until the database
+            # shows it taken (a write sent before then could win the slot itself).
             deadline = time.monotonic() + ANSWER_WITHIN
-            while True:  # its reservation happens on its first read: retry until it holds it
+            while time.monotonic() < deadline:
+                with engine.connect() as conn:
+                    query = text("SELECT count(*) FROM write_slots WHERE resource_id = :id")
+                    if conn.execute(query, {"id": resource_id}).scalar():
+                        break
+                time.sleep(0.02)
+            engine.dispose()
+            with _connect(server) as second:
                 second.sendall(_patch_head(server, url, len(other) + 2038) + other)
                 status, fields, body = read_response(second)
-                if status == 429 or time.monotonic() > deadline:
-                    break
-                second.close()
-                second = _connect(server)
-                time.sleep(0.1)
             assert status == 429, body
             assert fields["connection"] == "close"
             holder.sendall(b"a" * 2038)
