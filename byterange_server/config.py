@@ -19,6 +19,7 @@ from .units import parse_size
 
 ENV_PREFIX = "BYTERANGE_"
 
+
 def _parse_bool(text: str | bool) -> bool:
     if isinstance(text, bool):
         return text
@@ -218,7 +219,13 @@ class Settings:
             if name not in fields:
                 raise ValueError(f"unknown setting {key!r}")
             values[name] = value
-        return cls(**{name: _coerce(fields[name], value) for name, value in values.items()})
+        coerced = {}
+        for name, value in values.items():
+            try:
+                coerced[name] = _coerce(fields[name], value)
+            except ValueError:
+                raise SettingError(name, value, _expected_form(fields[name])) from None
+        return cls(**coerced)
 
     @property
     def resolved_database_url(self) -> str:
@@ -231,17 +238,43 @@ class Settings:
         return self.storage_dir if self.storage_dir is not None else self.data_dir / "objects"
 
 
+class SettingError(ValueError):
+    """A ``BYTERANGE_*`` value that cannot be read: says which variable, its value, and the form
+    expected, in one line (a server that will not start must say why without a traceback)."""
+
+    def __init__(self, name: str, value: Any, expected: str) -> None:
+        self.variable = ENV_PREFIX + name.upper()
+        super().__init__(f"{self.variable}={str(value)!r} is not valid: expected {expected}")
+
+
+_SIZES = {
+    "max_resource_size",
+    "chunk_size",
+    "max_part_header_bytes",
+    "max_request_bytes",
+    "max_header_bytes",
+    "max_bytes_per_principal",
+}
+
+
+def _kind(field: dataclasses.Field[Any]) -> str:
+    return field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+
+
+def _expected_form(field: dataclasses.Field[Any]) -> str:
+    if field.name in _SIZES:
+        return "a size in bytes, e.g. 1048576, 8MiB, 512KiB, 10GB"
+    return {
+        "int": "a whole number, e.g. 100",
+        "float": "a number, e.g. 30 or 0.5",
+        "bool": "true or false (also 1/0, yes/no, on/off)",
+    }.get(_kind(field), "text")
+
+
 def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
-    if field.name in {
-        "max_resource_size",
-        "chunk_size",
-        "max_part_header_bytes",
-        "max_request_bytes",
-        "max_header_bytes",
-        "max_bytes_per_principal",
-    }:
+    if field.name in _SIZES:
         return parse_size(value)
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    kind = _kind(field)
     if kind in {"int"}:
         return int(value)
     if kind in {"float"}:
