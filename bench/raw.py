@@ -7,7 +7,9 @@ load generator of :mod:`bench.load`:
 - ``PATCH /raw/N`` with a ``message/byterange`` body: parse the part's ``Content-Range``, read the
   data with ``readinto`` into one reused 1 MiB buffer (the server's ``chunk_size``), ``os.pwrite``
   it at the offset, ``fdatasync`` once before answering 204 — the server's flush policy, with no
-  metadata, no digest, no database;
+  metadata, no digest, no database (``--no-fsync``: no ``fdatasync`` either, what the peer tus
+  servers of ``--peers`` do);
+- ``HEAD /raw/N`` answers 200 with the file's size;
 - ``GET /raw/N`` whole or with one ``Range: bytes=a-b``: ``os.sendfile`` from the file to the socket;
 - ``DELETE /raw/N`` unlinks the file.
 
@@ -54,7 +56,7 @@ def _read_head(rfile) -> tuple[str, str, dict[str, str]] | None:  # type: ignore
     return method, target, headers
 
 
-def _handle(conn: socket.socket, directory: Path, counter: Iterator[int]) -> None:
+def _handle(conn: socket.socket, directory: Path, counter: Iterator[int], fsync: bool) -> None:
     rfile = conn.makefile("rb", buffering=65536)
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
@@ -91,7 +93,8 @@ def _handle(conn: socket.socket, directory: Path, counter: Iterator[int]) -> Non
                             written += os.pwrite(fd, view[written:count], offset + written)
                         offset += count
                         left -= count
-                    os.fdatasync(fd)
+                    if fsync:
+                        os.fdatasync(fd)
                 finally:
                     os.close(fd)
                 conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
@@ -113,6 +116,13 @@ def _handle(conn: socket.socket, directory: Path, counter: Iterator[int]) -> Non
                         start += sent
                 finally:
                     os.close(fd)
+            elif method == "HEAD":
+                try:
+                    size = os.stat(directory / name).st_size
+                except OSError:
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    continue
+                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode())
             elif method == "DELETE":
                 with contextlib.suppress(FileNotFoundError):
                     (directory / name).unlink()
@@ -127,13 +137,14 @@ def _handle(conn: socket.socket, directory: Path, counter: Iterator[int]) -> Non
         conn.close()
 
 
-def serve(port: int, directory: Path) -> None:
+def serve(port: int, directory: Path, fsync: bool = True) -> None:
     counter = itertools.count()
-    with socket.create_server(("127.0.0.1", port), backlog=128) as listener:
+    with socket.create_server(("127.0.0.1", port), backlog=1024) as listener:
         while True:
             conn, _ = listener.accept()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=_handle, args=(conn, directory, counter), daemon=True).start()
+            threading.Thread(target=_handle, args=(conn, directory, counter, fsync),
+                             daemon=True).start()
 
 
 @dataclass
@@ -150,11 +161,12 @@ class RawServer:
 
 
 @contextlib.contextmanager
-def raw_server() -> Iterator[RawServer]:
+def raw_server(fsync: bool = True) -> Iterator[RawServer]:
     directory = Path(tempfile.mkdtemp(prefix="byterange-bench-raw-"))
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.raw", "--port", str(port), "--dir", str(directory)],
+        [sys.executable, "-m", "bench.raw", "--port", str(port), "--dir", str(directory),
+         *([] if fsync else ["--no-fsync"])],
         cwd=Path(__file__).resolve().parents[1],
     )
     try:
@@ -170,8 +182,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--no-fsync", action="store_true", help="no fdatasync before the 204")
     args = parser.parse_args()
-    serve(args.port, args.dir)
+    serve(args.port, args.dir, fsync=not args.no_fsync)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,19 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (a server's master, workers and their helpers), whichever
+    of their threads started them."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(item) for item in task.read_text().split())
+    return out
+
+
 def wait_http(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -111,15 +124,18 @@ class BenchServer:
 
 @contextlib.contextmanager
 def gunicorn_server(
-    *, workers: int | None = None, threads: int | None = None, database_url: str = ""
+    *, workers: int | None = None, threads: int | None = None, database_url: str = "",
+    environ: dict[str, str] | None = None,
 ) -> Iterator[BenchServer]:
-    """Start gunicorn on a fresh data directory (and SQLite database unless one is given)."""
+    """Start gunicorn on a fresh data directory (and SQLite database unless one is given);
+    ``environ`` adds settings, e.g. ``{"BYTERANGE_FSYNC": "false"}``."""
     data_dir = Path(tempfile.mkdtemp(prefix="byterange-bench-"))
     database_url = database_url or f"sqlite:///{data_dir / 'byterange.sqlite3'}"
     migrate.upgrade(database_url)
     port = free_port()
     env = dict(os.environ, BYTERANGE_DATA_DIR=str(data_dir), BYTERANGE_DATABASE_URL=database_url,
-               BYTERANGE_AUTH="off", BYTERANGE_ACCESS_LOG="", BYTERANGE_LOG_LEVEL="warning")
+               BYTERANGE_AUTH="off", BYTERANGE_ACCESS_LOG="", BYTERANGE_LOG_LEVEL="warning",
+               **(environ or {}))
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:byterange_server.runtime.gunicorn_conf",
             "--bind", f"127.0.0.1:{port}"]
     if workers is not None:

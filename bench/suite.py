@@ -2,6 +2,7 @@
 
     python -m bench [--db sqlite,postgresql] [--scenarios S1,S3] [--size 1GiB] [--runs 3]
                     [--json PATH] [--profile] [--quick]
+    python -m bench --peers ...     against @tus/server and tuspyserver (see bench.peersuite)
 
 Scenarios (MB = 10^6 bytes; every write is acknowledged only once durable):
 
@@ -28,15 +29,12 @@ import datetime
 import functools
 import json
 import os
-import platform
 import resource
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,8 +48,13 @@ from byterange_server.extents import Extent
 from byterange_server.units import parse_size
 
 from . import load
+from . import peersuite
 from .raw import raw_server
-from .server import REPO_ROOT
+from .report import machine
+from .report import num
+from .report import percent
+from .report import percentile
+from .report import summarize_profile
 from .server import cpu_seconds
 from .server import gunicorn_server
 from .server import postgres_database
@@ -202,8 +205,8 @@ class Suite:
         for label, path in zip(("1 extent", f"{self.options.extents:,} extents"), paths, strict=True):
             client.head(path)  # warm the connection and the worker
             times = sorted(load.latencies(lambda path=path: client.head(path), self.options.heads))
-            out[f"HEAD p50, {label}"] = (_percentile(times, 50) * 1000, "ms")
-            out[f"HEAD p99, {label}"] = (_percentile(times, 99) * 1000, "ms")
+            out[f"HEAD p50, {label}"] = (percentile(times, 50) * 1000, "ms")
+            out[f"HEAD p99, {label}"] = (percentile(times, 99) * 1000, "ms")
         client.close()
         return out
 
@@ -274,99 +277,22 @@ class Suite:
                 row.ratio = statistics.median(row.runs) / statistics.median(raw.runs)
 
 
-def _percentile(ordered: list[float], percent: float) -> float:
-    index = min(len(ordered) - 1, max(0, round(percent / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-def summarize_profile(paths: list[Path], top: int = 15) -> dict[str, Any]:
-    """Where request time goes, from py-spy's collapsed stacks (idle samples included).
-
-    Only samples of threads inside a request (``Flask.wsgi_app`` on the stack) count, so idle
-    workers waiting for connections do not dilute the shares. ``self``: the innermost Python
-    function (a blocking call such as ``fdatasync`` shows as the function that made it);
-    ``inclusive``: every function on the stack. Both in % of request samples.
-    """
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for path in paths:
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            stack, _, count_text = line.rpartition(" ")
-            if "wsgi_app (" not in stack or not count_text.isdigit():
-                continue
-            count = int(count_text)
-            frames = [_frame(frame) for frame in stack.split(";")]
-            total += count
-            own[frames[-1]] += count
-            for frame in set(frames):
-                inclusive[frame] += count
-    if not total:
-        return {"samples": 0, "self": [], "inclusive": []}
-    return {
-        "samples": total,
-        "self": [(name, round(count / total * 100, 1)) for name, count in own.most_common(top)],
-        "inclusive": [(name, round(count / total * 100, 1)) for name, count in inclusive.most_common()
-                      if not name.startswith(_PLUMBING)][:top],
-    }
-
-
-# Frames every request goes through: they tell nothing about where the time goes.
-_PLUMBING = ("Flask.", "MethodOverride.", "ForwardedMiddleware.", "_worker (", "_WorkItem.",
-             "Thread.", "ThreadWorker.", "Worker.", "Arbiter.", "run (", "<module>", "_bootstrap",
-             "_run_code", "_run_module", "WSGIApplication.", "BaseApplication.", "Application.",
-             "_DispatchingApp", "handle (", "handle_request")
-
-
-def _frame(frame: str) -> str:
-    """``pwrite (byterange_server/storage/local.py:107)`` → ``pwrite (storage/local.py)``."""
-    name, _, where = frame.partition(" (")
-    where = where.rstrip(")").rpartition(":")[0]
-    for marker in ("site-packages/", "byterange_server/", "lib/python3"):
-        if marker in where:
-            where = where.split(marker, 1)[1]
-            break
-    return f"{name} ({where})" if where else name
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
-    with contextlib.suppress(OSError), open("/proc/meminfo") as meminfo:
-        memory = int(meminfo.readline().split()[1]) // 1024
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=REPO_ROOT).stdout.strip()
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_mib": memory, "kernel": platform.release(),
-            "python": platform.python_version(), "commit": commit, "load_average": os.getloadavg()}
-
-
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = ("scenario", "metric", "target", "median", "min–max", "unit", "ratio",
               "client CPU", "server CPU")
     lines = [header]
     for row in rows:
         lines.append((
-            row["scenario"], row["metric"], row["target"], _num(row["median"]),
-            f"{_num(row['min'])}–{_num(row['max'])}", row["unit"],
+            row["scenario"], row["metric"], row["target"], num(row["median"]),
+            f"{num(row['min'])}–{num(row['max'])}", row["unit"],
             "" if row["ratio"] is None else f"{row['ratio']:.2f}",
-            _percent(row["client_cpu_percent"]), _percent(row["server_cpu_percent"]),
+            percent(row["client_cpu_percent"]), percent(row["server_cpu_percent"]),
         ))
     widths = [max(len(line[index]) for line in lines) for index in range(len(header))]
     for number, line in enumerate(lines):
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
         if number == 0:
             print("  ".join("-" * width for width in widths))
-
-
-def _num(value: float) -> str:
-    return f"{value:.0f}" if value >= 100 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
-
-
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value:.0f}%"
 
 
 @contextlib.contextmanager
@@ -385,19 +311,34 @@ def servers(databases: list[str], raw: bool) -> Iterator[list[Target]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--size", default=None, help="resource size for S1, S2, S5, S6 (default 1GiB)")
+    parser.add_argument("--db", default=None,
+                        help="comma-separated: sqlite, postgresql (default both; sqlite with --peers)")
+    parser.add_argument("--scenarios", default=None,
+                        help=f"default {','.join(SCENARIOS)}; with --peers P1,…,P6")
+    parser.add_argument("--size", default=None,
+                        help="resource size for S1, S2, S5, S6 and P1–P3 (default 1GiB)")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--note", default="", help="stored in the JSON, e.g. 'loaded machine'")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy record the workers per scenario; profiles go next to --json")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one run: a smoke test")
+    peers = parser.add_argument_group("peers", "python -m bench --peers: ours against peer tus servers")
+    peers.add_argument("--peers", action="store_true",
+                       help="run P1–P6 against @tus/server, tuspyserver and raw instead of S1–S6")
+    peers.add_argument("--targets", default=None, help="comma-separated subset of the --peers targets")
+    peers.add_argument("--peers-dir", default=None,
+                       help="where the peers are installed (default ~/.cache/byterange-bench/peers)")
+    peers.add_argument("--peer-workers", type=int, default=None,
+                       help="uvicorn workers for tuspyserver (default: gunicorn_conf's worker count)")
     args = parser.parse_args(argv)
+    if args.peers:
+        peersuite.run(args)
+        return
 
-    databases = [item.strip() for item in args.db.split(",") if item.strip()]
-    scenarios = [item.strip().upper() for item in args.scenarios.split(",") if item.strip()]
+    databases = [item.strip() for item in (args.db or "sqlite,postgresql").split(",") if item.strip()]
+    scenarios = [item.strip().upper() for item in (args.scenarios or ",".join(SCENARIOS)).split(",")
+                 if item.strip()]
     for name in scenarios:
         if name not in SCENARIOS:
             parser.error(f"unknown scenario {name}")

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from byterange_server.auth import tokens as auth_module
 from byterange_server.auth.signing import signed_url
 from byterange_server.auth.signing import verify
 from byterange_server.auth.tokens import Credentials
 from byterange_server.auth.tokens import parse_entries
-from byterange_server.auth import tokens as auth_module
 from byterange_server.cli import main
 from byterange_server.errors import AmbiguousCredentialsError
 from byterange_server.errors import InvalidCredentialsError

@@ -19,6 +19,7 @@ from ..protocol.media import PATCH_MEDIA_TYPES
 from ..protocol.params import format_content_disposition
 from ..protocol.ranges import format_ranges
 from ..protocol.validators import format_http_date
+from ..uploads.values import ResourceState
 from .observe import note_error
 from .observe import note_problem
 from .observe import request_id

@@ -28,6 +28,7 @@ from .download import DownloadResult
 from .download import IncompleteResource
 from .download import download
 from .engine import Engine
+from .engine import NoticeCallback
 from .engine import Progress
 from .errors import Cancelled
 from .errors import ClientError
@@ -45,6 +46,7 @@ from .remote import RemoteState
 from .transport import RetryPolicy
 from .transport import Timeouts
 from .transport import Transport
+from .transport import normalize_url
 from .upload import Uploader
 from .upload import UploadResult
 from .upload import upload
@@ -58,6 +60,7 @@ __all__ = [
     "Engine",
     "IncompleteResource",
     "IntegrityError",
+    "NoticeCallback",
     "Progress",
     "ProtocolError",
     "RemoteChanged",
@@ -87,8 +90,13 @@ def status(
     headers: Mapping[str, str] | None = None,
     timeouts: Timeouts | None = None,
     retry: RetryPolicy | None = None,
+    notify: NoticeCallback | None = None,
 ) -> RemoteState:
-    """The state of a resource (``HEAD``, with the committed ranges fetched if need be)."""
-    engine = Engine.connect(parallel=1, timeouts=timeouts, retry=retry, headers=headers)
+    """The state of a resource (``HEAD``, with the committed ranges fetched if need be).
+
+    :raises ValueError: ``url`` is not an ``http``/``https`` URL.
+    """
+    url = normalize_url(url)
+    engine = Engine.connect(parallel=1, timeouts=timeouts, retry=retry, headers=headers, notify=notify)
     with engine.transport:
         return engine.state(url)

@@ -39,8 +39,10 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from byterange_server import extents
 from byterange_server.extents import Extent
 from byterange_server.protocol.ranges import ContentRange
+from byterange_server.units import format_size
 
 from .engine import Engine
+from .engine import NoticeCallback
 from .engine import ProgressCallback
 from .errors import ClientError
 from .errors import IntegrityError
@@ -48,12 +50,14 @@ from .errors import ProtocolError
 from .errors import RemoteChanged
 from .plan import Segment
 from .plan import plan_segments
+from .plan import too_many_requests
 from .remote import RemoteState
 from .source import CHUNK_SIZE
 from .transport import RetryPolicy
 from .transport import Timeouts
 from .transport import Transient
 from .transport import check_response
+from .transport import normalize_url
 from .upload import DEFAULT_PARALLEL
 from .upload import DEFAULT_SEGMENT_SIZE
 
@@ -125,6 +129,9 @@ class Downloader:
 
     :param restart_on_change: when the remote file changes, start over (default) instead of
         raising :class:`RemoteChanged`.
+    :param notify: receives one line for people: a retry about to happen, a warning about the
+        options (default: the ``byterange_server.client`` logger).
+    :raises ValueError: ``url`` is not an ``http``/``https`` URL, or ``segment_size`` is below 1.
     """
 
     def __init__(
@@ -141,10 +148,11 @@ class Downloader:
         retry: RetryPolicy | None = None,
         progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
+        notify: NoticeCallback | None = None,
     ) -> None:
         if segment_size < 1:
             raise ValueError(f"segment size must be at least 1 byte: {segment_size}")
-        self.url = url
+        self.url = normalize_url(url)
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.control_path = self.path.with_name(self.path.name + ".partial.json")
@@ -153,8 +161,9 @@ class Downloader:
         self.restart_on_change = restart_on_change
         self.engine = Engine.connect(
             parallel=parallel, timeouts=timeouts, retry=retry, headers=headers, progress=progress,
-            cancel_event=cancel_event,
+            cancel_event=cancel_event, notify=notify,
         )
+        self._warned = False
         self._lock = threading.Lock()
         self._control: _Control | None = None
         self._fd = -1
@@ -228,6 +237,13 @@ class Downloader:
             os.ftruncate(self._fd, length)
             self._save()
             segments = plan_segments(length, self.segment_size, control.done)
+            if not self._warned and too_many_requests(len(segments), self.segment_size):
+                self._warned = True
+                self.engine.notify(
+                    f"warning: segments of {format_size(self.segment_size)} cut these {format_size(length)} "
+                    f"into {len(segments):,} range requests, so this will be slow "
+                    f"(the default segment size is {format_size(DEFAULT_SEGMENT_SIZE)})"
+                )
             self.engine.run_tasks(segments, lambda task, segment: self._fetch(task, segment, etag, length))
             verified = self._verify(state)
             os.fsync(self._fd)

@@ -6,12 +6,17 @@ run by ``parallel`` worker threads over one connection pool. A task that meets a
 full jitter, ``Retry-After`` as a floor), asks the server what is committed, and carries on with
 only what is still missing; it gives up after :attr:`RetryPolicy.attempts` failures in a row
 that brought no new committed byte. Any other error stops every task and is raised once.
+
+Each wait is announced through the ``notify`` callback ("retrying in 2.1 s (attempt 3 of 11):
+reason"), once per attempt number however many tasks meet the same outage; without a callback,
+notices go to the ``byterange_server.client`` logger.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -41,10 +46,13 @@ from .transport import Timeouts
 from .transport import Transient
 from .transport import Transport
 from .transport import check_response
+from .transport import read_problem
 
-__all__ = ["Engine", "Progress", "ProgressCallback"]
+__all__ = ["Engine", "NoticeCallback", "Progress", "ProgressCallback"]
 
 T = TypeVar("T")
+
+_log = logging.getLogger("byterange_server.client")
 
 #: Most pages of the committed-range document we follow (10,000 ranges a page).
 MAX_COMMITTED_PAGES = 10_000
@@ -68,6 +76,8 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+#: Receives one line for people: a retry about to happen, a warning about the options.
+NoticeCallback = Callable[[str], None]
 
 
 class _Stopped(Exception):
@@ -85,6 +95,7 @@ class Engine:
         retry: RetryPolicy,
         progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
+        notify: NoticeCallback | None = None,
     ) -> None:
         if parallel < 1:
             raise ValueError(f"parallel must be at least 1: {parallel}")
@@ -92,6 +103,9 @@ class Engine:
         self.parallel = parallel
         self.retry = retry
         self._progress_callback = progress
+        self._notice_callback = notify
+        #: The highest attempt number announced since the last success (see :meth:`backoff`).
+        self._announced = 0
         self.cancel_event = cancel_event or threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -112,11 +126,24 @@ class Engine:
         headers: Mapping[str, str] | None = None,
         progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
+        notify: NoticeCallback | None = None,
     ) -> Engine:
         """An engine over a new connection pool of ``parallel`` connections."""
         transport = Transport(connections=parallel, timeouts=timeouts or Timeouts(), headers=headers)
         retry = retry or RetryPolicy()
-        return cls(transport, parallel=parallel, retry=retry, progress=progress, cancel_event=cancel_event)
+        return cls(
+            transport, parallel=parallel, retry=retry, progress=progress, cancel_event=cancel_event,
+            notify=notify,
+        )
+
+    # -- notices -------------------------------------------------------------------------------
+
+    def notify(self, message: str) -> None:
+        """Tell the person running the transfer (the ``notify`` callback, else the logger)."""
+        if self._notice_callback is not None:
+            self._notice_callback(message)
+        else:
+            _log.warning("%s", message)
 
     # -- cancellation and waiting --------------------------------------------------------------
 
@@ -145,9 +172,11 @@ class Engine:
         self._emit()
 
     def confirm(self, nbytes: int) -> None:
-        """``nbytes`` more are in place for good."""
+        """``nbytes`` more are in place for good (which also ends a run of failures)."""
         with self._lock:
             self._confirmed += nbytes
+            if nbytes:
+                self._announced = 0
         self._emit()
 
     def moved(self, task: int, nbytes: int) -> None:
@@ -174,17 +203,27 @@ class Engine:
     # -- retries -------------------------------------------------------------------------------
 
     def backoff(self, failures: int, failure: Transient) -> None:
-        """Count a failed attempt, then wait, or give up after too many without progress.
+        """Count a failed attempt, then announce and wait, or give up after too many without progress.
+
+        Several tasks that meet the same outage announce each attempt number once: the first
+        task to reach it speaks, the others wait in silence.
 
         :raises TransferFailed: the retry budget is spent.
         """
         with self._lock:
             self.retries += 1
         if failures > self.retry.attempts:
-            raise TransferFailed(
-                f"gave up after {failures} failed attempts in a row: {failure}", cause=failure
+            raise TransferFailed(gave_up(failures, failure), cause=failure)
+        delay = self.retry.delay(failures, failure.retry_after)
+        with self._lock:
+            announce = failures > self._announced
+            if announce:
+                self._announced = failures
+        if announce:
+            self.notify(
+                f"retrying in {delay:.1f} s (attempt {failures + 1} of {self.retry.attempts + 1}): {failure}"
             )
-        self.sleep(self.retry.delay(failures, failure.retry_after))
+        self.sleep(delay)
 
     def call(self, attempt: Callable[[], T]) -> T:
         """``attempt()``, retried on :class:`Transient` failures with backoff."""
@@ -192,10 +231,15 @@ class Engine:
         while True:
             self.check_running()
             try:
-                return attempt()
+                result = attempt()
             except Transient as failure:
                 failures += 1
                 self.backoff(failures, failure)
+                continue
+            if failures:
+                with self._lock:
+                    self._announced = 0
+            return result
 
     # -- the committed state -------------------------------------------------------------------
 
@@ -213,7 +257,10 @@ class Engine:
         """
         response = self.request("HEAD", url)
         try:
-            check_response("HEAD", url, response)
+            problem = None
+            if not 200 <= response.status < 300:
+                problem = self._problem_by_get(url, response.status)
+            check_response("HEAD", url, response, problem=problem)
             state = RemoteState.from_headers(url, response.status, response.headers, head=True)
         finally:
             response.release_conn()
@@ -221,6 +268,22 @@ class Engine:
             committed = self._committed_document(state.committed_link)
             state = dataclasses.replace(state, committed=committed)
         return state
+
+    def _problem_by_get(self, url: str, status: int) -> dict[str, Any]:
+        """The problem document explaining a failed ``HEAD``, which cannot carry one.
+
+        A ``GET`` of the same URL is refused the same way, with the document in its body. A GET
+        answered otherwise (another status, a success) explains nothing: its body is not read.
+        """
+        try:
+            response = self.request("GET", url, stream=True, headers={"Accept": "application/problem+json"})
+        except Transient:
+            return {}
+        try:
+            return read_problem(response) if response.status == status else {}
+        finally:
+            response.close()  # never reuse a connection with a body left unread
+            response.release_conn()
 
     def _committed_document(self, url: str) -> list[Extent]:
         """The whole committed-range list from the paginated JSON document."""
@@ -289,6 +352,13 @@ class Engine:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def gave_up(failures: int, failure: BaseException) -> str:
+    """What a transfer says when its retry budget is spent after ``failures`` failed attempts."""
+    if failures == 1:
+        return f"failed, and retries are off: {failure}"
+    return f"gave up after {failures} failed attempts in a row: {failure}"
 
 
 def _first_error(errors: Iterable[BaseException]) -> BaseException:

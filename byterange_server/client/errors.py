@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from byterange_server.units import format_size
+
 __all__ = [
     "Cancelled",
     "ClientError",
@@ -69,7 +71,37 @@ class ServerRefused(ClientError):
             text += f" {title}"
         if detail:
             text += f": {detail}" if title else f" {detail}"
+        figures = describe_figures(self.problem)
+        if figures:
+            text += f" ({figures})"
         return text
+
+
+#: Members of every problem document (RFC 9457 §3.1), and the server's request id: not figures.
+_STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "request-id"})
+#: Words in a member name that say its number counts bytes (``max-size``, ``requested-length``).
+_BYTE_WORDS = ("size", "length", "bytes", "offset", "stop")
+
+
+def describe_figures(problem: dict[str, Any]) -> str:
+    """The extension members of a problem document, the figures that explain the error.
+
+    ``{"length": 2000000, "max-size": 1048576}`` → ``length 2000000 (1.9 MiB), max-size 1048576
+    (1.0 MiB)``: the limit a request went past is what its sender needs to know.
+    """
+    shown = []
+    for name, value in problem.items():
+        if name in _STANDARD_MEMBERS or not isinstance(name, str):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, list)):
+            continue
+        text = ", ".join(str(item) for item in value) if isinstance(value, list) else str(value)
+        if len(text) > 200:
+            text = text[:200] + "…"
+        if isinstance(value, int) and value >= 1024 and any(word in name for word in _BYTE_WORDS):
+            text += f" ({format_size(value)})"
+        shown.append(f"{name} {text}")
+    return ", ".join(shown)
 
 
 class ProtocolError(ClientError):
@@ -95,7 +127,7 @@ class Cancelled(ClientError):
     """The transfer was cancelled (``cancel()`` or Ctrl-C); what was committed stays."""
 
     exit_code = 130
-    MESSAGE = "cancelled; what was committed is kept, and the same command resumes it"
+    MESSAGE = "cancelled; what was transferred is kept, and the same transfer resumes it"
 
     def __init__(self, message: str = MESSAGE) -> None:
         super().__init__(message)

@@ -35,7 +35,13 @@ __all__ = [
     "committed_from_header",
     "missing_ranges",
     "plan_segments",
+    "too_many_requests",
 ]
+
+#: Below this segment size, a request moves less than its overhead is worth ...
+TINY_SEGMENT = 64 * 1024
+#: ... and below this one, tens of thousands of requests add minutes of overhead.
+SMALL_SEGMENT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -141,3 +147,15 @@ def committed_from_header(value: str | None) -> list[Extent]:
             'rel="committed-ranges" instead'
         )
     return extents.normalize(parse_committed_ranges(value))
+
+
+def too_many_requests(requests: int, segment_size: int) -> bool:
+    """Whether a transfer of ``requests`` requests of ``segment_size`` bytes is mostly overhead.
+
+    Every upload request costs the server an ``fdatasync`` and two short database transactions,
+    a few milliseconds whatever its size. More than 100 requests of under 64 KiB, or more than
+    10,000 of under 1 MiB, spend most of their time on that: a larger segment would be faster.
+    """
+    if requests > 100 and segment_size < TINY_SEGMENT:
+        return True
+    return requests > 10_000 and segment_size < SMALL_SEGMENT

@@ -20,13 +20,22 @@ How it goes:
    only what ``HEAD`` says is still missing, so a fault costs at most the segment it hit.
 4. **Check.** When the server reports the resource complete, its ``Repr-Digest`` must equal the
    SHA-256 of the local file (hashed on a background thread while the upload runs).
+
+Input of unknown length (a pipe, a FIFO, a terminal: :class:`~.source.StreamSource`) can be read
+only once, in order, so it goes one segment at a time: ``POST`` without ``Upload-Length``, then
+each segment as ``bytes a-b/*``, held in memory until the server has committed it; the segment
+that ends the input carries the complete length (``bytes a-b/L``), which completes the
+resource. Input that ends within its first two segments is allocated with its ``Upload-Length``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import mimetypes
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -42,23 +51,30 @@ from byterange_server.extents import Extent
 from byterange_server.protocol.digests import format_digest
 from byterange_server.protocol.params import format_content_disposition
 from byterange_server.protocol.ranges import ContentRange
+from byterange_server.units import format_size
 
 from .engine import Engine
+from .engine import NoticeCallback
 from .engine import ProgressCallback
 from .errors import IntegrityError
 from .errors import ProtocolError
 from .errors import ServerRefused
 from .plan import Segment
 from .plan import plan_segments
+from .plan import too_many_requests
 from .remote import RemoteState
 from .remote import parse_limits
 from .source import Source
+from .source import StreamSource
+from .source import is_stream
 from .state import StateStore
 from .state import UploadKey
+from .transport import SCHEMES
 from .transport import RetryPolicy
 from .transport import Timeouts
 from .transport import Transient
 from .transport import check_response
+from .transport import normalize_url
 from .wire import WireFormat
 from .wire import WireRequest
 from .wire import batch_segments
@@ -83,6 +99,7 @@ class UploadResult:
     """How an upload ended.
 
     :ivar url: the resource URL (``GET`` it to read the file back).
+    :ivar size: bytes in the file (for a stream, what it turned out to hold).
     :ivar resumed: the resource existed before this run (a resumed or repeated upload).
     :ivar already_committed: bytes the server had before this run started.
     :ivar transferred: body bytes this run sent, resends included.
@@ -105,16 +122,21 @@ class UploadResult:
 class Uploader:
     """One upload; :meth:`run` it once. :meth:`cancel` may be called from any thread.
 
-    :param source: a path, or a binary file object that can be read at any offset.
+    :param source: a path, or a binary file object. A regular file (or a seekable object) is
+        read at any offset, in parallel; a pipe, a FIFO or a device is read once, in order,
+        one segment at a time (see the module docstring).
     :param url: the collection to allocate in (``.../files``), or with ``existing=True`` the
-        URL of a resource to fill.
+        URL of a resource to fill. Without ``scheme://`` it means ``http://``.
     :param segment_size: bytes per segment; also the most a fault can cost.
-    :param parallel: requests in flight at once.
+    :param parallel: requests in flight at once (a stream sends one at a time).
     :param wire_format: how segments travel (:class:`~.wire.WireFormat`).
     :param content_digest: send ``Content-Digest: sha-256`` with each request.
     :param verify: compare the server's ``Repr-Digest`` with the file's SHA-256 at the end.
     :param resume: use the resume store (uploads from a path only).
     :param state_dir: where the resume store lives (default: see :mod:`.state`).
+    :param notify: receives one line for people: a retry about to happen, a warning about the
+        options (default: the ``byterange_server.client`` logger).
+    :raises ValueError: ``url`` is not an ``http``/``https`` URL, or ``segment_size`` is below 1.
     """
 
     def __init__(
@@ -138,11 +160,12 @@ class Uploader:
         max_parts: int = DEFAULT_MAX_PARTS,
         progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
+        notify: NoticeCallback | None = None,
     ) -> None:
         if segment_size < 1:
             raise ValueError(f"segment size must be at least 1 byte: {segment_size}")
         self.source_arg = source
-        self.url = url
+        self.url = normalize_url(url)
         self.existing = existing
         self.segment_size = segment_size
         self.wire_format = WireFormat.parse(wire_format) if isinstance(wire_format, str) else wire_format
@@ -155,10 +178,13 @@ class Uploader:
         self.max_parts = max_parts
         self.engine = Engine.connect(
             parallel=parallel, timeouts=timeouts, retry=retry, headers=headers, progress=progress,
-            cancel_event=cancel_event,
+            cancel_event=cancel_event, notify=notify,
         )
-        self.source: Source
+        self.source: Source | StreamSource
+        #: The resource being filled, once it is known (after a failure too: resume it there).
         self.resource_url: str | None = None
+        #: The input is a stream (known once :meth:`run` has opened it).
+        self.streaming = False
         self._key: UploadKey | None = None
 
     def cancel(self) -> None:
@@ -166,12 +192,31 @@ class Uploader:
 
     # -- the run -------------------------------------------------------------------------------
 
+    def _open(self) -> Source | StreamSource:
+        arg = self.source_arg
+        if isinstance(arg, (str, os.PathLike)):
+            if is_stream(arg):
+                return StreamSource.open(arg, self.segment_size, hash=self.verify)
+            return Source.open(arg)
+        try:
+            fd: int | None = arg.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            fd = None
+        if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+            return StreamSource(arg, self.segment_size, hash=self.verify)  # a pipe, a terminal
+        try:
+            return Source(arg)
+        except ValueError:  # an object without a position
+            return StreamSource(arg, self.segment_size, hash=self.verify)
+
     def run(self) -> UploadResult:
         started = time.monotonic()
-        if isinstance(self.source_arg, (str, os.PathLike)):
-            source = Source.open(self.source_arg)
-        else:
-            source = Source(self.source_arg)
+        source = self._open()
+        if isinstance(source, StreamSource):
+            self.streaming = True
+            with source, self.engine.transport:
+                self.source = source
+                return self._run_stream(source, started)
         with source, self.engine.transport:
             self.source = source
             self.engine.total = source.size
@@ -250,7 +295,7 @@ class Uploader:
         return False
 
     def _allocate(self) -> tuple[str, RemoteState]:
-        headers = {"Upload-Length": str(self.source.size)}
+        headers = {"Upload-Length": str(self.source.size)} if self.source.size is not None else {}
         name = self.filename or (os.path.basename(self.source.name) if self.source.name else None)
         if name:
             headers["Content-Disposition"] = format_content_disposition(name)
@@ -265,6 +310,8 @@ class Uploader:
             if response.status not in (200, 201) or not location:
                 raise ProtocolError(f"POST {self.url}: expected 201 with a Location, got {response.status}")
             url = urljoin(self.url, location)
+            if url.partition("://")[0].lower() not in SCHEMES:
+                raise ProtocolError(f"POST {self.url}: the Location {location!r} is not an http(s) URL")
             return url, RemoteState.from_headers(url, response.status, response.headers)
         finally:
             response.release_conn()
@@ -283,8 +330,10 @@ class Uploader:
     def _fill(self, url: str, state: RemoteState, committed: list[Extent]) -> RemoteState:
         """Send what is missing until the server reports the resource complete."""
         size = self.source.size
+        assert size is not None
         segment_size = self.segment_size
         limits: dict[str, int] | None = None
+        warned = False
         for _ in range(MAX_ROUNDS):
             if state.complete:
                 return state
@@ -302,6 +351,9 @@ class Uploader:
                 batches = batch_segments(
                     self.wire_format, segments, max_bytes=segment_size, max_parts=max_parts
                 )
+                if not warned:
+                    warned = True
+                    self._warn_requests(len(batches), segment_size, size)
                 self.engine.run_tasks(batches, lambda index, batch: self._deliver(url, index, batch))
             elif state.length is None:
                 # All bytes are there (an empty file) but the length was never declared.
@@ -313,6 +365,90 @@ class Uploader:
                 f"{url}: every byte was acknowledged but the server does not report the upload complete"
             )
         return state
+
+    def _warn_requests(self, requests: int, segment_size: int, size: int | None) -> bool:
+        """Warn once the segment size makes the transfer mostly overhead; True if it did."""
+        if not too_many_requests(requests, segment_size):
+            return False
+        # A stream is warned about as it passes the threshold: "over" the requests so far.
+        what = f"cut these {format_size(size)} into" if size is not None else "make over"
+        count = requests if size is not None else requests - 1
+        self.engine.notify(
+            f"warning: segments of {format_size(segment_size)} {what} {count:,} requests; each costs "
+            f"the server a disk flush, so this will be slow (the default segment size is "
+            f"{format_size(DEFAULT_SEGMENT_SIZE)})"
+        )
+        return True
+
+    # -- input of unknown length ---------------------------------------------------------------
+
+    def _run_stream(self, source: StreamSource, started: float) -> UploadResult:
+        """Send a stream in order, one segment at a time (see the module docstring)."""
+        engine = self.engine
+        segments = source.segments()
+        first = next(segments)  # reads ahead: a short input is allocated with its length
+        engine.total = source.size
+        if self.existing:
+            state = engine.state(self.url)
+            if not state.is_byterange_resource:
+                raise ProtocolError(
+                    f"{self.url} is not a byte-range upload resource (no Upload-Complete in its HEAD)"
+                )
+            url, resumed = self.url, True
+        else:
+            url, state = engine.call(self._allocate)
+            resumed = False
+        self.resource_url = url
+        expected = state.length
+        if expected is not None:
+            engine.total = expected
+        committed = self._committed(state)
+        limits = self._server_limits(url)
+        segment_size = _fit_segment(self.segment_size, limits.get("max-request-bytes"))
+        already = 0
+        index = 0
+        warned = False
+        for segment in itertools.chain([first], segments):
+            too_long = expected is not None and segment.stop > expected
+            if too_long or (expected is not None and segment.last and segment.stop != expected):
+                got = f"{segment.stop} bytes" if segment.last else f"over {expected} bytes"
+                raise ProtocolError(f"{url} has length {expected}, but the input has {got}")
+            if segment.last:
+                engine.total = segment.stop
+            pieces = _cut(extents.gaps(committed, segment.start, segment.stop), segment_size)
+            skipped = len(segment.data) - _total(pieces)
+            if skipped:
+                already += skipped
+                engine.confirm(skipped)
+            for piece in pieces:
+                index += 1
+                if not warned and index in (101, 10_001):
+                    warned = self._warn_requests(index, segment_size, None)
+                self._deliver(url, 0, [piece])
+        state = engine.state(url)
+        if not state.complete and state.length is None:
+            # Everything was committed before this run, but no request declared the length.
+            engine.call(lambda: self._declare_length(url))
+            state = engine.state(url)
+        if not state.complete:
+            raise ProtocolError(
+                f"{url}: every byte was acknowledged but the server does not report the upload complete"
+            )
+        digest = source.sha256()
+        verified = self._check(state, digest)
+        assert source.size is not None
+        return UploadResult(
+            url=url,
+            size=source.size,
+            resumed=resumed,
+            already_committed=already,
+            transferred=engine.transferred,
+            requests=engine.requests,
+            retries=engine.retries,
+            seconds=time.monotonic() - started,
+            sha256=digest.hex() if digest else None,
+            verified=verified,
+        )
 
     def _server_limits(self, url: str) -> dict[str, int]:
         """The server's ``Byterange-Limits`` (``OPTIONS``): parts and bytes per request."""
@@ -390,6 +526,7 @@ class Uploader:
             response.release_conn()
 
     def _declare_length(self, url: str) -> None:
+        assert self.source.size is not None
         content_range = ContentRange.unsatisfied(self.source.size).format()
         headers = {"Content-Range": content_range, "Content-Length": "0"}
         response = self.engine.request("PUT", url, headers=headers, body=b"")
@@ -476,6 +613,15 @@ def _fit_segment(segment_size: int, max_request_bytes: int | None) -> int:
     if not max_request_bytes:
         return segment_size
     return max(1, min(segment_size, max_request_bytes - _framing_room(max_request_bytes)))
+
+
+def _cut(gaps: Sequence[Extent], size: int) -> list[Segment]:
+    """``gaps`` cut into segments of at most ``size`` bytes, in order."""
+    return [
+        Segment(start, min(gap.stop, start + size))
+        for gap in gaps
+        for start in range(gap.start, gap.stop, size)
+    ]
 
 
 def _total(segments: Sequence[Segment]) -> int:

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import threading
+import time
 
 import pytest
 from hypothesis import example
@@ -14,7 +15,10 @@ from hypothesis import strategies as st
 
 from byterange_server.client.errors import IntegrityError
 from byterange_server.client.source import CHUNK_SIZE
+from byterange_server.client.source import STREAM_BUFFERS
 from byterange_server.client.source import Source
+from byterange_server.client.source import StreamSource
+from byterange_server.client.source import is_stream
 from byterange_server.client.state import StateStore
 from byterange_server.client.state import UploadKey
 from byterange_server.client.state import default_state_dir
@@ -104,6 +108,87 @@ def test_a_touched_file_counts_as_changed(data_file):
         stat = os.stat(path)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
         assert source.changed()
+
+
+# -- StreamSource: input read once --------------------------------------------------------------
+
+
+def pipe_with(data: bytes) -> io.BufferedReader:
+    """A pipe's read end, fed with ``data`` and closed by a writer thread."""
+    read_end, write_end = os.pipe()
+
+    def feed() -> None:
+        with open(write_end, "wb") as out:
+            out.write(data)
+
+    threading.Thread(target=feed, daemon=True).start()
+    return open(read_end, "rb", buffering=0)
+
+
+@pytest.mark.parametrize("size", [0, 1, 99, 100, 101, 300, 1234])
+def test_a_stream_comes_in_segments_and_knows_its_length_at_its_end(size):
+    data = os.urandom(size)
+    with pipe_with(data) as pipe, StreamSource(pipe, 100) as stream:
+        assert stream.size is None
+        seen = []
+        for segment in stream.segments():
+            assert stream.size == (size if segment.last else None)
+            assert b"".join(bytes(c) for c in stream.chunks(segment.start, segment.stop)) == segment.data
+            seen.append((segment.start, bytes(segment.data), segment.last))
+    assert b"".join(d for _, d, _ in seen) == data
+    assert [start for start, _, _ in seen] == list(range(0, len(seen) * 100, 100))
+    assert [last for _, _, last in seen] == [False] * (len(seen) - 1) + [True]
+    # A length on the grid ends with the full segment itself: no empty segment after it.
+    assert len(seen) == max(1, -(-size // 100))
+    assert stream.sha256() == hashlib.sha256(data).digest()
+
+
+def test_only_the_current_window_can_be_read():
+    with pipe_with(os.urandom(250)) as pipe, StreamSource(pipe, 100) as stream:
+        segments = stream.segments()
+        next(segments)
+        second = next(segments)
+        assert second.start == 100
+        with pytest.raises(ValueError, match="not in the stream's window"):
+            list(stream.chunks(0, 10))  # gone
+        with pytest.raises(ValueError, match="not in the stream's window"):
+            list(stream.chunks(150, 201))  # not read yet
+
+
+class Endless(io.RawIOBase):
+    """An input that never ends, counting what was read from it."""
+
+    def __init__(self) -> None:
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        n = min(len(buffer), 4096)
+        buffer[:n] = b"x" * n
+        self.read_bytes += n
+        return n
+
+
+def test_a_stream_reads_at_most_a_few_segments_ahead():
+    source = Endless()
+    with StreamSource(source, 10_000) as stream:
+        segments = stream.segments()
+        next(segments)
+        deadline = time.monotonic() + 10
+        while source.read_bytes < STREAM_BUFFERS * 10_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # let the reader run on, if it were going to
+        assert source.read_bytes == STREAM_BUFFERS * 10_000
+
+
+def test_pipes_and_fifos_are_streams(tmp_path):
+    regular = tmp_path / "f"
+    regular.write_bytes(b"x")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert not is_stream(regular) and is_stream(fifo) and is_stream("/dev/null")
 
 
 # -- the resume store ----------------------------------------------------------------------------

@@ -20,7 +20,9 @@ from byterange_server.client.remote import RemoteState
 from byterange_server.client.remote import parse_limits
 from byterange_server.client.transport import RetryPolicy
 from byterange_server.client.transport import Transient
+from byterange_server.client.transport import Transport
 from byterange_server.client.transport import check_response
+from byterange_server.client.transport import normalize_url
 from byterange_server.client.transport import parse_retry_after
 from byterange_server.extents import Extent
 
@@ -157,13 +159,26 @@ def test_success_passes(status):
         (429, {"Retry-After": "2"}, 2.0),
         (429, {}, None),
         (409, {"Retry-After": "1"}, 1.0),
+        (408, {}, None),  # the server timed the request out: a new one may be quicker
+        (423, {}, None),  # locked for now
+        (425, {}, None),  # too early: replayed early data
+        (504, {}, None),
     ],
 )
 def test_retryable_statuses(status, headers, retry_after):
     with pytest.raises(Transient) as caught:
         check_response("PATCH", URL, problem(status, "busy", **headers))
-    assert caught.value.retry_after == retry_after
+    assert caught.value.retry_after == retry_after and caught.value.status == status
     assert str(status) in str(caught.value)
+    assert "busy: the detail" in str(caught.value)  # the retry notice says why
+
+
+@pytest.mark.parametrize("status", [501, 505])
+def test_server_errors_that_no_repetition_changes_are_final(status):
+    # 501: the server (or a proxy) does not implement the method; 505: nor the HTTP version.
+    with pytest.raises(ServerRefused) as caught:
+        check_response("PATCH", URL, problem(status, "Not Implemented"))
+    assert caught.value.status == status and caught.value.exit_code == 4
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 410, 412, 413, 415, 416, 422])
@@ -180,6 +195,20 @@ def test_a_conflict_without_retry_after_is_final():
     # 409 for different bytes over committed ones: resending cannot help.
     with pytest.raises(ServerRefused):
         check_response("PATCH", URL, problem(409, "Conflicting bytes"))
+
+
+def test_the_figures_of_a_problem_are_part_of_the_message():
+    body = json.dumps({
+        "type": "tag:x:too-large", "title": "Resource would exceed the maximum size", "status": 413,
+        "detail": "The declared length exceeds the maximum resource size.", "instance": "/files",
+        "request-id": "abc", "length": 2_000_000, "max-size": 1_048_576,
+    }).encode()
+    with pytest.raises(ServerRefused) as caught:
+        check_response("POST", URL, response(413, {"Content-Type": "application/problem+json"}, body))
+    assert str(caught.value) == (
+        f"POST {URL}: HTTP 413 Resource would exceed the maximum size: The declared length exceeds the "
+        "maximum resource size. (length 2000000 (1.9 MiB), max-size 1048576 (1.0 MiB))"
+    )
 
 
 def test_non_json_error_body_is_ignored():
@@ -224,3 +253,41 @@ def test_backoff_spreads_out():
     rng = random.Random(1)
     waits = [policy.delay(6, rng=rng) for _ in range(200)]
     assert max(waits) > 20 and min(waits) < 5  # full jitter: anywhere below the ceiling
+
+
+# -- URLs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "normal"),
+    [
+        ("http://127.0.0.1:8080/files", "http://127.0.0.1:8080/files"),
+        ("HTTPS://example.test/files", "HTTPS://example.test/files"),
+        ("127.0.0.1:8080/files", "http://127.0.0.1:8080/files"),  # curl's rule: http://
+        ("localhost:8080/files", "http://localhost:8080/files"),
+        (" example.test/files ", "http://example.test/files"),
+    ],
+)
+def test_urls_are_http_or_https(url, normal):
+    assert normalize_url(url) == normal
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://127.0.0.1/files", "unsupported URL scheme 'ftp'"),
+        ("file:///etc/passwd", "unsupported URL scheme 'file'"),
+        ("http:///files", "no host"),
+        ("http://host:port/files", "not a URL"),
+        ("", "no host"),
+    ],
+)
+def test_other_urls_are_refused_before_any_request(url, message):
+    with pytest.raises(ValueError, match=message):
+        normalize_url(url)
+
+
+def test_a_url_the_transport_cannot_request_is_not_transient():
+    # A Location the server sent (the client checks the URLs it is given): no retry can fix it.
+    with Transport() as transport, pytest.raises(ProtocolError, match="not a URL the client can request"):
+        transport.request("GET", "ftp://127.0.0.1/files")

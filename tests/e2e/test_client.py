@@ -8,7 +8,9 @@ pulled. Bytes re-sent are measured at the proxy, as what the client had to push 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import random
 import signal
@@ -33,6 +35,7 @@ from byterange_server.client import ServerRefused
 from byterange_server.client import Timeouts
 from byterange_server.client import TransferFailed
 from byterange_server.client import Uploader
+from byterange_server.client import UploadResult
 from byterange_server.client import WireFormat
 from byterange_server.client import download
 from byterange_server.client import status
@@ -459,7 +462,11 @@ def test_status_of_a_plain_http_file(plain_file_server, tmp_path):
     shown = run_cli("status", f"http://127.0.0.1:{port}/file", state_dir=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "complete   yes" in shown.stdout and "not a byte-range upload resource" in shown.stdout
-    assert "missing" not in shown.stdout
+    assert "missing" not in shown.stdout and "committed" not in shown.stdout
+    shown = run_cli("status", f"http://127.0.0.1:{port}/file", "--json", state_dir=tmp_path)
+    as_json = json.loads(shown.stdout)
+    assert as_json["complete"] is True and as_json["byterange_resource"] is False
+    assert as_json["length"] == 1000 and as_json["committed"] is None and as_json["missing"] is None
 
 
 # -- the command line ----------------------------------------------------------------------------
@@ -585,3 +592,447 @@ def test_a_file_changed_during_a_download_starts_it_over(plain_file_server, tmp_
         result = running.outcome()
     assert isinstance(result, DownloadResult) and result.restarts >= 1
     assert target.read_bytes() == new
+
+
+# -- input of unknown length: pipes, FIFOs, stdin ------------------------------------------------
+
+
+def feed(write_end: int, *pieces: bytes) -> None:
+    """Write ``pieces`` to a pipe or FIFO, then close it (the end of the input)."""
+    with contextlib.suppress(BrokenPipeError), open(write_end, "wb") as out:
+        for piece in pieces:
+            out.write(piece)
+
+
+@pytest.mark.parametrize("fmt", ["message", "put"])
+def test_a_pipe_is_uploaded_without_knowing_its_length(gunicorn_server, tmp_path, fmt):
+    data = random.Random(11).randbytes(5 * MiB + 77)
+    read_end, write_end = os.pipe()
+    go_on = threading.Event()
+
+    def write() -> None:  # on a daemon thread: a client that stops reading must not hang the test
+        with contextlib.suppress(BrokenPipeError), open(write_end, "wb") as out:
+            out.write(data[: 3 * MiB + 5])
+            out.flush()
+            go_on.wait(60)
+            out.write(data[3 * MiB + 5 :])
+
+    with open(read_end, "rb", buffering=0) as pipe:
+        uploader = Uploader(pipe, gunicorn_server.url, segment_size=MiB, wire_format=fmt)
+        running = Background(uploader.run)
+        threading.Thread(target=write, daemon=True).start()
+        # Segments 0 and 1 go as soon as the one after each is read; 2 waits for the end of 3.
+        wait_until(lambda: uploader.resource_url is not None
+                   and committed_bytes(gunicorn_server, uploader.resource_url) == 2 * MiB)
+        midway = gunicorn_server.head(uploader.resource_url)
+        go_on.set()
+        result = running.outcome()
+    assert midway.length is None and midway.complete is False  # allocated without Upload-Length
+    assert midway.ranges == [(0, 2 * MiB - 1)]
+    assert isinstance(result, UploadResult) and result.size == len(data) and result.verified
+    assert result.transferred == len(data) and not result.resumed
+    final = gunicorn_server.head(result.url)
+    assert final.length == len(data) and final.complete
+    _, served = gunicorn_server.sha256_of(result.url)
+    assert served == hashlib.sha256(data).hexdigest()
+
+
+def run_cli_with_input(*args: str, data: bytes, state_dir: Path, timeout: float = 120):
+    env = {**os.environ, "BYTERANGE_STATE_DIR": str(state_dir)}
+    return subprocess.run([BYTERANGE, *args], input=data, capture_output=True, env=env, timeout=timeout)
+
+
+def test_the_command_uploads_stdin_of_any_length(gunicorn_server, tmp_path):
+    # Empty, shorter than a segment, exactly on the grid, one byte past it.
+    for size in (0, 1000, 2 * MiB, 3 * MiB + 1):
+        data = random.Random(size).randbytes(size)
+        done = run_cli_with_input(
+            "upload", "-", gunicorn_server.url, "-s", "1MiB", data=data, state_dir=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        assert b"Traceback" not in done.stderr and b"sha-256 verified" in done.stderr
+        url = done.stdout.decode().strip()
+        state = gunicorn_server.head(url)
+        assert state.length == size and state.complete, (size, state)
+        _, served = gunicorn_server.sha256_of(url)
+        assert served == hashlib.sha256(data).hexdigest()
+
+
+def test_the_command_uploads_from_a_fifo_and_says_parallel_does_not_apply(gunicorn_server, tmp_path):
+    data = random.Random(12).randbytes(3 * MiB + 333)
+    fifo = tmp_path / "input.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: feed(os.open(fifo, os.O_WRONLY), data), daemon=True)
+    writer.start()
+    done = run_cli("upload", str(fifo), gunicorn_server.url, "-s", "1MiB", "-p", "8", state_dir=tmp_path)
+    writer.join(timeout=30)
+    assert done.returncode == 0, done.stderr
+    note = "the input is a stream: segments go one at a time, in order (--parallel does not apply)"
+    assert note in done.stderr
+    url = done.stdout.strip()
+    _, served = gunicorn_server.sha256_of(url)
+    assert served == hashlib.sha256(data).hexdigest()
+    assert gunicorn_server.head(url).length == len(data)
+
+
+def test_a_stream_resends_a_cut_segment_from_memory(gunicorn_server, tmp_path):
+    data = random.Random(13).randbytes(6 * MiB)
+    with proxy_for(gunicorn_server) as proxy:
+        for kind, position in [(Fault.CUT, 300_000), (Fault.RESET, 700_000), (Fault.CUT, 100)]:
+            proxy.schedule(kind, after_bytes=position)
+        read_end, write_end = os.pipe()
+        writer = threading.Thread(target=feed, args=(write_end, data), daemon=True)
+        writer.start()
+        with open(read_end, "rb", buffering=0) as pipe:
+            result = upload(pipe, proxy.url_for("/files"), segment_size=MiB, retry=FAST_RETRY,
+                            timeouts=Timeouts(connect=5, read=5))
+        writer.join(timeout=30)
+        faults = len(proxy.stats.faults)
+    assert faults >= 2 and result.retries >= 2
+    assert result.verified and result.sha256 == hashlib.sha256(data).hexdigest()
+    _, served = gunicorn_server.sha256_of(through_server(gunicorn_server, result.url))
+    assert served == result.sha256
+
+
+def test_a_stream_resumes_into_its_resource_with_existing(gunicorn_server, tmp_path):
+    data = random.Random(14).randbytes(4 * MiB + 10)
+    url = gunicorn_server.allocate()  # length unknown, as a pipe upload leaves it
+    assert gunicorn_server.put_segment(url, 0, data[: 2 * MiB], None).ok
+    done = run_cli_with_input(
+        "upload", "--existing", "-", url, "-s", "1MiB", "--json", data=data, state_dir=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["resumed"] and result["already_committed"] == 2 * MiB
+    assert result["transferred"] == len(data) - 2 * MiB and result["verified"]
+
+    other = gunicorn_server.allocate(100)
+    longer = run_cli_with_input("upload", "--existing", "-", other, data=b"x" * 200, state_dir=tmp_path)
+    assert longer.returncode == 4
+    assert f"{other} has length 100, but the input has 200 bytes" in longer.stderr.decode()
+
+
+def test_a_stream_that_fails_says_how_to_finish_it(gunicorn_server, tmp_path):
+    with proxy_for(gunicorn_server) as proxy:
+        read_end, write_end = os.pipe()
+        out = open(write_end, "wb")  # noqa: SIM115 - closed below
+        env = {**os.environ, "BYTERANGE_STATE_DIR": str(tmp_path)}
+        args = ["upload", "-", proxy.url_for("/files"), "-s", "1MiB", "--retries", "1", "--timeout", "2"]
+        client = subprocess.Popen(
+            [BYTERANGE, *args],
+            stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        os.close(read_end)
+        out.write(b"y" * (3 * MiB))
+        out.flush()
+        wait_until(lambda: proxy.stats.bytes_from_clients >= 2 * MiB)
+        proxy.set_down(True)
+
+        def more_input() -> None:  # lets segment 2 go, into the pulled network
+            with contextlib.suppress(BrokenPipeError):
+                out.write(b"y" * (2 * MiB))
+            with contextlib.suppress(BrokenPipeError):
+                out.close()
+
+        writer = threading.Thread(target=more_input, daemon=True)
+        writer.start()
+        _, stderr = client.communicate(timeout=120)
+        writer.join(timeout=10)
+    assert client.returncode == 3, stderr
+    lines = stderr.strip().splitlines()
+    assert lines[-2].startswith("byterange: gave up after 2 failed attempts in a row: ")
+    assert "the input was a stream, so finish it by sending the same bytes again: … | " in lines[-1]
+    assert "byterange upload --existing - http://" in lines[-1]
+
+
+# -- retries and refusals, as people see them ----------------------------------------------------
+
+
+def test_retries_are_announced_until_the_server_comes_up(database_url, tmp_path):
+    server = GunicornServer(database_url, tmp_path / "server", workers=1, threads=4)
+    path = tmp_path / "hello.txt"
+    path.write_bytes(b"hello, late server\n")
+    client = Background(
+        lambda: run_cli("upload", str(path), server.url, "--retries", "30", state_dir=tmp_path)
+    )
+    time.sleep(2)  # a few refused connections first
+    with running(server):
+        done = client.outcome(timeout=180)
+        assert isinstance(done, subprocess.CompletedProcess)
+        assert done.returncode == 0, done.stderr
+        assert server.sha256_of(done.stdout.strip())[1] == hashlib.sha256(path.read_bytes()).hexdigest()
+    notices = [line for line in done.stderr.splitlines() if "retrying in" in line]
+    assert notices, done.stderr
+    assert notices[0].startswith("byterange: retrying in ") and "(attempt 2 of 31): POST " in notices[0]
+    assert "Connection refused" in notices[0]
+
+
+@pytest.fixture
+def refusing_server(tmp_path: Path):
+    """A server behind which PATCH is not implemented (a gateway answering 501): the rest works."""
+    from flask import Flask
+    from flask import Response
+    from werkzeug.serving import make_server
+
+    app = Flask("refusing")
+    seen: list[str] = []
+    state = {"Upload-Offset": "0", "Upload-Complete": "?0", "Upload-Length": "12", "Committed-Ranges": "none"}
+
+    @app.post("/files")
+    def allocate():  # type: ignore[no-untyped-def]
+        seen.append("POST")
+        return Response(status=201, headers={"Location": "/files/abcdefghijklmnopqrstuv", **state})
+
+    @app.route("/files/abcdefghijklmnopqrstuv", methods=["HEAD", "OPTIONS", "PATCH"])
+    def resource():  # type: ignore[no-untyped-def]
+        from flask import request
+
+        seen.append(request.method)
+        if request.method == "PATCH":
+            body = json.dumps({"type": "about:blank", "title": "Not Implemented", "status": 501,
+                               "detail": "This gateway does not forward PATCH."})
+            return Response(body, status=501, content_type="application/problem+json")
+        return Response(status=200, headers=state)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/files", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_a_501_is_not_retried_and_suggests_a_put(refusing_server, tmp_path):
+    url, seen = refusing_server
+    path = tmp_path / "twelve.txt"
+    path.write_bytes(b"0123456789ab")
+    started = time.monotonic()
+    done = run_cli("upload", str(path), url, state_dir=tmp_path)
+    assert done.returncode == 4, done.stderr
+    assert time.monotonic() - started < 30
+    assert seen.count("PATCH") == 1 and "retrying" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == (f"byterange: PATCH {url}/abcdefghijklmnopqrstuv: HTTP 501 Not Implemented: "
+                        "This gateway does not forward PATCH.")
+    assert lines[1] == ("byterange: the server, or a proxy in front of it, does not take PATCH uploads: "
+                        "try --format put")
+
+
+TOKEN = "s3cr3t-t0ken-for-tests-0123456789"
+
+
+def test_refusals_say_what_to_change(database_url, tmp_path):
+    server = GunicornServer(database_url, tmp_path / "server", workers=1, threads=4, extra_env={
+        "BYTERANGE_AUTH": "required", "BYTERANGE_TOKENS": f"alice:{TOKEN}",
+        "BYTERANGE_MAX_RESOURCE_SIZE": "1MiB",
+    })
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"s" * 1000)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"b" * 2_000_000)
+    with running(server):
+        anonymous = run_cli("upload", str(small), server.url, state_dir=tmp_path)
+        assert anonymous.returncode == 4
+        assert anonymous.stderr.splitlines() == [
+            f"byterange: POST {server.url}: HTTP 401 Credentials required: This server requires a bearer "
+            "token or a signed URL.",
+            "byterange: this server needs credentials: pass --token TOKEN (or set BYTERANGE_TOKEN), or use a "
+            "signed URL",
+        ]
+        wrong = run_cli(
+            "upload", str(small), server.url, "--token", "not-the-token-at-all", state_dir=tmp_path
+        )
+        assert wrong.returncode == 4 and "did not accept these credentials" in wrong.stderr
+
+        uploaded = run_cli("upload", str(small), server.url, "--token", TOKEN, state_dir=tmp_path)
+        assert uploaded.returncode == 0, uploaded.stderr
+        # A HEAD refused for want of a token: the explanation comes from the GET's problem document.
+        status_without = run_cli("status", uploaded.stdout.strip(), state_dir=tmp_path)
+        assert status_without.returncode == 4
+        assert "HTTP 401 Credentials required: This server requires a bearer token" in status_without.stderr
+        assert "--token" in status_without.stderr
+
+        too_big = run_cli("upload", str(big), server.url, "--token", TOKEN, state_dir=tmp_path)
+        assert too_big.returncode == 4
+        assert (
+            "exceeds the maximum resource size. (length 2000000 (1.9 MiB), max-size 1048576 (1.0 MiB))"
+            in too_big.stderr
+        )
+        piped = run_cli_with_input("upload", "-", server.url, "--token", TOKEN, "-s", "512KiB",
+                                   data=b"p" * 2_000_000, state_dir=tmp_path)
+        assert piped.returncode == 4
+        assert b"max-size 1048576 (1.0 MiB)" in piped.stderr
+
+
+def test_head_errors_carry_the_servers_explanation(gunicorn_server, tmp_path):
+    invalid = run_cli("status", gunicorn_server.url + "/AAAA", state_dir=tmp_path)
+    assert invalid.returncode == 4
+    assert invalid.stderr.strip() == (
+        f"byterange: HEAD {gunicorn_server.url}/AAAA: HTTP 400 Invalid resource id: A resource id is 16 to "
+        "64 characters from A-Z, a-z, 0-9, '_' and '-'."
+    )
+    unknown = gunicorn_server.url + "/" + "A" * 22
+    for args in (("status", unknown), ("download", unknown, str(tmp_path / "x.bin"))):
+        shown = run_cli(*args, state_dir=tmp_path)
+        assert shown.returncode == 4
+        assert f"HEAD {unknown}: HTTP 404 No such resource (resource {'A' * 22})" in shown.stderr
+
+
+def test_a_url_without_a_scheme_is_http_without_warnings(gunicorn_server, tmp_path):
+    path = tmp_path / "hello.txt"
+    path.write_bytes(b"hello\n")
+    bare = gunicorn_server.url.removeprefix("http://")
+    done = run_cli("upload", str(path), bare, state_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(gunicorn_server.url + "/")
+    assert "Warning" not in done.stderr and "site-packages" not in done.stderr
+
+
+def test_a_tiny_segment_size_is_warned_about(gunicorn_server, tmp_path):
+    path = tmp_path / "small.bin"
+    path.write_bytes(random.Random(15).randbytes(300))
+    tiny = run_cli("upload", str(path), gunicorn_server.url, "-s", "1", "--no-resume", state_dir=tmp_path)
+    assert tiny.returncode == 0, tiny.stderr
+    assert ("byterange: warning: segments of 1 B cut these 300 B into 300 requests; each costs the server "
+            "a disk flush, so this will be slow (the default segment size is 8.0 MiB)") in tiny.stderr
+    sensible = run_cli(
+        "upload", str(path), gunicorn_server.url, "-s", "100", "--no-resume", state_dir=tmp_path
+    )
+    assert sensible.returncode == 0 and "warning" not in sensible.stderr
+
+
+def test_download_failures_speak_of_downloads(gunicorn_server, source_64m, tmp_path):
+    path, data, digest = source_64m
+    stored = upload(path, gunicorn_server.url, resume=False)
+    target = tmp_path / "copy.bin"
+    with proxy_for(gunicorn_server, rate_limit=16 * MiB) as proxy:
+        url = through(proxy, stored.url)
+        args = ("download", url, str(target), "-s", "1MiB", "--retries", "1", "--timeout", "2")
+        running_download = Background(lambda: run_cli(*args, state_dir=tmp_path))
+        wait_until(lambda: proxy.stats.bytes_to_clients >= 8 * MiB)
+        proxy.set_down(True)
+        failed = running_download.outcome(timeout=120)
+        assert isinstance(failed, subprocess.CompletedProcess)
+    assert failed.returncode == 3, failed.stderr
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"byterange: what arrived is kept in {target}.partial; run the same command again to resume"
+    )
+    assert "committed" not in failed.stderr
+
+
+# -- the terminal --------------------------------------------------------------------------------
+
+
+def run_in_terminal(
+    args: list[str], env: dict[str, str], *, interrupt_when: Callable[[], bool] | None = None,
+    timeout: float = 180,
+) -> tuple[int, str]:
+    """Run the command with a terminal (a pty, 120 columns) as stdin, stdout and stderr.
+
+    Returns its exit status and everything it wrote, carriage returns and all. With
+    ``interrupt_when``, SIGINT (Ctrl-C) goes to the command once the predicate holds.
+    """
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + timeout
+    interrupted = False
+    try:
+        while time.monotonic() < deadline:
+            if interrupt_when is not None and not interrupted and interrupt_when():
+                process.send_signal(signal.SIGINT)
+                interrupted = True
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the command closed the terminal: EIO
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif process.poll() is not None:
+                break
+        status = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    return status, output.decode("utf-8", errors="replace")
+
+
+def bar_rates(output: str) -> list[tuple[float, str]]:
+    """Every rate the progress bar showed: (number, unit) pairs."""
+    import re
+
+    return [(float(n), unit) for n, unit in re.findall(r"\| [^|\r\n]*?, ([0-9.]+) ([KMGT]?i?B)/s", output)]
+
+
+def test_ctrl_c_leaves_the_bar_above_the_message_and_names_the_resource(
+    gunicorn_server, source_64m, tmp_path
+):
+    path, data, digest = source_64m
+    state_dir = tmp_path / "state"
+    env = {**os.environ, "BYTERANGE_STATE_DIR": str(state_dir)}
+    with proxy_for(gunicorn_server, rate_limit=8 * MiB) as proxy:
+        collection = proxy.url_for("/files")
+        args = [BYTERANGE, "upload", str(path), collection, "-s", "1MiB", "-p", "2"]
+
+        def far_enough() -> bool:
+            found = remembered_url(path, collection, state_dir)
+            if found is None:
+                return False
+            return committed_bytes(gunicorn_server, through_server(gunicorn_server, found)) >= 8 * MiB
+
+        status_code, output = run_in_terminal(args, env, interrupt_when=far_enough)
+        resource = remembered_url(path, collection, state_dir)
+        assert status_code == 130, output
+        message = output.index("byterange: cancelled")
+        assert "%|" in output[:message] and "%|" not in output[message:]  # no bar drawn after it
+        assert output[message - 2 : message] == "\r\n"  # the message starts a line of its own
+        assert (
+            f"byterange: the resource is {resource} (to resume from elsewhere: byterange upload --existing "
+            f"{path} {resource})" in output
+        )
+        assert "Traceback" not in output
+
+        # Resumed: the bar starts where the upload was, and its rate counts this run's bytes only.
+        status_code, output = run_in_terminal(args, env)
+    assert status_code == 0, output
+    assert "byterange: resumed 64.0 MiB: sent " in output
+    rates = bar_rates(output)
+    assert rates and all(unit in ("B", "KiB", "MiB") for _, unit in rates), rates
+    assert max(n for n, unit in rates if unit == "MiB") < 64, rates  # the link gives ~8 MiB/s
+    assert " MB/s" not in output and " GB/s" not in output
+
+
+def test_retry_notices_go_above_the_bar(database_url, tmp_path):
+    server = GunicornServer(database_url, tmp_path / "server", workers=1, threads=4)
+    path = tmp_path / "hello.txt"
+    path.write_bytes(b"hello\n" * 1000)
+    env = {**os.environ, "BYTERANGE_STATE_DIR": str(tmp_path)}
+    # The server starts 3 s after the client: its first attempts meet a closed port.
+    starting = Background(lambda: (time.sleep(3), server.start()))
+    try:
+        args = [BYTERANGE, "upload", str(path), server.url, "--retries", "30"]
+        status_code, output = run_in_terminal(args, env)
+        assert not isinstance(starting.outcome(), BaseException)
+    finally:
+        server.stop()
+    assert status_code == 0, output
+    notices = [line for line in output.split("\n") if "byterange: retrying in" in line]
+    assert notices, output
+    for line in notices:
+        # On a line of its own: whatever the bar had drawn was cleared before it ('\r').
+        assert line.rsplit("\r", 2)[-2].startswith("byterange: retrying in "), repr(line)

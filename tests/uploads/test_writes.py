@@ -152,7 +152,9 @@ def test_interrupted_write_keeps_the_prefix_under_persist(service) -> None:
     resource = service.allocate(length=10)
     fields = (("content-range", "bytes 0-9/10"),)
     with pytest.raises(TruncatedBodyError):
-        service.write(resource.id, RawDecoder(PartHeader.from_fields(fields)), ListBody([b"0123"], interrupted=True))
+        service.write(
+            resource.id, RawDecoder(PartHeader.from_fields(fields)), ListBody([b"0123"], interrupted=True)
+        )
     assert service.state(resource.id).extents == [Extent(0, 4)]
 
 
@@ -200,7 +202,6 @@ def test_overlapping_parts_are_found_as_by_comparing_every_pair(spans) -> None:
     a new part ``[start, limit)`` meets an earlier part when ``start < earlier stop`` and
     ``earlier start < limit``, where an earlier part without a declared end stops where its
     bytes did (possibly empty)."""
-
 
     session = WriteSession(SimpleNamespace(settings=Settings(), db=None), "x", WriteOptions())
     for start, size, declared, received in spans:
@@ -382,7 +383,10 @@ def test_batched_reservations_answer_as_one_at_a_time(service) -> None:
             for index, (start, stop) in enumerate(existing):
                 conn.execute(
                     models.reservations.insert().values(
-                        id=f"r{case}-{index}", resource_id=resource.id, start=start, stop=stop,
+                        id=f"r{case}-{index}",
+                        resource_id=resource.id,
+                        start=start,
+                        stop=stop,
                         lease_expires_ms=now + (30_000 if rng.random() < 0.3 else -1_000),
                     )
                 )
