@@ -31,6 +31,7 @@ from typing import TypeVar
 import click
 
 from byterange_server import extents
+from byterange_server.conformance.cli import conformance_command
 from byterange_server.units import format_size
 from byterange_server.units import parse_size
 
@@ -155,6 +156,9 @@ def _run(work: Callable[[], T], cancel: Callable[[], None]) -> T:
 @click.version_option(package_name="byterange-server", prog_name="byterange")
 def main() -> None:
     """Parallel, resumable uploads and downloads over HTTP byte ranges."""
+
+
+main.add_command(conformance_command)
 
 
 @main.command("upload")
