@@ -39,6 +39,7 @@ from typing import TypeVar
 import click
 
 from byterange_server import extents
+from byterange_server.conformance.cli import conformance_command
 from byterange_server.units import format_size
 from byterange_server.units import parse_size
 
@@ -311,6 +312,9 @@ def _server_advice(error: BaseException, headers: dict[str, str]) -> list[str]:
 @click.version_option(package_name="byterange-server", prog_name="byterange")
 def main() -> None:
     """Parallel, resumable uploads and downloads over HTTP byte ranges."""
+
+
+main.add_command(conformance_command)
 
 
 def _input_is_stream(file: str) -> bool:
