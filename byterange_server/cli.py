@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import sys
@@ -26,6 +27,16 @@ from .config import Settings
 @click.version_option(package_name="byterange-server", prog_name="byterange-server")
 def main() -> None:
     """Resumable, segmented, parallel uploads over plain HTTP."""
+    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            f"the server's dependencies are not installed ({', '.join(missing)}): "
+            "pip install 'byterange-server[server]' (the client, byterange, needs none of them)"
+        )
+
+
+#: Installed with the [server] extra; a client-only install has none of them.
+SERVER_MODULES = ("flask", "werkzeug", "sqlalchemy", "alembic", "gunicorn", "prometheus_client")
 
 
 def _settings() -> Settings:
