@@ -390,8 +390,8 @@ class Transfer {
         throw error;
       }
       const delay = error.retryAfter ? error.retryAfter * 1000 : Math.min(10000, 500 * 2 ** (attempt - 1));
-      if (this.options.onRetry) this.options.onRetry({error, attempt, of: this.options.retries, delay, segment});
       this.emit();
+      if (this.options.onRetry) this.options.onRetry({error, attempt, of: this.options.retries, delay, segment});
       await sleep(delay, this.options.signal);
       // What did the interrupted request leave committed? Send only the rest of this segment.
       try {

@@ -131,11 +131,16 @@ class Entry {
       onProgress: (progress) => {
         if (!this.url) this.showUrl(progress.url);
         this.progress = progress;
-        if (this.node.dataset.state === "retrying") this.setState("uploading", "uploading");
+        // Back to "uploading" once bytes move again, not at any progress report.
+        if (this.node.dataset.state === "retrying" && progress.sentThisRun > this.sentAtRetry) {
+          this.setState("uploading", "uploading");
+        }
+        if (this.node.dataset.state === "retrying") return;
         this.status.textContent = `${formatBytes(progress.loaded)} of ${formatBytes(progress.size)}, ${progress.inFlight.length} in flight`;
         scheduleRender(this);
       },
       onRetry: ({error, attempt, of, delay}) => {
+        this.sentAtRetry = this.progress ? this.progress.sentThisRun : 0;
         this.setState("retrying", `retrying in ${Math.round(delay / 1000)} s (attempt ${attempt} of ${of}): ${error.message}`);
       },
     };
