@@ -80,6 +80,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from .api import init_app as init_api
     from .api.observe import init_app as init_observe
     from .api.origin import creation_origin
+    from .api.uploader import init_uploader
 
     metrics = Metrics()
     # Hooks are None unless one is configured; the delivery thread (one per worker process) stops
@@ -94,6 +95,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         app.extensions[SWEEPER_KEY] = sweeper
     init_api(app, settings)
     init_observe(app, settings, metrics)
+    init_uploader(app, settings)
     # Outside the protocol middlewares (it sees each request whole), inside the proxy one.
     app.wsgi_app = RequestObserver(  # type: ignore[method-assign]
         app.wsgi_app, metrics, request_log=settings.request_log

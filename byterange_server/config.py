@@ -174,6 +174,12 @@ class Settings:
     #: Allow creations when the pre-create hook cannot be asked (default: refuse with 503).
     hook_pre_create_fail_open: bool = False
 
+    # -- browser uploader (api/uploader.py, docs/uploader.md) ---------------------------------
+    #: ``auto``: served when ``auth`` is ``off`` (local use); ``on``: always; ``off``: never.
+    uploader: str = "auto"
+    #: Path of the uploader page, outside the mount; the status page is ``<path>/status``.
+    uploader_path: str = "/upload"
+
     # -- observability (metrics.py, requestlog.py, observe.py; docs/observability.md) ----------
     #: Path of the Prometheus scrape endpoint, outside the mount; empty turns it off.
     metrics_path: str = "/metrics"
@@ -190,9 +196,15 @@ class Settings:
     def auth_required(self) -> bool:
         return self.auth == "required"
 
+    @property
+    def uploader_enabled(self) -> bool:
+        return self.uploader == "on" or (self.uploader == "auto" and not self.auth_required)
+
     def __post_init__(self) -> None:
         if self.auth not in ("required", "off"):
             raise ValueError(f"BYTERANGE_AUTH must be 'required' or 'off', not {self.auth!r}")
+        if self.uploader not in ("auto", "on", "off"):
+            raise SettingError("uploader", self.uploader, "auto, on or off")
 
     @classmethod
     def from_env(
@@ -283,7 +295,7 @@ def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
         return _parse_bool(value)
     if kind in {"Path", "Path | None"}:
         return Path(value) if value not in (None, "") else None
-    if field.name == "auth":
+    if field.name in ("auth", "uploader"):
         value = str(value).strip().lower()
     if field.name == "mount":
         value = "/" + str(value).strip("/")
