@@ -110,6 +110,8 @@ def test_the_wheel_holds_every_package_the_migrations_and_the_license(tmp_path: 
     }
     assert migrations >= {path.name for path in (REPO / "migrations" / "versions").glob("*.py")}
     assert "byterange_server/migrations/script.py.mako" in names
+    static = {path.relative_to(REPO).as_posix() for path in (PACKAGE / "static").rglob("*") if path.is_file()}
+    assert static and static <= names  # the browser uploader's pages and modules
     assert any(
         name.endswith(".dist-info/licenses/LICENSE") or name.endswith(".dist-info/LICENSE") for name in names
     )
