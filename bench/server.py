@@ -4,7 +4,7 @@
 on loopback with the production settings (the worker and thread counts of gunicorn_conf unless
 given), ``BYTERANGE_AUTH=off``, a fresh data directory and either a fresh SQLite database or the
 PostgreSQL database it is given. :func:`postgres_database` starts a throwaway cluster with
-``tests/pgcluster.py`` (the tests' own, so both start PostgreSQL the same way).
+``tests/support/pgcluster.py`` (the tests' own, so both start PostgreSQL the same way).
 """
 
 from __future__ import annotations
@@ -154,10 +154,10 @@ def gunicorn_server(
 
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
-    """A database in a throwaway PostgreSQL cluster (started as tests/pgcluster.py does)."""
+    """A database in a throwaway PostgreSQL cluster (started as tests/support/pgcluster.py does)."""
     sys.path.insert(0, str(REPO_ROOT))
-    from tests.pgcluster import create_database
-    from tests.pgcluster import postgres_cluster
+    from tests.support.pgcluster import create_database
+    from tests.support.pgcluster import postgres_cluster
 
     with postgres_cluster() as base_url:
         yield create_database(base_url, "byterange_bench")

@@ -50,6 +50,16 @@ def build_service(
     options: dict[str, Any] = {}
     if settings.storage == "local":
         options = {"root": settings.resolved_storage_dir, "fsync": settings.fsync}
+    elif settings.storage == "s3":
+        options = {
+            "bucket": settings.s3_bucket,
+            "endpoint": settings.s3_endpoint or None,
+            "prefix": settings.s3_prefix,
+            "region": settings.s3_region or None,
+            "path_style": settings.s3_path_style,
+            "min_block_size": settings.s3_block_size,
+            "max_resource_size": settings.max_resource_size,
+        }
     storage = load_backend(settings.storage, **options)
     events = EventBus()
     for sink in sinks:

@@ -19,8 +19,12 @@ import time
 
 import click
 
+from .auth.signing import signed_url
+from .auth.tokens import NAME_PATTERN
 from .auth.tokens import Credentials
+from .auth.tokens import parse_entries
 from .config import Settings
+from .units import parse_size
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,9 +126,6 @@ def _check_auth(settings: Settings) -> None:
 @click.argument("name")
 def token(name: str) -> None:
     """Print a new random bearer token entry NAME:SECRET (256 bits) for BYTERANGE_TOKENS."""
-    from .auth.tokens import NAME_PATTERN
-    from .auth.tokens import parse_entries
-
     if not NAME_PATTERN.fullmatch(name):
         raise click.BadParameter(
             f"{name!r}: a token name is 1 to 64 letters, digits, '_', '.' and '-' only", param_hint="NAME"
@@ -160,9 +161,6 @@ def sign(url: str, methods: str, expires_in: str, max_size: str, key_id: str | N
     grant (a fresh br-nonce): two calls never print the same URL, so two holders never
     share the resource a creation URL creates.
     """
-    from .auth.signing import signed_url
-    from .units import parse_size
-
     try:
         keys = Credentials.from_settings(_settings()).signing_keys
         if not keys:
@@ -235,7 +233,7 @@ def _shown(url: str) -> str:
 
 @main.command()
 def cleanup() -> None:
-    """Remove expired incomplete resources (rows and bytes)."""
+    """Remove expired incomplete resources (rows and bytes), then collect recorded garbage."""
     from .app import build_service
 
     # The outbox sink records "expired" events; the server's workers deliver them.
@@ -244,6 +242,10 @@ def cleanup() -> None:
     service, _ = build_service(settings, start_hooks=False)
     removed = service.remove_expired()
     click.echo(f"removed {removed} expired resource(s)")
+    collected = service.collect_garbage()
+    assembled = service.assemble_pending()
+    if collected or assembled:
+        click.echo(f"deleted {collected} stored object(s), assembled {assembled} resource(s)")
 
 
 if __name__ == "__main__":  # pragma: no cover

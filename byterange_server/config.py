@@ -45,6 +45,19 @@ class Settings:
     storage_dir: Path | None = None
     #: fdatasync data before committing extents. Turning it off gives up durability.
     fsync: bool = True
+    #: ``BYTERANGE_STORAGE=s3``: an S3-compatible object store (storage/s3.py, docs/storage.md).
+    #: Its endpoint URL (empty: AWS), bucket, key prefix and region; credentials come from the
+    #: usual AWS chain (environment, shared files, instance role).
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_region: str = ""
+    #: Path-style URLs (``endpoint/bucket/key``), as most stores other than AWS need.
+    s3_path_style: bool = True
+    #: Smallest block a resource's objects are cut on (assembly parts are one block each).
+    s3_block_size: int = 8 * 1024 * 1024
+    #: Seconds the pieces an assembly replaced stay, for reads that began on them.
+    s3_gc_grace: float = 3600.0
     #: URL prefix the resources live under.
     mount: str = "/files"
     #: Largest resource (complete length or highest byte written), in bytes.
@@ -266,6 +279,7 @@ _SIZES = {
     "max_request_bytes",
     "max_header_bytes",
     "max_bytes_per_principal",
+    "s3_block_size",
 }
 
 

@@ -3,7 +3,7 @@
 ``database_url`` is parametrized over ``sqlite`` and ``postgresql``: every API and end-to-end test
 that uses it runs on both. The schema always comes from ``alembic upgrade head``; each database
 is migrated once into a template and copied for every test, so tests are isolated and fast.
-PostgreSQL is a real server started by :mod:`tests.pgcluster`; ``--databases=sqlite`` skips it
+PostgreSQL is a real server started by :mod:`tests.support.pgcluster`; ``--databases=sqlite`` skips it
 for a quick local run, and CI always runs both.
 """
 
@@ -20,8 +20,9 @@ import pytest
 from byterange_server import create_app
 from byterange_server.db import migrate
 
-from .pgcluster import create_database
-from .pgcluster import postgres_cluster
+from .support.pgcluster import create_database
+from .support.pgcluster import postgres_cluster
+from .support.seaweedfs import seaweed_server
 
 DATABASES = ("sqlite", "postgresql")
 
@@ -56,6 +57,13 @@ def postgres_server() -> Iterator[dict[str, Any]]:
         template = create_database(base_url, "byterange_template")
         migrate.upgrade(template)
         yield {"base_url": base_url, "template": "byterange_template", "counter": itertools.count()}
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A real SeaweedFS on loopback with one bucket (tests/support/seaweedfs.py), started on first use."""
+    with seaweed_server() as server:
+        yield server
 
 
 

@@ -16,6 +16,10 @@ from hypothesis import strategies as st
 from byterange_server import extents as ex
 from byterange_server.extents import Extent
 
+from .support.sans_io import io_modules
+from .support.sans_io import modules_loaded_by
+from .support.sans_io import ours
+
 E = Extent
 UNIVERSE = 200
 
@@ -354,3 +358,10 @@ def test_overlaps_matches_model(a, b):
 def test_is_normal_agrees_with_normalize(raw):
     nonempty = [pair for pair in raw if pair[0] < pair[1]]
     assert ex.is_normal(nonempty) is (nonempty == ex.normalize(nonempty))
+
+
+def test_importing_extents_reaches_no_io() -> None:
+    """The server, the client and the ledger share this module: it imports nothing of theirs."""
+    loaded = modules_loaded_by("byterange_server.extents")
+    assert io_modules(loaded) == set()
+    assert ours(loaded) == {"byterange_server.extents"}

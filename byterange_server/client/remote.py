@@ -1,10 +1,11 @@
 """What a response says about a remote resource, parsed (sans-IO).
 
-The server sends the same state headers on ``HEAD`` and on every write response (PROTOCOL.md
-§4): ``Upload-Offset``, ``Upload-Length``, ``Upload-Complete``, ``Committed-Ranges`` and a
-``Link`` to the paginated committed-range document; complete resources add ``ETag`` and
-``Repr-Digest``. :class:`RemoteState` reads them all once, strictly, with the server's own
-parsers, so the upload and download code never touches raw header strings.
+The server sends the same state headers on ``HEAD`` and on every write response
+(docs/protocol.md#head-committed-state): ``Upload-Offset``, ``Upload-Length``,
+``Upload-Complete``, ``Committed-Ranges`` and a ``Link`` to the paginated committed-range
+document; complete resources add ``ETag`` and ``Repr-Digest``. :class:`RemoteState` reads them
+all once, strictly, with the server's own parsers, so the upload and download code never touches
+raw header strings.
 
 Any other HTTP server's ``HEAD`` parses too (downloads work against plain file servers): the
 byte-range fields are then simply absent.

@@ -7,7 +7,7 @@ source file. The transport streams the pieces, reading file segments from disk i
 chunks, so no request body is ever held in memory, and the exact ``Content-Length`` is known
 before the first byte is sent (no chunked encoding, which some proxies buffer).
 
-Formats (PROTOCOL.md §3):
+Formats (docs/protocol.md#writing):
 
 ========================  =====================================================================
 ``message/byterange``     PATCH; one part: a field block with ``Content-Range``, then bytes.

@@ -93,6 +93,11 @@ class Resource(Base):
     #: so a resource deleted and created again never shares bytes with its earlier self. NULL:
     #: the bare id (random ids, created once, and every resource from before revision 0007).
     storage_key: Mapped[str | None] = mapped_column(String(128))
+    #: Object stores (storage/s3.py): the block grid its bytes are cut on, chosen at allocation
+    #: so the assembled object has at most 10,000 equal parts. NULL for files.
+    block_size: Mapped[int | None] = mapped_column(BigInteger)
+    #: Object stores: set once its segments were replaced by one assembled object.
+    assembled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Extent(Base):
@@ -185,8 +190,57 @@ class JobLease(Base):
     lease_expires_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class Segment(Base):
+    """Object stores only: bytes ``[start, stop)`` of a resource are bytes ``[object_offset,
+    object_offset + stop - start)`` of the stored object ``object_key``. Written in the
+    transaction that commits the extents those bytes fill, after the store acknowledged them;
+    never overlapping, not coalesced (one row per object piece)."""
+
+    __tablename__ = "segments"
+    __table_args__ = (
+        CheckConstraint("start >= 0", name="start_non_negative"),
+        CheckConstraint("stop > start", name="not_empty"),
+        CheckConstraint("object_offset >= 0", name="offset_non_negative"),
+        Index("ix_segments_resource_id_stop", "resource_id", "stop"),
+    )
+
+    resource_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("resources.id", ondelete="CASCADE"), primary_key=True
+    )
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    stop: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(Text)
+    object_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: CRC-32 of the piece as stored (NULL for an assembled object).
+    checksum: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class StorageGarbage(Base):
+    """Stored bytes to delete, recorded in the transaction that made them garbage and collected
+    by the sweep (uploads/garbage.py). No foreign key: it outlives the resource it names."""
+
+    __tablename__ = "storage_gc"
+    __table_args__ = (Index("ix_storage_gc_not_before_ms", "not_before_ms"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    resource_id: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(128))
+    #: ``all``: everything under ``scope``; ``unreferenced``: what no segment row names.
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The part of the key's objects meant (backend-specific, e.g. ``w/<reservation>/``); empty:
+    #: all of them.
+    scope: Mapped[str] = mapped_column(String(128), default="")
+    #: A write's garbage waits until this reservation is gone (committed, released or lapsed).
+    reservation_id: Mapped[str | None] = mapped_column(String(32))
+    not_before_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 resources = Resource.__table__
 extents = Extent.__table__
+segments = Segment.__table__
+storage_gc = StorageGarbage.__table__
 reservations = Reservation.__table__
 concat_sources = ConcatSource.__table__
 write_slots = WriteSlot.__table__

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
+from ..config import Settings
+
 __all__ = ["DRAIN", "Drain", "InFlightWrite", "grace_for", "on_worker_init", "on_worker_int"]
 
 log = logging.getLogger(__name__)
@@ -182,8 +184,6 @@ def grace_for(setting: float, graceful_timeout: float) -> float:
 def _settings_of(worker: Any) -> Any:
     settings = getattr(getattr(worker, "wsgi", None), "config", {}).get("BYTERANGE_SETTINGS")
     if settings is None:
-        from ..config import Settings
-
         settings = Settings.from_env()
     return settings
 

@@ -64,6 +64,7 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER
 from gunicorn.workers.gthread import TConn
 from gunicorn.workers.gthread import ThreadWorker
 
+from ..config import Settings
 from ..errors import HeaderFieldsTooLargeError
 from ..errors import HeaderTooSlowError
 from ..errors import MalformedHeaderError
@@ -306,8 +307,6 @@ def _bare_lf(head: bytearray, start: int) -> bool:
 def _settings_of(worker: Any) -> Any:
     settings = getattr(getattr(worker, "wsgi", None), "config", {}).get("BYTERANGE_SETTINGS")
     if settings is None:
-        from ..config import Settings
-
         settings = Settings.from_env()
     return settings
 

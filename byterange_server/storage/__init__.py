@@ -47,6 +47,7 @@ def load_backend(name_or_dotted_path: str, **options: Any) -> StorageBackend:
       given);
     - ``"memory"``: :class:`MemoryStorage` (tests only; ``options`` are ignored, so the same
       settings can be passed whatever the backend);
+    - ``"s3"``: :class:`~.s3.S3Storage` (``options``: its keyword arguments; needs boto3);
     - ``"package.module:Class"`` or ``"package.module.Class"``: ``Class(**options)``.
 
     Called once by the app factory, so a mistake stops the server at startup.
@@ -62,6 +63,10 @@ def load_backend(name_or_dotted_path: str, **options: Any) -> StorageBackend:
         return LocalSparseStorage(root=options["root"], fsync=options.get("fsync", True))
     if name_or_dotted_path == "memory":
         return MemoryStorage()
+    if name_or_dotted_path == "s3":
+        from .s3 import S3Storage  # boto3 is an optional dependency (the s3 extra)
+
+        return S3Storage(**options)
 
     module_name, colon, attribute = name_or_dotted_path.partition(":")
     if not colon:

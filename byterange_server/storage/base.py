@@ -2,14 +2,26 @@
 
 Theory of operation
 -------------------
-A backend stores one object per *storage key*: a byte sequence written at absolute offsets, in
-any order, by any number of writers at once. Bytes never written (holes) read as zeros. The
-service drives it like this for every segment it accepts::
+A backend stores the bytes of each *storage key* (one resource generation), written at
+absolute offsets, in any order, by any number of writers at once. The service drives it like
+this for every write request it accepts::
 
-    with storage.open(key) as obj:
-        obj.write_at(offset, chunk)   # as many times as the body needs
-        obj.sync()                    # now the bytes survive a crash
-    # only now: INSERT the extent row that claims [offset, offset + n) and COMMIT
+    writer = storage.begin_write(key, reservation_id, block_size)
+    writer.write_at(offset, chunk)    # as many times as the body needs
+    segments = writer.flush()         # now the bytes survive a crash
+    # only now: INSERT the extent rows that claim them (and the segments) and COMMIT
+
+Two kinds of backend fit behind this:
+
+- **files** (:attr:`StorageBackend.uses_segments` False: local, memory): one mutable object
+  per key holds every byte at its offset. ``write_at`` is a positional write, ``flush`` an
+  ``fdatasync`` that returns no segments, and reads open the object (:meth:`open_read`).
+- **object stores** (True: s3.py), which cannot write in place: each write stores its bytes in
+  new objects that are never overwritten, and ``flush`` returns the :class:`Segment` s
+  (resource range -> object, offset) the service commits with the extents. Reads get those
+  segments back from the service (a loader: storage never reads SQL), completion
+  :meth:`assembles <StorageBackend.assemble>` them into one object, and what is no longer
+  referenced is removed by :meth:`StorageBackend.collect`.
 
 **Storage keys.** A resource's row names its object's key. An id that can be created more
 than once -- derived from a signed creation URL, which creates its resource again after a
@@ -18,11 +30,12 @@ generation (:func:`generation_key`): a writer that reserved in one generation ca
 touch that generation's bytes, never a later one's. A random id is created once, so its key is
 the bare id (as for every resource created before generations).
 
-**Durability invariant.** Bytes are written and then :meth:`StoredObject.sync`-ed *before* the
-extent row that claims them is committed. A crash can therefore leave bytes that no extent
-claims (harmless: they are rewritten or expire with the resource), but never a committed extent
-whose bytes are missing. :meth:`StorageBackend.create` is durable on return for the same reason:
-the resource row that points at the object is committed after it.
+**Durability invariant.** Bytes are written and then flushed (:meth:`BlockWriter.flush`,
+:meth:`StoredObject.sync` for files) *before* the extent row that claims them is committed. A
+crash can therefore leave bytes that no extent claims (harmless: they are rewritten or expire
+with the resource), but never a committed extent whose bytes are missing.
+:meth:`StorageBackend.create` is durable on return for the same reason: the resource row that
+points at the object is committed after it.
 
 **What storage does not do.** It never decides what is committed -- the extent table in SQL is
 the only truth, and a byte is served only if an extent claims it -- and it never serves anything
@@ -43,7 +56,10 @@ another resource's generation).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Callable
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol
 from typing import runtime_checkable
@@ -51,7 +67,13 @@ from typing import runtime_checkable
 from ..errors import StorageError
 
 __all__ = [
+    "BlockWriter",
+    "FileBackend",
     "InvalidResourceIdError",
+    "PositionalWriter",
+    "Segment",
+    "SegmentLoader",
+    "fixed_segments",
     "RESOURCE_ID_PATTERN",
     "StorageBackend",
     "StorageError",
@@ -222,17 +244,103 @@ class StoredObject(Protocol):
     ) -> None: ...
 
 
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """Bytes ``[start, stop)`` of a resource are bytes ``[object_offset, object_offset + stop -
+    start)`` of the stored object ``object_key`` (object stores only)."""
+
+    start: int
+    stop: int
+    object_key: str
+    object_offset: int = 0
+    #: CRC-32 of the piece as stored, None when unknown (an assembled object).
+    checksum: int | None = None
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+#: How a reader gets segments: ``loader(at)`` returns the first segments that end after ``at``,
+#: in order (the one holding ``at`` first). The service reads them from SQL.
+SegmentLoader = Callable[[int], Sequence[Segment]]
+
+
+def fixed_segments(found: Sequence[Segment]) -> SegmentLoader:
+    """A loader over segments already in hand."""
+    ordered = sorted(found, key=lambda segment: segment.start)
+    return lambda at: [segment for segment in ordered if segment.stop > at]
+
+
+@runtime_checkable
+class BlockWriter(Protocol):
+    """The bytes one write request stores; see the module docstring."""
+
+    def write_at(self, offset: int, data: bytes | memoryview) -> int:
+        """Take all of ``data`` at ``offset`` (absolute); durable only after :meth:`flush`.
+
+        :returns: ``len(data)``.
+        :raises StorageError: if storing failed (an object store's earlier background store of
+            a full block failed); nothing of this writer may be committed then.
+        """
+        ...
+
+    def flush(self) -> list[Segment]:
+        """Make every byte taken so far durable; the segments stored since the last flush
+        (always empty for files).
+
+        :raises StorageError: if the bytes could not be made durable: treat as not written.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release buffers and handles, waiting for any store still in flight. Idempotent;
+        does not flush."""
+        ...
+
+
+class PositionalWriter:
+    """The :class:`BlockWriter` of a file backend: positional writes into the one object of
+    its key, an ``fdatasync`` (``sync``) on flush when anything was written since the last."""
+
+    def __init__(self, stored: StoredObject) -> None:
+        self._stored = stored
+        self._dirty = False
+
+    def write_at(self, offset: int, data: bytes | memoryview) -> int:
+        self._dirty = True
+        return self._stored.write_at(offset, data)
+
+    def flush(self) -> list[Segment]:
+        if self._dirty:
+            self._stored.sync()
+            self._dirty = False
+        return []
+
+    def close(self) -> None:
+        self._stored.close()
+
+
 @runtime_checkable
 class StorageBackend(Protocol):
-    """Creates, opens and deletes stored objects, by storage key (see the module docstring).
+    """Stores, reads and deletes the bytes of storage keys (see the module docstring).
 
     Implementations must be safe to share between threads, and between processes over the
     same underlying store. Every method validates the key first (:func:`validate_storage_key`).
     """
 
+    #: Whether reads need the segments writes returned (object stores), or open the key's one
+    #: object (files).
+    uses_segments: bool
+
+    def block_size(self, length_bound: int) -> int | None:
+        """The block grid for a resource of at most ``length_bound`` bytes (stored in its row at
+        allocation), or None when the backend has none (files)."""
+        ...
+
     def create(self, key: str) -> None:
         """Create an empty object, durably (for local files: the file and its directory entry
-        are fsynced) before returning.
+        are fsynced) before returning; nothing to do for an object store.
 
         :raises InvalidResourceIdError: (400) before touching storage.
         :raises StorageObjectExistsError: if the object already exists.
@@ -240,19 +348,60 @@ class StorageBackend(Protocol):
         """
         ...
 
-    def open(self, key: str) -> StoredObject:
-        """Open the object of ``key`` for reading and writing.
+    def begin_write(self, key: str, writer_id: str, block_size: int | None) -> BlockWriter:
+        """A writer for one write request; ``writer_id`` (its first reservation) names the new
+        objects of an object store, ``block_size`` is the resource's grid.
 
         :raises InvalidResourceIdError: (400) before touching storage.
-        :raises StorageObjectMissingError: if there is no such object.
+        :raises StorageObjectMissingError: a file backend's object is gone (deleted meanwhile).
         :raises StorageError: if it could not be opened.
         """
         ...
 
-    def delete(self, key: str) -> None:
-        """Remove the object, durably. Idempotent: a missing object is not an error.
+    def open_read(self, key: str, segments: SegmentLoader | None = None) -> StoredObject:
+        """A read-only handle on the bytes of ``key``: for an object store, those the segments
+        that ``segments`` loads map out (only committed bytes are ever read).
 
-        Handles already open keep working on the removed object (POSIX ``unlink`` semantics).
+        :raises InvalidResourceIdError: (400) before touching storage.
+        :raises StorageObjectMissingError: if there is no such object (files).
+        :raises StorageError: if it could not be opened.
+        """
+        ...
+
+    def assemble(
+        self, key: str, segments: Sequence[Segment], length: int, block_size: int, attempt: str
+    ) -> Segment:
+        """Object stores: join ``segments`` (covering ``[0, length)``) into one new object
+        named by ``attempt``; returns its segment ``(0, length)``. Files never need it.
+
+        :raises StorageError: if that failed (nothing of the attempt is left but garbage under
+            its scope, ``assembly_scope(attempt)``).
+        """
+        ...
+
+    def assembly_scope(self, attempt: str) -> str:
+        """The :meth:`collect` scope of an assembly attempt's objects."""
+        ...
+
+    def write_scope(self, writer_id: str) -> str:
+        """The :meth:`collect` scope of the objects one writer stores."""
+        ...
+
+    def collect(self, key: str, scope: str, referenced: Callable[[list[str]], set[str]] | None) -> int:
+        """Delete the objects of ``key`` under ``scope`` (empty: all of them), except, when
+        ``referenced`` is given, those it names (it is asked page by page); abort unfinished
+        multipart uploads there. Idempotent. Returns how many objects went. Files: the empty
+        scope deletes the object, any other scope holds nothing.
+
+        :raises StorageError: if that could not be done (the garbage row stays for next time).
+        """
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove every byte of ``key``, durably. Idempotent: a missing object is not an error.
+
+        Handles already open keep working on the removed object (POSIX ``unlink`` semantics)
+        on file backends.
 
         :raises InvalidResourceIdError: (400) before touching storage.
         :raises StorageError: if it could not be removed.
@@ -260,7 +409,7 @@ class StorageBackend(Protocol):
         ...
 
     def exists(self, key: str) -> bool:
-        """Whether the object of ``key`` exists.
+        """Whether the object of ``key`` exists (an object store: whether anything of it does).
 
         :raises InvalidResourceIdError: (400) before touching storage.
         :raises StorageError: if that could not be determined.
@@ -268,8 +417,48 @@ class StorageBackend(Protocol):
         ...
 
     def check(self) -> None:
-        """Health check: return if the store can create, write, sync and delete objects.
+        """Health check: return if the store can be used right now (files: create, write,
+        sync and delete a probe; an object store: a cheap request to the bucket).
 
         :raises StorageError: if it cannot.
         """
         ...
+
+
+class FileBackend:
+    """What the file backends (one mutable object per key) share of :class:`StorageBackend`;
+    they add ``create``, ``open``, ``delete``, ``exists`` and ``check``."""
+
+    uses_segments = False
+
+    def open(self, key: str) -> StoredObject:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def block_size(self, length_bound: int) -> int | None:
+        return None
+
+    def begin_write(self, key: str, writer_id: str, block_size: int | None) -> BlockWriter:
+        return PositionalWriter(self.open(key))
+
+    def open_read(self, key: str, segments: SegmentLoader | None = None) -> StoredObject:
+        return self.open(key)
+
+    def assemble(
+        self, key: str, segments: Sequence[Segment], length: int, block_size: int, attempt: str
+    ) -> Segment:
+        raise StorageError("Files are never assembled: their bytes are one object already.")
+
+    def assembly_scope(self, attempt: str) -> str:
+        return f"whole/{attempt}"
+
+    def write_scope(self, writer_id: str) -> str:
+        return f"w/{writer_id}"
+
+    def collect(self, key: str, scope: str, referenced: Callable[[list[str]], set[str]] | None) -> int:
+        if scope or referenced is not None:
+            return 0  # a file has no parts: a write's or an assembly's garbage is never stored
+        self.delete(key)
+        return 1

@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 from .base import ClosingMixin
+from .base import FileBackend
 from .base import StorageError
 from .base import StorageObjectExistsError
 from .base import StorageObjectMissingError
@@ -229,7 +230,7 @@ class LocalStoredObject(ClosingMixin):
         return f"<LocalStoredObject fd={self._fd}>"
 
 
-class LocalSparseStorage:
+class LocalSparseStorage(FileBackend):
     """Sparse files under ``root``; see the module docstring for the layout.
 
     Nothing is touched on construction; the root directory is created by the first

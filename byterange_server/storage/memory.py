@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 
 from .base import ClosingMixin
+from .base import FileBackend
 from .base import StorageError
 from .base import StorageObjectExistsError
 from .base import StorageObjectMissingError
@@ -158,7 +159,7 @@ class MemoryStoredObject(ClosingMixin):
         return self._closed
 
 
-class MemoryStorage:
+class MemoryStorage(FileBackend):
     """Objects in a dict, with the contract of a real backend (see the module docstring).
 
     :ivar sync_count: how many times ``sync()`` was called on any handle.

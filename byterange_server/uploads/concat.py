@@ -45,6 +45,8 @@ from ..storage.composed import Piece
 from .values import Creator
 from .values import WriteContext
 from .values import hash_into
+from .values import open_bytes
+from .values import segment_loader
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -157,19 +159,21 @@ class Concatenation:
         own object. The record (when not given), the pieces and their objects' keys are read in
         one transaction.
         """
-        storage = self.context.storage
-        with self.context.db.read() as conn:
+        storage, db = self.context.storage, self.context.db
+        with db.read() as conn:
             if record is None:
                 record = resources.load_resource(conn, resource_id, expired_ok=True)
             found = pieces.load_pieces(conn, resource_id) if record.concat == "final" else []
             keys = resources.object_keys(conn, [piece.source_id for piece in found])
         if not found:
-            return storage.open(record.object_key)
+            return open_bytes(storage, db, record)
         opened: dict[str, StoredObject] = {}
         try:
             for piece in found:
                 if piece.source_id not in opened:
-                    opened[piece.source_id] = storage.open(keys.get(piece.source_id, piece.source_id))
+                    key = keys.get(piece.source_id, piece.source_id)
+                    loader = segment_loader(db, piece.source_id) if storage.uses_segments else None
+                    opened[piece.source_id] = storage.open_read(key, loader)
         except BaseException:
             for stored in opened.values():
                 stored.close()
@@ -234,9 +238,9 @@ class Concatenation:
         the same owner keeps reading them, so the partial is only hidden (``terminated_at``)
         until the last such final goes. (Without authentication everyone is the same owner.)
 
-        :returns: the storage keys of the objects now unreferenced, to be deleted: the
-            resource's own, those of the finals deleted with it, and those of terminated
-            partials no final reads now.
+        :returns: ``(resource id, storage key)`` of the objects now unreferenced, to be
+            deleted: the resource's own, those of the finals deleted with it, and those of
+            terminated partials no final reads now.
         """
         resource_id = record.id
         finals: list[ResourceRecord] = []
@@ -272,4 +276,4 @@ class Concatenation:
         orphans = pieces.unreferenced_terminated(conn, [other for other in sources if other != resource_id])
         for orphan in orphans:
             resources.delete_resource(conn, orphan)
-        return [keys.get(rid, rid) for rid in (*gone, *orphans)]
+        return [(rid, keys.get(rid, rid)) for rid in (*gone, *orphans)]

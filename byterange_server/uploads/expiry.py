@@ -9,6 +9,9 @@ the resource's row lock it skips a resource that has a live writer or completed 
 removes rows before bytes. The lease only keeps several workers and hosts from doing the same
 work at once.
 
+Each sweep then collects the stored bytes recorded as garbage (garbage.py) and, on an object
+store, assembles completed resources (assembly.py).
+
 ``byterange-server cleanup`` runs one sweep by hand (from cron, say), without the lease.
 """
 
@@ -48,6 +51,12 @@ class ExpirySweeper:
         removed = self.service.remove_expired()
         if removed:
             log.info("expiry sweep removed %d expired upload(s)", removed)
+        # Stored bytes: what was recorded as garbage (garbage.py), and on an object store the
+        # assembly of completed resources (assembly.py).
+        collected = self.service.collect_garbage()
+        if collected:
+            log.info("expiry sweep deleted %d stored object(s)", collected)
+        self.service.assemble_pending()
         return removed
 
     def start(self) -> None:

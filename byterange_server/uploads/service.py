@@ -50,7 +50,9 @@ from ..storage.base import StoredObject
 from ..storage.base import generation_key
 from ..storage.base import validate_resource_id
 from ..storage.composed import Piece
+from .assembly import Assembler
 from .concat import Concatenation
+from .garbage import Collector
 from .leases import LeaseKeeper
 from .lifecycle import CreationRequest
 from .lifecycle import EventBus
@@ -64,6 +66,7 @@ from .values import WriteContext
 from .values import WriteOptions
 from .values import check_not_failed
 from .values import hash_into
+from .values import open_bytes
 from .writes import WriteSession
 
 if TYPE_CHECKING:
@@ -113,6 +116,8 @@ class UploadService:
             finalize=self._finalize,
         )
         self.concat = Concatenation(self.context)
+        self.garbage = Collector(self.context)
+        self.assembler = Assembler(self.context)
 
     # -- allocation and state --------------------------------------------------------------------
 
@@ -177,6 +182,7 @@ class UploadService:
             )
         resource_id, storage_key, derived = self._create_object(creator)
         expires_at = clock.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
+        block_size = self.storage.block_size(length if length is not None else max_size)
         try:
             with self.db.write() as conn:
                 self._check_quota(conn, creator.owner, length)
@@ -193,6 +199,7 @@ class UploadService:
                     concat=concat,
                     owner=creator.owner,
                     storage_key=storage_key if derived else None,
+                    block_size=block_size,
                 )
                 if self.events.active:
                     self.context.publish(
@@ -362,7 +369,7 @@ class UploadService:
         """
         validate_resource_id(resource_id)
         if record is not None and record.concat != "final":
-            return self.storage.open(record.object_key)
+            return open_bytes(self.storage, self.db, record)
         return self.concat.open(resource_id, record)
 
     def with_digest(self, state: ResourceState, *, ranges_budget: int | None = None) -> ResourceState:
@@ -487,10 +494,10 @@ class UploadService:
         with self.db.write() as conn:
             record = resources.load_resource(conn, resource_id, for_update=True)
             gone = self.concat.remove(conn, record)
+            recorded = self.garbage.record_removed(conn, gone)
             if self.events.active:
                 self.context.publish(conn, "deleted", record)
-        for key in gone:
-            self.storage.delete(key)
+        self.garbage.collect_now(recorded, [key for _, key in gone])
 
     def remove_expired(self, *, limit: int = 1000) -> int:
         """Delete expired incomplete resources, rows first, then bytes. Returns the count."""
@@ -509,10 +516,10 @@ class UploadService:
                 if not record.is_expired(clock.utcnow()) or reservations.has_live_writers(conn, resource_id):
                     continue
                 gone = self.concat.remove(conn, record)
+                recorded = self.garbage.record_removed(conn, gone)
                 if self.events.active:
                     self.context.publish(conn, "expired", record)
-            for key in gone:
-                self.storage.delete(key)
+            self.garbage.collect_now(recorded, [key for _, key in gone])
             removed += 1
         return removed
 
@@ -564,7 +571,7 @@ class UploadService:
         expected_hash = None
         if record.expected_digest_algorithm and record.expected_digest_algorithm != "sha-256":
             expected_hash = SUPPORTED_DIGESTS[record.expected_digest_algorithm]()
-        with self.storage.open(record.object_key) as stored:
+        with open_bytes(self.storage, self.db, record) as stored:
             hash_into(stored, record.length, [h for h in (sha256, expected_hash) if h])
         digest = sha256.digest()
         failed = False
@@ -581,6 +588,16 @@ class UploadService:
         for final_id in finals:  # concatenation-unfinished: the finals waiting for this one
             self.concat.assemble(final_id)
         check_not_failed(record)
+
+    # -- stored bytes after the request ----------------------------------------------------------
+
+    def collect_garbage(self, *, limit: int = 100) -> int:
+        """Delete recorded garbage that is due (see garbage.py); returns the objects deleted."""
+        return self.garbage.collect_due(limit=limit)
+
+    def assemble_pending(self, *, limit: int = 16) -> int:
+        """Object stores: assemble complete resources into one object each (see assembly.py)."""
+        return self.assembler.assemble_pending(limit=limit)
 
     #: :raises ReprDigestMismatchError: (409) for a representation that failed its declared digest.
     check_not_failed = staticmethod(check_not_failed)

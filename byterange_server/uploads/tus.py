@@ -88,7 +88,8 @@ class TusUploads:
                     extra={"length": declared_length, "last": offset + content_length - 1},
                 )
         if content_length == 0 and declared_length is None:
-            # Nothing to write or declare (E2): only the offset has to be right.
+            # Nothing to write or declare: only the offset has to be right
+            # (docs/spec-notes.md#e2-zero-length-writes).
             if state.offset != offset:
                 raise OffsetMismatchError(
                     "Upload-Offset is not the end of the committed bytes.",

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..db import clock
 from ..db.engine import Database
 from ..db.ledger import resources
+from ..db.ledger import segments
 from ..db.ledger.resources import ResourceRecord
 from ..errors import ByterangeError
 from ..errors import DigestMismatchError
@@ -28,6 +29,8 @@ from ..errors import ReprDigestMismatchError
 from ..errors import StorageError
 from ..extents import Extent
 from ..extents import prefix_end
+from ..storage.base import Segment
+from ..storage.base import SegmentLoader
 from ..storage.base import StorageBackend
 from ..storage.base import StoredObject
 from .lifecycle import EventBus
@@ -135,8 +138,9 @@ class WriteOptions:
 
     @property
     def atomic(self) -> bool:
-        # A digest cannot be verified for bytes that never arrived: an interrupted or
-        # mismatching request that carries one keeps nothing (tus checksum, E11).
+        # A digest cannot be verified for bytes that never arrived: an interrupted or mismatching
+        # request that carries one keeps nothing (the tus checksum extension; see
+        # docs/spec-notes.md#e11-the-client-disconnects-mid-body).
         return self.transaction == "atomic" or self.digest is not None or self.late_digest is not None
 
     @property
@@ -255,6 +259,23 @@ def check_not_failed(record: ResourceRecord) -> None:
             "sha-256": base64.b64encode(record.sha256 or b"").decode(),
         },
     )
+
+
+def segment_loader(db: Database, resource_id: str) -> SegmentLoader:
+    """Reads ``resource_id``'s segments from SQL when an object-store reader asks for them."""
+
+    def load(at: int) -> list[Segment]:
+        with db.read() as conn:
+            return segments.segments_from(conn, resource_id, at)
+
+    return load
+
+
+def open_bytes(storage: StorageBackend, db: Database, record: ResourceRecord) -> StoredObject:
+    """A read handle on the committed bytes of ``record`` (not a final: see concat.py)."""
+    if storage.uses_segments:
+        return storage.open_read(record.object_key, segment_loader(db, record.id))
+    return storage.open_read(record.object_key)
 
 
 def hash_into(

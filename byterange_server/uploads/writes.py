@@ -3,8 +3,10 @@ and IETF append takes.
 
 A write request reserves each part's range when the part's fields arrive, streams its bytes
 (writing the gaps, comparing bytes that are already committed), then commits everything in one
-short transaction. The durability invariant holds here: the bytes are ``sync()``-ed before the
-transaction that commits the extents claiming them (see :meth:`WriteSession._commit`). See
+short transaction. The durability invariant holds here: the bytes are flushed (``fdatasync`` for files, every
+object acknowledged by an object store) before the transaction that commits the extents
+claiming them and, on an object store, the segments that map them (see
+:meth:`WriteSession._commit`). See
 :class:`WriteSession` for how interruptions and errors are applied; the lease keeper
 (leases.py) renews the leases while the body streams.
 """
@@ -19,8 +21,10 @@ import threading
 import time
 
 from ..db.ledger import extents
+from ..db.ledger import garbage
 from ..db.ledger import reservations
 from ..db.ledger import resources
+from ..db.ledger import segments
 from ..db.ledger.resources import ResourceRecord
 from ..errors import ByterangeError
 from ..errors import BytesPastLengthError
@@ -51,8 +55,11 @@ from ..protocol.events import PartData
 from ..protocol.events import PartEnd
 from ..protocol.events import PartStart
 from ..protocol.parts import PartHeader
+from ..storage.base import BlockWriter
+from ..storage.base import Segment
 from ..storage.base import StorageObjectMissingError
 from ..storage.base import StoredObject
+from ..storage.base import fixed_segments
 from .values import READ_CHUNK
 from .values import BodySource
 from .values import PatchDecoder
@@ -91,6 +98,9 @@ class _Part:
     #: see protocol/events.py), applied in order once it is.
     queued: list[memoryview] = dataclasses.field(default_factory=list)
     queued_bytes: int = 0
+    #: Object stores: the segments of ``committed``, and a reader over them for compares.
+    segments: list[Segment] = dataclasses.field(default_factory=list)
+    reader: StoredObject | None = None
 
     @property
     def seen(self) -> int:
@@ -157,7 +167,12 @@ class WriteSession:
         #: What to raise if bytes arrive for a part that may carry none.
         self.no_bytes_error: ByterangeError | None = None
         self.record: ResourceRecord | None = None
-        self.stored: StoredObject | None = None
+        #: Where this request's bytes go (see storage/base.py), from its first byte on.
+        self.writer: BlockWriter | None = None
+        #: Files: the object committed bytes are compared with.
+        self.reader: StoredObject | None = None
+        #: Object stores: segments stored (flushed) and not committed yet.
+        self.new_segments: list[Segment] = []
         #: The write slot (concurrency limits) held from the first reservation to the commit.
         self.slot_id: str | None = None
         self.max_size = self.settings.max_resource_size
@@ -226,9 +241,21 @@ class WriteSession:
         finally:
             if self.registered:
                 self.context.keeper.remove(self)
+            # Before the release: an object store's writer waits here for a store in flight,
+            # so nothing of this request lands after its reservation is gone.
+            self._close_storage()
             self._release_leftovers()
-            if self.stored is not None:
-                self.stored.close()
+
+    def _close_storage(self) -> None:
+        handles: list[BlockWriter | StoredObject | None] = [self.writer, self.reader]
+        handles += [part.reader for part in self.parts]
+        for handle in handles:
+            if handle is None:
+                continue
+            try:
+                handle.close()
+            except Exception:  # the request's own outcome is what the client needs
+                log.warning("could not close storage of %s", self.resource_id, exc_info=True)
 
     def _pump(self, decoder: PatchDecoder, body: BodySource) -> None:
         for chunk in body:
@@ -398,10 +425,11 @@ class WriteSession:
         if not pending:
             return
         with self.lease_lock:
-            ids, committed = self._reserve_batch(pending)
-            for part, reservation_id, within in zip(pending, ids, committed, strict=True):
+            ids, committed, found = self._reserve_batch(pending)
+            for part, reservation_id, within, pieces in zip(pending, ids, committed, found, strict=True):
                 part.reservation_id = reservation_id
                 part.committed = within
+                part.segments = pieces
             self.reserved = len(self.parts)
         if not self.registered:
             self.registered = self.kept = True
@@ -431,10 +459,13 @@ class WriteSession:
 
     def _apply(self, part: _Part, data: memoryview) -> None:
         """Write ``data`` at the part's position: gaps are written, committed bytes compared."""
-        if self.stored is None:
-            assert self.storage_key is not None  # set by the first reservation
+        if self.writer is None:
+            assert self.storage_key is not None and self.sentinel is not None  # set by the first reservation
+            assert self.record is not None
             try:
-                self.stored = self.context.storage.open(self.storage_key)
+                self.writer = self.context.storage.begin_write(
+                    self.storage_key, self.sentinel, self.record.block_size
+                )
             except StorageObjectMissingError:
                 # Deleted since we reserved (the row went first): never an object of another
                 # generation, so a later creation under this id cannot be touched.
@@ -451,14 +482,14 @@ class WriteSession:
                 self._write(data, position, cursor, extent.start)
                 cursor = extent.start
             overlap_stop = min(extent.stop, stop)
-            self._compare(data, position, cursor, overlap_stop)
+            self._compare(data, position, cursor, overlap_stop, part)
             cursor = overlap_stop
         if cursor < stop:
             self._write(data, position, cursor, stop)
         part.received += len(data)
 
     def _write(self, data: memoryview, base: int, start: int, stop: int) -> None:
-        assert self.stored is not None
+        assert self.writer is not None
         if self.fenced:
             raise self._fenced_error()
         # A writer whose lease ran out (a stalled client, a paused process) may have been
@@ -468,14 +499,26 @@ class WriteSession:
             self._renew()
             if self.revoked:
                 raise _Interruption(self._stale_error())
-        self.stored.write_at(start, data[start - base : stop - base])
+        self.writer.write_at(start, data[start - base : stop - base])
 
-    def _compare(self, data: memoryview, base: int, start: int, stop: int) -> None:
-        assert self.stored is not None
+    def _committed_reader(self, part: _Part) -> StoredObject:
+        """What the committed bytes inside ``part`` are read from (opened on first use)."""
+        storage = self.context.storage
+        assert self.storage_key is not None
+        if not storage.uses_segments:
+            if self.reader is None:
+                self.reader = storage.open_read(self.storage_key)
+            return self.reader
+        if part.reader is None:
+            part.reader = storage.open_read(self.storage_key, fixed_segments(part.segments))
+        return part.reader
+
+    def _compare(self, data: memoryview, base: int, start: int, stop: int, part: _Part) -> None:
+        reader = self._committed_reader(part)
         position = start
         while position < stop:
             size = min(READ_CHUNK, stop - position)
-            stored = self.stored.read_at(position, size)
+            stored = reader.read_at(position, size)
             if stored != data[position - base : position - base + size]:
                 raise ContentMismatchError(
                     "These bytes differ from bytes already committed; nothing was applied.",
@@ -548,16 +591,26 @@ class WriteSession:
         they were not hashed on the way in, so they are read back from storage (still in the
         page cache) before anything is committed."""
         digest = _HASHES[algorithm]()
+        if self.writer is not None:
+            self.new_segments += self.writer.flush()  # an object store reads back what it stored
+        storage = self.context.storage
+        assert self.storage_key is not None
         for part in self.parts:
-            if part.received and self.stored is not None:
-                self._hash_range(part.start, part.start + part.received, digest)
+            if not part.received:
+                continue
+            if storage.uses_segments:
+                loader = fixed_segments([*part.segments, *self.new_segments])
+                with storage.open_read(self.storage_key, loader) as reader:
+                    self._hash_range(reader, part.start, part.start + part.received, digest)
+            else:
+                self._hash_range(self._committed_reader(part), part.start, part.start + part.received, digest)
         return digest.digest()
 
-    def _hash_range(self, start: int, stop: int, digest: object) -> None:
-        assert self.stored is not None
+    @staticmethod
+    def _hash_range(reader: StoredObject, start: int, stop: int, digest: object) -> None:
         position = start
         while position < stop:
-            chunk = self.stored.read_at(position, min(READ_CHUNK, stop - position))
+            chunk = reader.read_at(position, min(READ_CHUNK, stop - position))
             if not chunk:
                 raise StorageError("The stored object is shorter than the bytes just written.")
             digest.update(chunk)  # type: ignore[attr-defined]
@@ -565,9 +618,17 @@ class WriteSession:
 
     # Transactions ----------------------------------------------------------------------------
 
-    def _reserve_batch(self, pending: list[_Part]) -> tuple[list[str], list[list[Extent]]]:
-        """Reserve the ranges of ``pending`` (one transaction): their reservation ids and the
-        committed extents inside each; renews the earlier parts' leases when due."""
+    def _reserve_batch(
+        self, pending: list[_Part]
+    ) -> tuple[list[str], list[list[Extent]], list[list[Segment]]]:
+        """Reserve the ranges of ``pending`` (one transaction): their reservation ids, the
+        committed extents inside each and (object stores) their segments; renews the earlier
+        parts' leases when due.
+
+        On an object store the first batch also records this request's objects as garbage
+        until its commit says otherwise: a writer killed between a store and its commit leaks
+        nothing (the sweep collects what no segment names once the reservation is gone)."""
+        storage = self.context.storage
         began = time.monotonic()
         earlier = [part.reservation_id for part in self.parts[: self.reserved]]
         ranges = [(part.start, part.limit) for part in pending]
@@ -604,6 +665,20 @@ class WriteSession:
                 revocable=self.options.revocable,
             )
             committed = extents.extents_within_many(conn, self.resource_id, ranges)
+            found: list[list[Segment]] = [[] for _ in ranges]
+            if storage.uses_segments:
+                for index, ((start, limit), within) in enumerate(zip(ranges, committed, strict=True)):
+                    if within:
+                        found[index] = segments.load_segments(conn, self.resource_id, start, limit)
+                if not earlier:
+                    garbage.record(
+                        conn,
+                        self.resource_id,
+                        record.object_key,
+                        garbage.UNREFERENCED,
+                        scope=storage.write_scope(ids[0]),
+                        reservation_id=ids[0],
+                    )
             # One lease clock for the whole request: the earlier parts' leases are renewed
             # with this batch's when due (every batch would make a many-part request quadratic).
             renew = not earlier or began - self.last_renewal >= self.renew_interval
@@ -615,7 +690,7 @@ class WriteSession:
         self.storage_key = record.object_key
         if self.sentinel is None:
             self.sentinel = ids[0]
-        return ids, committed
+        return ids, committed, found
 
     def _leases_renewed(self, began: float) -> None:
         self.last_renewal = began
@@ -724,8 +799,11 @@ class WriteSession:
         new = [extent for part in self.parts if (extent := part.written_extent) is not None]
         if prefixes_only and not new:
             return
-        if new and self.stored is not None:
-            self.stored.sync()  # durable before any row claims these bytes
+        if new and self.writer is not None:
+            self.new_segments += self.writer.flush()  # durable before any row claims these bytes
+        # Only what the extents claim: bytes stored past a part's received prefix (an error
+        # between two gaps of one chunk) stay garbage, collected with the rest of the scope.
+        claimed, whole = _clip(self.new_segments, normalize(new))
         ids = [part.reservation_id for part in self.parts[: self.reserved]]
         with self.keeper_lock:
             self.committing = True
@@ -756,6 +834,10 @@ class WriteSession:
             if self.declared_repr_digest is not None and record.expected_digest is None:
                 resources.set_expected_digest(conn, self.resource_id, *self.declared_repr_digest)
             merged = extents.add_extents(conn, self.resource_id, new)
+            if claimed:
+                segments.insert_segments(conn, self.resource_id, claimed)
+            if whole and self.sentinel is not None and self.context.storage.uses_segments:
+                garbage.drop_for_reservation(conn, self.sentinel)  # every stored piece is claimed
             limit = self.settings.max_extents
             # Counting is a scan of the resource's extents: skip it when every new extent
             # joined an existing one (then the count cannot have grown), as appends do.
@@ -809,3 +891,32 @@ class WriteSession:
         except ByterangeError:
             # The lease will expire on its own; the original error is what the client needs.
             log.warning("could not release reservations of %s", self.resource_id, exc_info=True)
+
+
+def _clip(found: list[Segment], claimed: list[Extent]) -> tuple[list[Segment], bool]:
+    """The parts of ``found`` inside the (normalized) ``claimed`` extents, and whether that is
+    all of them."""
+    starts = [extent.start for extent in claimed]
+    kept: list[Segment] = []
+    whole = True
+    for segment in found:
+        index = bisect.bisect_right(starts, segment.start) - 1
+        index = max(index, 0)
+        covered = 0
+        while index < len(claimed) and claimed[index].start < segment.stop:
+            extent = claimed[index]
+            start, stop = max(extent.start, segment.start), min(extent.stop, segment.stop)
+            if start < stop:
+                covered += stop - start
+                kept.append(
+                    dataclasses.replace(
+                        segment,
+                        start=start,
+                        stop=stop,
+                        object_offset=segment.object_offset + start - segment.start,
+                        checksum=segment.checksum if (start, stop) == (segment.start, segment.stop) else None,
+                    )
+                )
+            index += 1
+        whole = whole and covered == segment.length
+    return kept, whole

@@ -21,8 +21,8 @@ from sqlalchemy import text
 from byterange_server.db.engine import Database
 from byterange_server.db.engine import DatabaseUnavailableError
 
-from ..immutable import chattr
-from ..immutable import chattr_works
+from ..support.immutable import chattr
+from ..support.immutable import chattr_works
 
 HOLDER = """
 import sqlite3, sys

@@ -116,7 +116,7 @@ def test_tuspy_through_a_signed_url(server, tmp_path):
 
 
 def test_the_default_quota_stops_the_audits_allocations(server):
-    """Audit (issue 11): 50,491 allocations declaring 1 TiB each in 120 s. With the default
+    """Audit: 50,491 allocations declaring 1 TiB each in 120 s. With the default
     quota (16 TiB declared per principal) the 17th is refused; other principals are not."""
     token = {"Authorization": f"Bearer {ALICE}", "Upload-Length": str(1024**4)}
     for _ in range(16):

@@ -1,7 +1,7 @@
 """The client library and the ``byterange`` command against a real gunicorn, through a faulty network.
 
 Every test here runs on SQLite and on PostgreSQL (``gunicorn_server`` depends on
-``database_url``). Faults come from :class:`tests.faultproxy.FaultProxy` between client and
+``database_url``). Faults come from :class:`tests.support.faultproxy.FaultProxy` between client and
 server: connections cut after a random number of bytes, reset, stalled, or the whole network
 pulled. Bytes re-sent are measured at the proxy, as what the client had to push through it.
 """
@@ -45,8 +45,8 @@ from byterange_server.client.state import StateStore
 from byterange_server.client.state import UploadKey
 from byterange_server.client.upload import PROBE_BYTES
 
-from ..faultproxy import Fault
-from ..faultproxy import FaultProxy
+from ..support.faultproxy import Fault
+from ..support.faultproxy import FaultProxy
 from .conftest import GunicornServer
 from .conftest import MiB
 from .conftest import running

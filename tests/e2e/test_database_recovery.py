@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..immutable import chattr_works
-from ..immutable import immutable
+from ..support.immutable import chattr_works
+from ..support.immutable import immutable
 from .conftest import GunicornServer
 from .conftest import running
 

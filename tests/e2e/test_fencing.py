@@ -1,6 +1,6 @@
 """A DELETE fences the live writers of a resource, on a real gunicorn (SQLite and PostgreSQL).
 
-The sequence of the audit (issue 11, item 3): a multipart PATCH reserves 0-99,999 with its
+The sequence the audit found: a multipart PATCH reserves 0-99,999 with its
 first 16 KiB holding only a preamble and the part fields; the resource is deleted and created
 again with the same id (the same signed creation URL); another writer PUTs 0-99,999 and
 completes it; only then do the first writer's bytes arrive. The complete resource must serve

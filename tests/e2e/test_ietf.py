@@ -237,7 +237,7 @@ def test_head_ends_a_stalled_append_in_another_worker(two_workers: GunicornServe
 
 
 def test_a_read_only_signed_head_does_not_cut_the_owners_append(database_url: str, tmp_path: Path):
-    """Audit (issue 11, item 11): a signed URL for reading (GET, HEAD) could end the owner's
+    """Audit: a signed URL for reading (GET, HEAD) could end the owner's
     in-flight append by sending an IETF HEAD. Ending an append is a write: a read-only URL gets
     the state and the append carries on; the upload's own signed URL still ends a stalled one."""
     key = "ietf-e2e-key-0123456789abcdef"

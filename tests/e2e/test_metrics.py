@@ -1,8 +1,9 @@
-"""Metrics scraped from a two-worker gunicorn (issue 6), on SQLite and PostgreSQL.
+"""Metrics scraped from a two-worker gunicorn, on SQLite and PostgreSQL.
 
-Uploads are sent on fresh connections until the JSON access lines show that both workers served
-some; then every scrape, whichever worker answers it, must show the exact totals of both (created
-== POSTs, received bytes == body bytes sent, ...). A worker killed with SIGKILL is replaced by
+Each worker in turn serves uploads and scrapes while the other is stopped (SIGSTOP: only the
+running one can accept a connection), so both surely serve some, as the JSON access lines confirm;
+every scrape, whichever worker answers it, must show the exact totals of both (created == POSTs,
+received bytes == body bytes sent, ...). A worker killed with SIGKILL is replaced by
 gunicorn: its counters stay in the shared directory (totals do not go backwards), its live gauges
 are dropped by ``child_exit`` (``byterange_workers`` is 2 again, not 3).
 """
@@ -16,6 +17,8 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +140,28 @@ def wait_for_replacement(server: GunicornServer, killed: int) -> list[int]:
     raise AssertionError(f"worker {killed} not replaced: {server.worker_pids()}\n{server.log_tail()}")
 
 
+@contextmanager
+def only_worker(server: GunicornServer, pid: int) -> Iterator[None]:
+    """The other workers stopped (SIGSTOP), so new connections can be accepted by ``pid`` only:
+    the workers share one listening socket. Kept short, far below gunicorn's 30 s worker timeout."""
+    others = [other for other in server.worker_pids() if other != pid]
+    assert pid in server.worker_pids() and others, (pid, others)
+    for other in others:
+        os.kill(other, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for other in others:
+            os.kill(other, signal.SIGCONT)
+
+
 @pytest.fixture
 def two_workers(database_url: str, tmp_path: Path):
     # Empty PROMETHEUS_MULTIPROC_DIR: unset, the server makes its own. gunicorn's access log off
     # (the default outside the fixtures). BYTERANGE_AUTH: as the shared fixtures will have it.
-    env = {"PROMETHEUS_MULTIPROC_DIR": "", "BYTERANGE_ACCESS_LOG": "", "BYTERANGE_AUTH": "off"}
+    # No expiry sweeps: a worker stopped in the middle of one would hold the database meanwhile.
+    env = {"PROMETHEUS_MULTIPROC_DIR": "", "BYTERANGE_ACCESS_LOG": "", "BYTERANGE_AUTH": "off",
+           "BYTERANGE_CLEANUP_INTERVAL": "0"}
     server = GunicornServer(database_url, tmp_path / "server", workers=2, threads=4, extra_env=env)
     with running(server):
         yield server
@@ -152,24 +172,18 @@ def test_metrics_scraped_from_two_workers(two_workers: GunicornServer) -> None:
     scrape_until(server, lambda samples: value(samples, "byterange_workers") == 2)
     rng = random.Random(6)
     sent = Sent()
-    workers_seen: set[int] = set()
-    for _round in range(20):  # until both workers served uploads (each round: 5 uploads)
-        for _ in range(5):
-            sent.upload(server, rng.randbytes(rng.randrange(1, 200_000)))
-        workers_seen = set(served_by(server, sent.request_ids).values())
-        if len(workers_seen) == 2:
-            break
-    assert workers_seen == set(server.worker_pids()), (workers_seen, server.worker_pids())
-
-    # Several scrapes; both workers must answer some, each with the totals of both.
-    scraped_by: set[int] = set()
-    for attempt in range(40):
-        samples, request_id = scrape(server)
-        check_totals(samples, sent)
-        scraped_by |= set(served_by(server, {request_id}).values())
-        if len(scraped_by) == 2 and attempt >= 4:
-            break
-    assert scraped_by == workers_seen
+    workers_seen = set(server.worker_pids())
+    assert len(workers_seen) == 2
+    # Each worker alone serves uploads, then answers scrapes: each scrape has the totals of both.
+    for pid in sorted(workers_seen):
+        with only_worker(server, pid):
+            for _ in range(5):
+                sent.upload(server, rng.randbytes(rng.randrange(1, 200_000)))
+            for _ in range(3):
+                samples, request_id = scrape(server)
+                check_totals(samples, sent)
+                assert served_by(server, {request_id}) == {request_id: pid}
+    assert set(served_by(server, sent.request_ids).values()) == workers_seen
 
     # A 409 and an interrupted PATCH, wherever they land, count once in the total.
     url = sent.upload(server, b"abcd")
@@ -197,14 +211,12 @@ def test_metrics_scraped_from_two_workers(two_workers: GunicornServer) -> None:
     victim = server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     (replacement,) = set(wait_for_replacement(server, victim)) - {victim} - workers_seen
-    # Scrape until the replacement answers one: its app is built then (and its gauge set).
-    deadline = time.monotonic() + WAIT
-    while True:
+    # The victim's gauge went in child_exit, before the fork: two workers again once the
+    # replacement's app is built (and its gauge set). Then the replacement alone answers.
+    scrape_until(server, lambda samples: value(samples, "byterange_workers") == 2)
+    with only_worker(server, replacement):
         after, request_id = scrape(server)
-        if served_by(server, {request_id}).get(request_id) == replacement:
-            break
-        assert time.monotonic() < deadline, f"the replacement worker {replacement} answered no scrape"
-        time.sleep(0.1)
+    assert served_by(server, {request_id}) == {request_id: replacement}
     for key, number in before.items():
         if key[0].endswith("_total"):  # nothing but scrapes happened meanwhile
             assert after.get(key) == number, (key, number, after.get(key))

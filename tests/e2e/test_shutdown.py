@@ -22,7 +22,7 @@ import pytest
 from byterange_server.client import RetryPolicy
 from byterange_server.client import upload
 
-from ..faultproxy import FaultProxy
+from ..support.faultproxy import FaultProxy
 from .conftest import GunicornServer
 from .conftest import MiB
 from .conftest import running

@@ -315,7 +315,7 @@ def test_parallel_partials_and_an_unfinished_final(gunicorn_server: GunicornServ
 
 
 def test_concurrent_first_heads_of_a_final_hash_it_once_across_workers(gunicorn_server: GunicornServer):
-    """Audit (issue 11, item 6): each concurrent first HEAD of a final hashed all of it. Across
+    """Audit: each concurrent first HEAD of a final hashed all of it. Across
     4 worker processes, one reader holds the final's digest lease and hashes; the others answer
     without ETag meanwhile, and every later read has the digest."""
     tus = {"Tus-Resumable": "1.0.0"}

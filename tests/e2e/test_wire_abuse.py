@@ -88,7 +88,7 @@ def _patch_head(server: GunicornServer, url: str, length: int, extra: str = "") 
     ).encode()
 
 
-# -- slow heads (issue 11, item 4) ---------------------------------------------------------------
+# -- slow heads ------------------------------------------------------------------------------------
 
 
 def test_slow_heads_hold_no_thread_and_get_408(small):
@@ -160,7 +160,7 @@ def test_too_many_header_fields_for_gunicorn_are_a_problem_document(small):
     assert headers["content-type"] == "application/problem+json"
 
 
-# -- refused requests with pending bodies (issue 11, item 4) -------------------------------------
+# -- refused requests with pending bodies ----------------------------------------------------------
 
 
 def test_an_early_409_is_answered_before_the_rest_of_the_body(small):
@@ -235,7 +235,7 @@ def test_a_refused_request_whose_small_body_arrived_keeps_its_connection(small):
         assert _head_response(sock) == 404  # the same connection carried the next request
 
 
-# -- chunked bodies (issue 11, items 8 and 9) ----------------------------------------------------
+# -- chunked bodies --------------------------------------------------------------------------------
 
 PREFIX_BYTES = 200_000
 
@@ -328,7 +328,7 @@ def test_a_chunked_body_with_extensions_and_trailers_is_stored(small):
     assert small.get(url).content == data
 
 
-# -- transfer codings (issue 11, item 10) ---------------------------------------------------------
+# -- transfer codings ------------------------------------------------------------------------------
 
 CODINGS = {
     "gzip, chunked": 501,

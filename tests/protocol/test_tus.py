@@ -191,12 +191,25 @@ def test_concat_round_trip(urls):
     assert parse_upload_concat(format_upload_concat(final)) == final
 
 
-@given(header_text)
+# Near misses as well as noise: a kind, a separator and URLs, each valid or not quite.
+_ows = st.sampled_from(["", " ", "\t "])
+concat_text = st.one_of(header_text, st.builds(
+    lambda head, kind, separator, joiner, urls, tail: head + kind + separator + joiner.join(urls) + tail,
+    _ows, st.sampled_from(["final", "partial", "Final", ""]), st.sampled_from([";", "", ":", "; "]),
+    st.sampled_from([" ", "  ", "\t"]),
+    st.lists(st.sampled_from(["/files/a", "http://x/b", "", "/\x00", "/é", "/\x7f"]), max_size=3), _ows,
+))
+
+
+@given(concat_text)
 def test_concat_parser_raises_only_400s(value):
+    """A refusal is a 400; what is accepted has one spelling, the one the server prints."""
     try:
-        parse_upload_concat(value)
-    except InvalidConcatError:
-        pass
+        concat = parse_upload_concat(value)
+    except InvalidConcatError as error:
+        assert error.status == 400
+        return
+    assert format_upload_concat(concat) == value.strip(" \t")
 
 
 # -- the PATCH body: one Content-Offset part, however the bytes arrive -----------------------------------

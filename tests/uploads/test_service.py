@@ -16,7 +16,7 @@ from byterange_server.errors import ResourceGoneError
 from byterange_server.errors import ResourceNotFoundError
 from byterange_server.uploads.values import Creator
 
-from ..stored import objects_of
+from ..support.stored import objects_of
 from .helpers import put
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
@@ -38,6 +39,7 @@ from ..models import concat_sources
 from ..models import extents
 from ..models import reservations
 from ..models import resources
+from ..models import segments
 from .extents import committed_stop
 from .extents import first_extents
 
@@ -74,6 +76,10 @@ class ResourceRecord:
     owner: str | None = None
     #: The ``storage_key`` column: None for rows that store their bytes under their id.
     storage_key: str | None = None
+    #: Object stores: the block grid of its objects (see models.Resource.block_size).
+    block_size: int | None = None
+    #: Object stores: when its segments were replaced by one assembled object.
+    assembled_at: dt.datetime | None = None
 
     @property
     def object_key(self) -> str:
@@ -126,6 +132,8 @@ def _record(row: object) -> ResourceRecord:
         terminated_at=clock.aware(mapping["terminated_at"]),
         owner=mapping["owner"],
         storage_key=mapping["storage_key"],
+        block_size=mapping["block_size"],
+        assembled_at=clock.aware(mapping["assembled_at"]),
     )
 
 
@@ -142,8 +150,10 @@ def insert_resource(
     concat: str | None = None,
     owner: str | None = None,
     storage_key: str | None = None,
+    block_size: int | None = None,
 ) -> None:
-    """Insert the row; ``storage_key`` names the object already created for it (None: the id).
+    """Insert the row; ``storage_key`` names the object already created for it (None: the id),
+    ``block_size`` the block grid of an object store's pieces (None for files).
 
     :raises ResourceExistsError: a row with this id exists (a replayed signed creation URL:
         two replays can both pass an earlier check, the unique id decides).
@@ -165,6 +175,7 @@ def insert_resource(
             concat=concat,
             owner=owner,
             storage_key=storage_key,
+            block_size=block_size,
         )
     )
     if result.rowcount != 1:
@@ -326,6 +337,7 @@ def delete_resource(conn: Connection, resource_id: str) -> bool:
     conn.execute(delete(concat_sources).where(concat_sources.c.final_id == resource_id))
     conn.execute(delete(reservations).where(reservations.c.resource_id == resource_id))
     conn.execute(delete(extents).where(extents.c.resource_id == resource_id))
+    conn.execute(delete(segments).where(segments.c.resource_id == resource_id))
     result = conn.execute(delete(resources).where(resources.c.id == resource_id))
     return result.rowcount == 1
 
@@ -367,3 +379,24 @@ def principal_usage(conn: Connection, owner: str) -> tuple[int, int]:
         )
     ).one()
     return int(row[0]), int(row[1])
+
+
+def mark_assembled(conn: Connection, resource_id: str) -> None:
+    conn.execute(update(resources).where(resources.c.id == resource_id).values(assembled_at=clock.utcnow()))
+
+
+def awaiting_assembly(conn: Connection, *, limit: int) -> list[str]:
+    """Complete resources of an object store whose pieces are not assembled yet (finals are
+    read through their partials and never assembled)."""
+    rows = conn.execute(
+        select(resources.c.id)
+        .where(
+            resources.c.status != STATUS_INCOMPLETE,
+            resources.c.block_size.is_not(None),
+            resources.c.assembled_at.is_(None),
+            resources.c.length > 0,
+            or_(resources.c.concat.is_(None), resources.c.concat != "final"),
+        )
+        .limit(limit)
+    ).all()
+    return [row.id for row in rows]

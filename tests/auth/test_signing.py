@@ -43,7 +43,7 @@ def test_a_signed_url_is_accepted_for_each_allowed_method():
 
 
 def test_two_mints_of_the_same_grant_are_two_grants():
-    """Audit (issue 11, item 1): identical arguments in the same second gave the identical URL,
+    """Audit: identical arguments in the same second gave the identical URL,
     so two holders shared the resource it creates. Each mint now draws its own nonce."""
     options = dict(key_id="k1", secret=SECRET, methods=["POST"], expires=NOW + 60, max_size=10)
     first = signed_url("https://up.example/files", **options)

@@ -125,7 +125,7 @@ def test_the_sign_command_mints_what_the_server_verifies(monkeypatch):
 
 
 def test_the_sign_command_mints_a_new_grant_on_every_call(monkeypatch):
-    """Audit (issue 11, item 1): two calls in the same second with the same arguments printed
+    """Audit: two calls in the same second with the same arguments printed
     the same URL, and so handed two holders the one resource it creates."""
     monkeypatch.setenv("BYTERANGE_SIGNING_KEYS", f"web:{SECRET}")
     monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)  # the same second, for sure

@@ -21,7 +21,7 @@ from byterange_server.runtime.metrics import multiprocess_dir
 from byterange_server.runtime.metrics import status_class
 from byterange_server.uploads.lifecycle import ResourceEvent
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def event(kind: str, **data: object) -> ResourceEvent:
@@ -197,8 +197,27 @@ def test_prepare_keeps_what_is_not_a_metrics_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in shared.iterdir()) == ["README"]
 
 
-def test_mark_process_dead_without_the_directory_is_a_no_op() -> None:
-    multiproc.mark_process_dead(12345, {})
+def _worker_files(directory: Path, pid: int) -> list[str]:
+    names = [f"gauge_livesum_{pid}.db", f"gauge_liveall_{pid}.db", f"counter_{pid}.db", "gauge_livesum_7.db"]
+    for name in names:
+        (directory / name).write_bytes(b"")
+    return names
+
+
+def test_mark_process_dead_drops_the_live_gauges_of_that_worker_only(tmp_path: Path) -> None:
+    _worker_files(tmp_path, 12345)
+    multiproc.mark_process_dead(12345, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_12345.db", "gauge_livesum_7.db"]
+
+
+def test_mark_process_dead_without_the_directory_is_a_no_op(monkeypatch, tmp_path: Path) -> None:
+    """The environment passed in decides, not the process's own: without the variable there,
+    nothing is removed, even where the process's variable points."""
+    names = _worker_files(tmp_path, 12345)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for environ in ({}, {"PROMETHEUS_MULTIPROC_DIR": ""}):
+        multiproc.mark_process_dead(12345, environ)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
 
 
 def test_a_late_variable_falls_back_to_per_process_values(monkeypatch, tmp_path, caplog) -> None:
