@@ -48,6 +48,9 @@ DEFERRED = {
     ("runtime.gunicorn_conf", "runtime.shutdown"): "a gunicorn hook (the config file gunicorn execs)",
     ("runtime.gunicorn_conf", "runtime.multiproc"): "a gunicorn hook (the config file gunicorn execs)",
     ("runtime.multiproc", "prometheus_client"): "reads PROMETHEUS_MULTIPROC_DIR on import: after it is set",
+    ("storage", "storage.s3"): "the S3 backend, only when BYTERANGE_STORAGE=s3 (it loads boto3)",
+    ("storage.s3", "boto3"): "the s3 extra: a local deployment need not install it",
+    ("storage.s3", "botocore"): "the s3 extra: a local deployment need not install it",
     ("api.interim", "gunicorn"): "gunicorn's internals, only when gunicorn serves the request",
     ("api.tus", "gunicorn"): "gunicorn's internals, only when gunicorn serves the request",
 }
