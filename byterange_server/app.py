@@ -35,6 +35,7 @@ from .api.responses import problem
 from .api.responses import render_error
 from .api.responses import render_http_exception
 from .api.tus import MethodOverride
+from .api.uploader import init_uploader
 from .api.views import bp as byterange_bp
 from .config import Settings
 from .db.engine import Database
@@ -130,6 +131,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         app.extensions[SWEEPER_KEY] = sweeper
     app.register_blueprint(byterange_bp, url_prefix=settings.mount)
     app.register_blueprint(health_bp)
+    init_uploader(app, settings)
     _install_pipeline(app, settings)
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
     observe.register_metrics(app, settings, metrics)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import sys
@@ -19,15 +20,58 @@ import time
 import click
 
 from .auth.signing import signed_url
+from .auth.tokens import NAME_PATTERN
 from .auth.tokens import Credentials
 from .auth.tokens import parse_entries
 from .config import Settings
 from .units import parse_size
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="byterange-server", prog_name="byterange-server")
 def main() -> None:
     """Resumable, segmented, parallel uploads over plain HTTP."""
+    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            f"the server's dependencies are not installed ({', '.join(missing)}): "
+            "pip install 'byterange-server[server]' (the client, byterange, needs none of them)"
+        )
+
+
+#: Installed with the [server] extra; a client-only install has none of them.
+SERVER_MODULES = ("flask", "werkzeug", "sqlalchemy", "alembic", "gunicorn", "prometheus_client")
+
+
+def _settings() -> Settings:
+    """The settings from the environment; a bad value is one line naming the variable."""
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _gunicorn_numbers() -> None:
+    """gunicorn_conf reads these itself; check them here so a typo is one line, not a traceback."""
+    for name in ("BYTERANGE_WORKERS", "BYTERANGE_THREADS"):
+        value = os.environ.get(name)
+        if value is not None and not (value.strip().isdigit() and int(value) > 0):
+            raise click.ClickException(f"{name}={value!r} is not valid: expected a whole number above 0")
+
+
+def _existing_database(settings: Settings) -> str:
+    """The database URL, refusing an embedded database that does not exist yet: opening it would
+    create an empty one (in whatever directory the command ran) and report on that instead."""
+    url = settings.resolved_database_url
+    if not settings.database_url:
+        path = settings.data_dir / "byterange.sqlite3"
+        if not path.exists():
+            raise click.ClickException(
+                f"no database at {path.resolve()}: run this where the server keeps its data, "
+                "or set BYTERANGE_DATA_DIR (or BYTERANGE_DATABASE_URL); "
+                "'byterange-server db upgrade' creates one"
+            )
+    return url
 
 
 @main.command()
@@ -39,7 +83,8 @@ def serve(bind: str | None, workers: int | None, threads: int | None, no_migrate
     """Apply migrations, then run the app under gunicorn (our threaded worker)."""
     from .db import migrate
 
-    settings = Settings.from_env()
+    settings = _settings()
+    _gunicorn_numbers()
     _check_auth(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not no_migrate:
@@ -81,32 +126,43 @@ def _check_auth(settings: Settings) -> None:
 @click.argument("name")
 def token(name: str) -> None:
     """Print a new random bearer token entry NAME:SECRET (256 bits) for BYTERANGE_TOKENS."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise click.BadParameter(
+            f"{name!r}: a token name is 1 to 64 letters, digits, '_', '.' and '-' only", param_hint="NAME"
+        )
     entry = f"{name}:{secrets.token_urlsafe(32)}"
-    try:
-        parse_entries(entry, what="token")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    parse_entries(entry, what="token")  # the very rule the server reads BYTERANGE_TOKENS by
     click.echo(entry)
 
 
 @main.command()
 @click.argument("url")
-@click.option("--methods", "-m", default="POST", show_default=True,
-              help="Comma-separated methods the URL allows (POST creates one resource).")
-@click.option("--expires-in", "-e", default="1h", show_default=True,
-              help="Lifetime: seconds, or a number with s, m, h or d.")
+@click.option(
+    "--methods",
+    "-m",
+    default="POST",
+    show_default=True,
+    help="Comma-separated methods the URL allows (POST creates one resource).",
+)
+@click.option(
+    "--expires-in",
+    "-e",
+    default="1h",
+    show_default=True,
+    help="Lifetime: seconds, or a number with s, m, h or d.",
+)
 @click.option("--max-size", default="1GiB", show_default=True, help="Largest resource, e.g. 100MiB.")
 @click.option("--key", "key_id", default=None, help="Signing key id (default: the first configured).")
 def sign(url: str, methods: str, expires_in: str, max_size: str, key_id: str | None) -> None:
     """Print URL signed for METHODS (a signed upload URL for a browser or phone).
 
-    URL is the collection (``https://uploads.example/files``) to let the holder create and
+    URL is the collection (https://uploads.example/files) to let the holder create and
     fill exactly one resource, or a resource URL to grant access to it. Every call mints a new
-    grant (a fresh ``br-nonce``): two calls never print the same URL, so two holders never
+    grant (a fresh br-nonce): two calls never print the same URL, so two holders never
     share the resource a creation URL creates.
     """
     try:
-        keys = Credentials.from_settings(Settings.from_env()).signing_keys
+        keys = Credentials.from_settings(_settings()).signing_keys
         if not keys:
             raise click.ClickException("no signing keys configured (BYTERANGE_SIGNING_KEYS)")
         key_id = key_id or next(iter(keys))
@@ -140,12 +196,12 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to stop at.")
 def upgrade(revision: str) -> None:
-    """Apply migrations up to REVISION."""
+    """Apply migrations (creates the database when there is none)."""
     from .db import migrate
 
-    url = Settings.from_env().resolved_database_url
+    url = _settings().resolved_database_url
     migrate.upgrade(url, revision)
     click.echo(f"database at revision {migrate.current(url)}")
 
@@ -155,16 +211,24 @@ def check() -> None:
     """Fail when the models and the migrations disagree."""
     from .db import migrate
 
-    migrate.check(Settings.from_env().resolved_database_url)
+    migrate.check(_existing_database(_settings()))
     click.echo("models and migrations agree")
 
 
 @db.command()
 def current() -> None:
-    """Print the revision the database is at."""
+    """Print the revision the database is at (and, on stderr, which database that is)."""
     from .db import migrate
 
-    click.echo(migrate.current(Settings.from_env().resolved_database_url) or "(empty)")
+    url = _existing_database(_settings())
+    click.echo(f"database: {_shown(url)}", err=True)
+    click.echo(migrate.current(url) or "(empty)")
+
+
+def _shown(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @main.command()
@@ -173,7 +237,9 @@ def cleanup() -> None:
     from .app import build_service
 
     # The outbox sink records "expired" events; the server's workers deliver them.
-    service, _ = build_service(Settings.from_env(), start_hooks=False)
+    settings = _settings()
+    _existing_database(settings)
+    service, _ = build_service(settings, start_hooks=False)
     removed = service.remove_expired()
     click.echo(f"removed {removed} expired resource(s)")
     collected = service.collect_garbage()

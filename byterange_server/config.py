@@ -19,6 +19,7 @@ from .units import parse_size
 
 ENV_PREFIX = "BYTERANGE_"
 
+
 def _parse_bool(text: str | bool) -> bool:
     if isinstance(text, bool):
         return text
@@ -186,6 +187,12 @@ class Settings:
     #: Allow creations when the pre-create hook cannot be asked (default: refuse with 503).
     hook_pre_create_fail_open: bool = False
 
+    # -- browser uploader (api/uploader.py, docs/uploader.md) ---------------------------------
+    #: ``auto``: served when ``auth`` is ``off`` (local use); ``on``: always; ``off``: never.
+    uploader: str = "auto"
+    #: Path of the uploader page, outside the mount; the status page is ``<path>/status``.
+    uploader_path: str = "/upload"
+
     # -- observability (metrics.py, requestlog.py, observe.py; docs/observability.md) ----------
     #: Path of the Prometheus scrape endpoint, outside the mount; empty turns it off.
     metrics_path: str = "/metrics"
@@ -202,9 +209,15 @@ class Settings:
     def auth_required(self) -> bool:
         return self.auth == "required"
 
+    @property
+    def uploader_enabled(self) -> bool:
+        return self.uploader == "on" or (self.uploader == "auto" and not self.auth_required)
+
     def __post_init__(self) -> None:
         if self.auth not in ("required", "off"):
             raise ValueError(f"BYTERANGE_AUTH must be 'required' or 'off', not {self.auth!r}")
+        if self.uploader not in ("auto", "on", "off"):
+            raise SettingError("uploader", self.uploader, "auto, on or off")
 
     @classmethod
     def from_env(
@@ -231,7 +244,13 @@ class Settings:
             if name not in fields:
                 raise ValueError(f"unknown setting {key!r}")
             values[name] = value
-        return cls(**{name: _coerce(fields[name], value) for name, value in values.items()})
+        coerced = {}
+        for name, value in values.items():
+            try:
+                coerced[name] = _coerce(fields[name], value)
+            except ValueError:
+                raise SettingError(name, value, _expected_form(fields[name])) from None
+        return cls(**coerced)
 
     @property
     def resolved_database_url(self) -> str:
@@ -244,18 +263,44 @@ class Settings:
         return self.storage_dir if self.storage_dir is not None else self.data_dir / "objects"
 
 
+class SettingError(ValueError):
+    """A ``BYTERANGE_*`` value that cannot be read: says which variable, its value, and the form
+    expected, in one line (a server that will not start must say why without a traceback)."""
+
+    def __init__(self, name: str, value: Any, expected: str) -> None:
+        self.variable = ENV_PREFIX + name.upper()
+        super().__init__(f"{self.variable}={str(value)!r} is not valid: expected {expected}")
+
+
+_SIZES = {
+    "max_resource_size",
+    "chunk_size",
+    "max_part_header_bytes",
+    "max_request_bytes",
+    "max_header_bytes",
+    "max_bytes_per_principal",
+    "s3_block_size",
+}
+
+
+def _kind(field: dataclasses.Field[Any]) -> str:
+    return field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+
+
+def _expected_form(field: dataclasses.Field[Any]) -> str:
+    if field.name in _SIZES:
+        return "a size in bytes, e.g. 1048576, 8MiB, 512KiB, 10GB"
+    return {
+        "int": "a whole number, e.g. 100",
+        "float": "a number, e.g. 30 or 0.5",
+        "bool": "true or false (also 1/0, yes/no, on/off)",
+    }.get(_kind(field), "text")
+
+
 def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
-    if field.name in {
-        "max_resource_size",
-        "chunk_size",
-        "max_part_header_bytes",
-        "max_request_bytes",
-        "max_header_bytes",
-        "max_bytes_per_principal",
-        "s3_block_size",
-    }:
+    if field.name in _SIZES:
         return parse_size(value)
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    kind = _kind(field)
     if kind in {"int"}:
         return int(value)
     if kind in {"float"}:
@@ -264,7 +309,7 @@ def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
         return _parse_bool(value)
     if kind in {"Path", "Path | None"}:
         return Path(value) if value not in (None, "") else None
-    if field.name == "auth":
+    if field.name in ("auth", "uploader"):
         value = str(value).strip().lower()
     if field.name == "mount":
         value = "/" + str(value).strip("/")

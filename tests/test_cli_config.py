@@ -66,6 +66,6 @@ def test_db_upgrade_check_current_and_cleanup(tmp_path: Path, monkeypatch) -> No
     result = runner.invoke(main, ["db", "check"])
     assert result.exit_code == 0 and "agree" in result.output
     result = runner.invoke(main, ["db", "current"])
-    assert result.output.strip() == migrate.current(url)
+    assert result.stdout.strip() == migrate.current(url)
     result = runner.invoke(main, ["cleanup"])
     assert result.exit_code == 0 and "removed 0 expired" in result.output

@@ -14,8 +14,6 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "byterange_server"
 
@@ -37,13 +35,18 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 #: The client stands beside the server: it speaks the wire formats and shares the bottom layer,
 #: and nothing of the server imports it.
 CLIENT = "client"
-CLIENT_MAY_IMPORT = frozenset({CLIENT, "protocol", PACKAGE, "errors", "units", "extents"})
+#: The conformance checker judges any server by the texts alone: it imports nothing of ours, and
+#: the client only offers it as a subcommand.
+CHECKER = "conformance"
+CLIENT_SIDE = frozenset({CLIENT, CHECKER})
+CLIENT_MAY_IMPORT = frozenset({CLIENT, CHECKER, "protocol", PACKAGE, "errors", "units", "extents"})
 
 #: The imports inside functions, and why each waits. Third-party modules by their top-level name.
 DEFERRED = {
     (PACKAGE, "importlib"): "the lazy public names: the client starts without Flask",
     ("cli", "db.migrate"): "Alembic and SQLAlchemy, only for the commands that touch the database",
     ("cli", "app"): "Flask and the whole server, only for cleanup",
+    ("cli", "sqlalchemy"): "SQLAlchemy, only for db current (to show the database's URL)",
     ("client.cli", "tqdm"): "the progress bar, only on the command line",
     ("runtime.gunicorn_conf", "runtime.shutdown"): "a gunicorn hook (the config file gunicorn execs)",
     ("runtime.gunicorn_conf", "runtime.multiproc"): "a gunicorn hook (the config file gunicorn execs)",
@@ -142,9 +145,11 @@ def upward(arrows: Iterable[tuple[str, str]]) -> list[str]:
         ua, ub = unit(a), unit(b)
         if ua == ub:
             continue
-        if ua == CLIENT or ub == CLIENT:
-            if ua != CLIENT:
+        if ua in CLIENT_SIDE or ub in CLIENT_SIDE:
+            if ua not in CLIENT_SIDE:
                 wrong.append(f"{a} -> {b}: the server does not import the client")
+            elif ua == CHECKER:
+                wrong.append(f"{a} -> {b}: the conformance checker imports nothing of ours")
             elif ub not in CLIENT_MAY_IMPORT:
                 wrong.append(f"{a} -> {b}: the client imports only {sorted(CLIENT_MAY_IMPORT)}")
             continue
@@ -207,7 +212,7 @@ def _api_deferred() -> set[tuple[str, str]]:
 
 
 def test_every_module_belongs_to_a_layer() -> None:
-    members = {name for layer in LAYERS for name in layer} | {CLIENT}
+    members = {name for layer in LAYERS for name in layer} | CLIENT_SIDE
     assert {unit(name) for name in MODULES} == members
 
 
@@ -252,7 +257,7 @@ def _dot() -> tuple[set[str], set[tuple[str, str]]]:
 
 def test_layers_dot_lists_every_package_and_module_at_the_top() -> None:
     nodes, _ = _dot()
-    assert nodes == {name for layer in LAYERS for name in layer if name != PACKAGE} | {CLIENT}
+    assert nodes == {name for layer in LAYERS for name in layer if name != PACKAGE} | CLIENT_SIDE
 
 
 def test_layers_dot_draws_the_arrows_between_packages() -> None:

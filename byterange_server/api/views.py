@@ -130,11 +130,16 @@ def get(resource_id: str) -> Response:
 
 @bp.get("/<resource_id>/committed-ranges", provide_automatic_options=False)
 def committed_ranges(resource_id: str) -> Response:
-    """The whole committed-range list as JSON, paginated: ``?after=<offset>&limit=<n>``."""
+    """The whole committed-range list as JSON, paginated: ``?after=<offset>&limit=<n>``; with
+    the ranges live writers hold (``in_flight``), for the extent map."""
     after = parse_int(request.args.get("after", "0"))
     limit = min(parse_int(request.args.get("limit", "1000")), 10_000) or 1
-    page, more = service().committed_page(resource_id, after=after, limit=limit)
-    body = {"ranges": [[extent.start, extent.stop - 1] for extent in page], "next": None}
+    page, more, flying = service().extent_map_page(resource_id, after=after, limit=limit)
+    body: dict[str, object] = {
+        "ranges": [[extent.start, extent.stop - 1] for extent in page],
+        "next": None,
+        "in_flight": [[extent.start, extent.stop - 1] for extent in flying],
+    }
     response = jsonify(body)
     if more:
         next_url = url_for(

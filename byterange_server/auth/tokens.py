@@ -42,7 +42,7 @@ from .signing import verify
 
 __all__ = ["Credentials", "Principal", "parse_entries"]
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 # RFC 6750 b64token, at least 16 characters (a secret shorter than that is guessable).
 _SECRET_RE = re.compile(r"[A-Za-z0-9\-._~+/]{16,512}=*", re.ASCII)
 _BEARER_RE = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*) *", re.ASCII | re.IGNORECASE)
@@ -79,7 +79,7 @@ def parse_entries(text: str, *, what: str) -> dict[str, str]:
         if not entry:
             continue
         name, sep, secret = entry.partition(":")
-        if not sep or not _NAME_RE.fullmatch(name):
+        if not sep or not NAME_PATTERN.fullmatch(name):
             raise ValueError(f"{what}: expected name:secret with a name of [A-Za-z0-9_.-], got {name!r}")
         if not _SECRET_RE.fullmatch(secret):
             raise ValueError(

@@ -26,6 +26,7 @@ import collections
 import json
 import os
 import shlex
+import shutil
 import stat
 import sys
 import threading
@@ -39,6 +40,7 @@ from typing import TypeVar
 import click
 
 from byterange_server import extents
+from byterange_server.conformance.cli import conformance_command
 from byterange_server.units import format_size
 from byterange_server.units import parse_size
 
@@ -49,6 +51,8 @@ from .errors import Cancelled
 from .errors import ClientError
 from .errors import ServerRefused
 from .errors import TransferFailed
+from .extentbar import fetch_in_flight
+from .extentbar import render_bar
 from .source import is_stream
 from .transport import RetryPolicy
 from .transport import Timeouts
@@ -313,6 +317,9 @@ def main() -> None:
     """Parallel, resumable uploads and downloads over HTTP byte ranges."""
 
 
+main.add_command(conformance_command)
+
+
 def _input_is_stream(file: str) -> bool:
     try:
         if file == "-":
@@ -485,6 +492,11 @@ def status_command(
     known = byterange and state.committed is not None and state.length is not None
     missing = extents.gaps(committed, 0, state.length) if known else None  # type: ignore[arg-type]
     complete = bool(state.complete) if byterange else True  # a plain server serves the whole file
+    in_flight = None
+    if byterange and not complete and state.committed_link:
+        in_flight = fetch_in_flight(
+            state.committed_link, headers=request_headers, timeouts=Timeouts(read=timeout)
+        )
     if as_json:
         click.echo(json.dumps({
             "url": url,
@@ -494,6 +506,7 @@ def status_command(
             "committed_bytes": extents.total(committed) if byterange else None,
             "committed": [[e.start, e.stop - 1] for e in committed] if byterange else None,
             "missing": [[e.start, e.stop - 1] for e in missing] if missing is not None else None,
+            "in_flight": [[e.start, e.stop - 1] for e in in_flight] if in_flight is not None else None,
             "etag": state.etag.format() if state.etag else None,
             "repr_digest": {name: value.hex() for name, value in state.digests.items()},
         }))
@@ -508,6 +521,8 @@ def status_command(
     else:
         share = f" ({100 * done / length:.1f}%)" if length else ""
         click.echo(f"  complete   {'yes' if complete else 'no'}")
+        if length is not None:
+            click.echo(f"  map        {_extent_bar(length, committed, in_flight or [])}")
         click.echo(f"  committed  {format_size(done)}{share} in {len(committed)} range(s)")
         for extent in committed[:20]:
             click.echo(f"             bytes {extent.start}-{extent.stop - 1}")
@@ -523,6 +538,19 @@ def status_command(
         click.echo(f"  etag       {state.etag.format()}")
     for name, value in state.digests.items():
         click.echo(f"  {name:<10} {value.hex()}")
+
+
+def _extent_bar(length: int, committed: list[extents.Extent], in_flight: list[extents.Extent]) -> str:
+    """The one-line extent map (client/extentbar.py), as wide as the terminal allows, in ASCII
+    where the output cannot print block characters."""
+    width = max(10, min(100, shutil.get_terminal_size((80, 24)).columns - 16))
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "█▒▓░".encode(encoding)
+        ascii_only = False
+    except (UnicodeEncodeError, LookupError):
+        ascii_only = True
+    return render_bar(length, committed, in_flight, width, ascii=ascii_only)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ Every value can be overridden on the command line or with ``GUNICORN_CMD_ARGS``.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 from typing import Any
@@ -71,6 +72,12 @@ def _metrics_on_starting(server: Any) -> None:
 
     path, private = multiproc.prepare()
     _metrics_private_dir = path if private else None
+    if private:
+        # A master that fails to start (its port in use) exits without on_exit: remove the
+        # directory at the interpreter's exit as well, in the master only (workers exit through
+        # the same interpreter state after fork).
+        master = os.getpid()
+        atexit.register(lambda: os.getpid() == master and multiproc.remove(path))
     server.log.info("metrics of all workers in %s", path)
 
 
@@ -97,3 +104,14 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def on_exit(server: Any) -> None:
     _metrics_on_exit(server)
+
+
+def when_ready(server: Any) -> None:
+    """Say where the uploads go: a newcomer's first request should not be a guess."""
+    mount = "/" + os.environ.get("BYTERANGE_MOUNT", "/files").strip().strip("/")
+    for listener in server.LISTENERS:
+        address = listener.cfg_addr if hasattr(listener, "cfg_addr") else None
+        if isinstance(address, tuple):
+            host, port = address[0], address[1]
+            base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+            server.log.info("uploads: POST %s%s creates one; health: GET %s/healthz", base, mount, base)

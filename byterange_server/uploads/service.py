@@ -343,6 +343,19 @@ class UploadService:
             resources.load_resource(conn, resource_id)
             return extents.page_extents(conn, resource_id, after=after, limit=limit)
 
+    def extent_map_page(
+        self, resource_id: str, *, after: int, limit: int
+    ) -> tuple[list[Extent], bool, list[Extent]]:
+        """:meth:`committed_page`, and the ranges in flight (live reservations) ending after
+        ``after``. In flight is read first: a write that commits in between then shows as both
+        (committed wins in a picture), never as a hole."""
+        validate_resource_id(resource_id)
+        with self.db.read() as conn:
+            resources.load_resource(conn, resource_id)
+            flying = reservations.in_flight(conn, resource_id, after=after)
+            page, more = extents.page_extents(conn, resource_id, after=after, limit=limit)
+        return page, more, flying
+
     def extents_within(self, resource_id: str, start: int, stop: int) -> list[Extent]:
         with self.db.read() as conn:
             return extents.extents_within(conn, resource_id, start, stop)

@@ -25,6 +25,8 @@ from sqlalchemy import update
 
 from ...errors import TooManyWritesError
 from ...errors import WriteInProgressError
+from ...extents import Extent
+from ...extents import normalize
 from .. import clock
 from ..models import reservations
 from ..models import write_slots
@@ -260,6 +262,24 @@ def live(conn: Connection, reservation_ids: Sequence[str]) -> list[str]:
         )
     ).all()
     return [row.id for row in rows]
+
+
+def in_flight(conn: Connection, resource_id: str, *, after: int = 0, limit: int = 1000) -> list[Extent]:
+    """The ranges live writers of a resource hold now (their leases have not run out), merged,
+    in order, ending after ``after``: a picture of the upload (the extent map), not a basis for
+    decisions -- a reservation may end the moment after. At most ``limit`` reservations are read
+    (``max_writes_per_resource`` bounds them anyway)."""
+    rows = conn.execute(
+        select(reservations.c.start, reservations.c.stop)
+        .where(
+            reservations.c.resource_id == resource_id,
+            reservations.c.stop > after,
+            reservations.c.lease_expires_ms > clock.now_ms(),
+        )
+        .order_by(reservations.c.start)
+        .limit(limit)
+    ).all()
+    return normalize((row.start, row.stop) for row in rows)
 
 
 def renew(conn: Connection, reservation_ids: Sequence[str], *, lease_seconds: float) -> bool:
