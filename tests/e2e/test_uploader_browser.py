@@ -34,7 +34,7 @@ import requests
 
 from byterange_server.auth.signing import signed_url
 
-from ..faultproxy import FaultProxy
+from ..support.faultproxy import FaultProxy
 from .cdp import Browser
 from .conftest import GunicornServer
 from .conftest import MiB

@@ -3,14 +3,24 @@ every protocol's writes, reads, interruptions, deletion and concatenation on a r
 
 from __future__ import annotations
 
-from tests.api.test_delete import *  # noqa: F403
-from tests.api.test_get import *  # noqa: F403
-from tests.api.test_head import *  # noqa: F403
-from tests.api.test_ietf import *  # noqa: F403
+from tests.api.byterange.test_delete import *  # noqa: F403
+from tests.api.byterange.test_get import *  # noqa: F403
+from tests.api.byterange.test_head import *  # noqa: F403
+from tests.api.byterange.test_patch_binary import *  # noqa: F403
+from tests.api.byterange.test_patch_multipart import *  # noqa: F403
+from tests.api.byterange.test_post import *  # noqa: F403
+from tests.api.byterange.test_put import *  # noqa: F403
+from tests.api.ietf.test_creation import *  # noqa: F403
+from tests.api.ietf.test_delete import *  # noqa: F403
+from tests.api.ietf.test_dispatch import *  # noqa: F403
+from tests.api.ietf.test_head import *  # noqa: F403
+from tests.api.ietf.test_options import *  # noqa: F403
+from tests.api.ietf.test_patch import *  # noqa: F403
 from tests.api.test_interruptions import *  # noqa: F403
-from tests.api.test_patch_binary import *  # noqa: F403
-from tests.api.test_patch_multipart import *  # noqa: F403
-from tests.api.test_post import *  # noqa: F403
-from tests.api.test_put import *  # noqa: F403
-from tests.api.test_tus import *  # noqa: F403
-from tests.api.test_tus_concat import *  # noqa: F403
+from tests.api.tus.test_concat import *  # noqa: F403
+from tests.api.tus.test_delete import *  # noqa: F403
+from tests.api.tus.test_dispatch import *  # noqa: F403
+from tests.api.tus.test_head import *  # noqa: F403
+from tests.api.tus.test_options import *  # noqa: F403
+from tests.api.tus.test_patch import *  # noqa: F403
+from tests.api.tus.test_post import *  # noqa: F403

@@ -23,8 +23,8 @@ from tests.api.helpers import read_all
 from tests.api.helpers import read_range
 from tests.api.helpers import send_stream
 from tests.api.helpers import write
-from tests.api.test_tus_concat import final_path
-from tests.api.test_tus_concat import partial
+from tests.api.tus.helpers import partial
+from tests.api.tus.test_concat import final_path
 
 from .conftest import BLOCK_SIZE
 from .helpers import assert_consistent
