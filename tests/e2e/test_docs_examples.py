@@ -17,10 +17,12 @@ A block the page cannot run here (another host, credentials) is preceded by
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -154,14 +156,21 @@ def test_the_page_runs_as_written(page: str, tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
     with running(server):
-        done = subprocess.run(
+        shell = subprocess.Popen(
             ["bash", "-c", script_for(blocks, server)],
             cwd=workdir,
             env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
+            start_new_session=True,  # its own process group: whatever a block leaves running goes
         )
+        try:
+            stdout, stderr = shell.communicate(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(shell.pid, signal.SIGKILL)
+        done = subprocess.CompletedProcess(shell.args, shell.returncode, stdout, stderr)
     grouped = statuses_by_block(server.log_path)
     outputs = outputs_by_block(done.stdout)
     ran = int((workdir / ".block").read_text())
