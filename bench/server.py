@@ -27,6 +27,7 @@ from byterange_server.db import migrate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_APP = "byterange_server.app:create_app()"
 
 
 def free_port() -> int:
@@ -125,10 +126,13 @@ class BenchServer:
 @contextlib.contextmanager
 def gunicorn_server(
     *, workers: int | None = None, threads: int | None = None, database_url: str = "",
-    environ: dict[str, str] | None = None,
+    environ: dict[str, str] | None = None, app: str = SERVER_APP, source: Path | None = None,
 ) -> Iterator[BenchServer]:
     """Start gunicorn on a fresh data directory (and SQLite database unless one is given);
-    ``environ`` adds settings, e.g. ``{"BYTERANGE_FSYNC": "false"}``."""
+    ``environ`` adds settings, e.g. ``{"BYTERANGE_FSYNC": "false"}``; ``app`` is the WSGI app
+    (default ours; :mod:`bench.bare` for the bare-Flask floor). ``source``: a checkout whose
+    package runs instead of this one's (its schema is still migrated by this one), so two
+    revisions are measured in one run."""
     data_dir = Path(tempfile.mkdtemp(prefix="byterange-bench-"))
     database_url = database_url or f"sqlite:///{data_dir / 'byterange.sqlite3'}"
     migrate.upgrade(database_url)
@@ -136,31 +140,61 @@ def gunicorn_server(
     env = dict(os.environ, BYTERANGE_DATA_DIR=str(data_dir), BYTERANGE_DATABASE_URL=database_url,
                BYTERANGE_AUTH="off", BYTERANGE_ACCESS_LOG="", BYTERANGE_LOG_LEVEL="warning",
                **(environ or {}))
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:byterange_server.runtime.gunicorn_conf",
             "--bind", f"127.0.0.1:{port}"]
     if workers is not None:
         argv += ["--workers", str(workers)]
     if threads is not None:
         argv += ["--threads", str(threads)]
-    server = subprocess.Popen([*argv, "byterange_server.app:create_app()"], env=env, start_new_session=True)
+    # The access log and gunicorn's own go to a file, as under a process manager, not the terminal.
+    log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([*argv, app], env=env, start_new_session=True, cwd=source or REPO_ROOT,
+                              stdout=log, stderr=log)
     try:
-        wait_http(port)
+        try:
+            wait_http(port)
+        except OSError:
+            sys.stderr.write((data_dir / "server.log").read_text(errors="replace")[-4000:])
+            raise
         yield BenchServer(port, server.pid, database_url, data_dir)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
+        log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
     """A database in a throwaway PostgreSQL cluster (started as tests/support/pgcluster.py does)."""
+    with postgres_databases(1) as (url,):
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_databases(count: int) -> Iterator[list[str]]:
+    """``count`` databases in one throwaway PostgreSQL cluster."""
     sys.path.insert(0, str(REPO_ROOT))
     from tests.support.pgcluster import create_database
     from tests.support.pgcluster import postgres_cluster
 
     with postgres_cluster() as base_url:
-        yield create_database(base_url, "byterange_bench")
+        yield [create_database(base_url, f"byterange_bench{index or ''}") for index in range(count)]
+
+
+@contextlib.contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """The tree of ``revision`` of this repository in a temporary directory (``git archive``)."""
+    target = Path(tempfile.mkdtemp(prefix="byterange-bench-rev-"))
+    try:
+        archive = subprocess.run(["git", "archive", revision], cwd=REPO_ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        yield target
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 @contextlib.contextmanager

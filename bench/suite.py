@@ -11,9 +11,16 @@ Scenarios (MB = 10^6 bytes; every write is acknowledged only once durable):
 - S3 small segments: one client, 64 KiB PATCHes, committed writes per second;
 - S4 HEAD latency p50/p99 on a resource with 1 extent and on one with 10,000 extents;
 - S5 peak RSS of each gunicorn worker (sampled from /proc) while ``--size`` streams in one PATCH;
-- S6 GET of a complete resource of ``--size``, and 1,000 random 64 KiB Range GETs.
+- S6 GET of a complete resource of ``--size``, and 1,000 random 64 KiB Range GETs;
+- H1 (only when asked) the fixed cost of a request: ``--heads`` HEADs of a 1-extent resource on
+  one keep-alive connection, p50/p99, requests/s and server CPU per HEAD, on every ``--db`` and
+  beside a bare Flask app of one route (:mod:`bench.bare`) under the same gunicorn worker and
+  config; its ``ratio`` is ours / bare Flask.
 
-S1–S3 run on every ``--db``; S4–S6 on the first. The raw baseline (:mod:`bench.raw`: socket,
+S1–S3 and H1 run on every ``--db``; S4–S6 on the first. ``--against REV[,REV]`` adds, for S1–S3
+and H1, a server running the package of another revision (``git archive``; e.g. ``HEAD~1``) on
+each ``--db``, interleaved with this checkout's, so a change is measured before and after in
+one run. The raw baseline (:mod:`bench.raw`: socket,
 ``pwrite``, ``fdatasync`` per request; ``sendfile`` for GET) takes the same requests from the same
 load generator in the same invocation, runs interleaved with the server's, so ``ratio = ours /
 raw`` compares figures taken under the same load. Each figure is the median of ``--runs`` with
@@ -55,15 +62,20 @@ from .report import num
 from .report import percent
 from .report import percentile
 from .report import summarize_profile
+from .server import checkout
 from .server import cpu_seconds
 from .server import gunicorn_server
-from .server import postgres_database
+from .server import postgres_databases
 from .server import py_spy
 from .server import rss_kib
 
 Values = dict[str, tuple[float, str]]  # {metric: (value, unit)}
 Runner = Callable[["Target"], Values]
 SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6")
+#: Asked for by name only.
+EXTRA_SCENARIOS = ("H1",)
+#: The target a scenario's ratio compares with (``raw`` when not named here).
+BASELINES = {"H1": "flask"}
 MiB = 1024 * 1024
 
 
@@ -92,7 +104,13 @@ class Target:
 
     @property
     def raw(self) -> bool:
-        return self.name == "raw"
+        """Not a byterange-server: the raw sink or the bare Flask app."""
+        return self.name in ("raw", "flask")
+
+    @property
+    def current(self) -> bool:
+        """This checkout's server (not another revision's, see ``--against``)."""
+        return not self.raw and "@" not in self.name
 
 
 @dataclass
@@ -266,14 +284,41 @@ class Suite:
             "64 KiB Range GETs, bytes": (len(ranges) * self.options.small / elapsed / 1e6, "MB/s"),
         }
 
+    def h1_setup(self, target: Target) -> str:
+        if target.name == "flask":
+            return "/files/bare"
+        client = load.Client(target.url)
+        path = client.create(2 * self.options.small)
+        client.patch(path, 0, self.block[: self.options.small], 2 * self.options.small)
+        client.close()
+        return path
+
+    def h1(self, target: Target, paths: dict[str, str]) -> Values:
+        path, count = paths[target.name], self.options.heads
+        client = load.Client(target.url)
+        for _ in range(20):
+            client.head(path)  # warm the connection, the worker and its pool
+        pids = target.pids()
+        cpu, started = sum(map(cpu_seconds, pids)), time.perf_counter()
+        times = sorted(load.latencies(lambda: client.head(path), count))
+        elapsed, cpu = time.perf_counter() - started, sum(map(cpu_seconds, pids)) - cpu
+        client.close()
+        return {
+            "HEAD p50, 1 extent": (percentile(times, 50) * 1000, "ms"),
+            "HEAD p99, 1 extent": (percentile(times, 99) * 1000, "ms"),
+            "HEADs, one connection": (count / elapsed, "requests/s"),
+            "server CPU per HEAD": (cpu / count * 1000, "ms"),
+        }
+
     def ensure_complete(self, target: Target) -> None:
         if target.complete is None:
             target.complete = load.upload(target.url, self.block, self.options.size, self.options.segment)
 
     def ratios(self) -> None:
         for (scenario, metric, name), row in self.rows.items():
-            raw = self.rows.get((scenario, metric, "raw"))
-            if raw is not None and name != "raw":
+            baseline = BASELINES.get(scenario, "raw")
+            raw = self.rows.get((scenario, metric, baseline))
+            if raw is not None and name != baseline:
                 row.ratio = statistics.median(row.runs) / statistics.median(raw.runs)
 
 
@@ -296,16 +341,25 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 @contextlib.contextmanager
-def servers(databases: list[str], raw: bool) -> Iterator[list[Target]]:
+def servers(databases: list[str], raw: bool, bare: bool = False,
+            against: tuple[str, ...] = ()) -> Iterator[list[Target]]:
     with contextlib.ExitStack() as stack:
         targets = []
         if raw:
             server = stack.enter_context(raw_server())
             targets.append(Target("raw", server.url, server.worker_pids))
+        if bare:
+            server = stack.enter_context(gunicorn_server(app="bench.bare:create_app()"))
+            targets.append(Target("flask", server.url, server.worker_pids))
+        sources: list[tuple[str, Path | None]] = [("", None)]
+        sources += [(f"@{revision}", stack.enter_context(checkout(revision))) for revision in against]
         for database in databases:
-            url = stack.enter_context(postgres_database()) if database == "postgresql" else ""
-            server = stack.enter_context(gunicorn_server(database_url=url))
-            targets.append(Target(database, server.url, server.worker_pids, server.database_url))
+            urls = [""] * len(sources)
+            if database == "postgresql":
+                urls = stack.enter_context(postgres_databases(len(sources)))
+            for (suffix, source), url in zip(sources, urls, strict=True):
+                server = stack.enter_context(gunicorn_server(database_url=url, source=source))
+                targets.append(Target(database + suffix, server.url, server.worker_pids, server.database_url))
         yield targets
 
 
@@ -314,7 +368,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", default=None,
                         help="comma-separated: sqlite, postgresql (default both; sqlite with --peers)")
     parser.add_argument("--scenarios", default=None,
-                        help=f"default {','.join(SCENARIOS)}; with --peers P1,…,P6")
+                        help=f"default {','.join(SCENARIOS)} (also {','.join(EXTRA_SCENARIOS)}); "
+                             "with --peers P1,…,P6")
+    parser.add_argument("--against", default="",
+                        help="comma-separated git revisions also measured in S1–S3 and H1, e.g. HEAD~1")
+    parser.add_argument("--heads", type=int, default=None, help="HEADs per run of S4 and H1 (default 1000)")
     parser.add_argument("--size", default=None,
                         help="resource size for S1, S2, S5, S6 and P1–P3 (default 1GiB)")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
@@ -340,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     scenarios = [item.strip().upper() for item in (args.scenarios or ",".join(SCENARIOS)).split(",")
                  if item.strip()]
     for name in scenarios:
-        if name not in SCENARIOS:
+        if name not in SCENARIOS + EXTRA_SCENARIOS:
             parser.error(f"unknown scenario {name}")
     for name in databases:
         if name not in ("sqlite", "postgresql"):
@@ -350,6 +408,9 @@ def main(argv: list[str] | None = None) -> None:
                           extents=500, range_gets=50, runs=args.runs or 1)
     else:
         options = Options(size=parse_size(args.size or "1GiB"), runs=args.runs or 3)
+    if args.heads:
+        options.heads = args.heads
+    against = tuple(item.strip() for item in args.against.split(",") if item.strip())
     profile_dir = (args.json.parent if args.json else Path.cwd()) if args.profile else None
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
@@ -363,13 +424,15 @@ def main(argv: list[str] | None = None) -> None:
             "options": vars(options), "databases": databases, "scenarios": scenarios,
             "argv": sys.argv[1:] if argv is None else argv}
     need_raw = bool({"S1", "S2", "S3", "S6"} & set(scenarios))
-    with servers(databases, need_raw) as targets:
-        ours = [target for target in targets if not target.raw]
+    with servers(databases, need_raw, bare="H1" in scenarios, against=against) as targets:
+        every = [target for target in targets if not target.raw]
+        ours = [target for target in every if target.current]
         first = ours[0]
-        raw = [target for target in targets if target.raw]
+        raw = [target for target in targets if target.name == "raw"]
+        bare = [target for target in targets if target.name == "flask"]
         plan: dict[str, list[Target]] = {
-            "S1": raw + ours, "S2": raw + ours, "S3": raw + ours, "S4": [first], "S5": [first],
-            "S6": raw + [first],
+            "S1": raw + every, "S2": raw + every, "S3": raw + every, "S4": [first], "S5": [first],
+            "S6": raw + [first], "H1": bare + every,
         }
         for scenario in scenarios:
             print(f"{scenario} ...", file=sys.stderr, flush=True)
@@ -377,11 +440,14 @@ def main(argv: list[str] | None = None) -> None:
                 spied: dict[str, list[Path]] = {}
                 if profile_dir is not None:
                     for target in plan[scenario]:
-                        if not target.raw:
+                        if target.name != "raw":
                             prefix = profile_dir / f"profile-{scenario}-{target.name}"
                             spied[target.name] = stack.enter_context(py_spy(target.pids(), prefix))
                 if scenario == "S4":
                     runners: list[Runner] = [functools.partial(suite.s4, paths=suite.s4_setup(first))]
+                elif scenario == "H1":
+                    paths = {target.name: suite.h1_setup(target) for target in plan[scenario]}
+                    runners = [functools.partial(suite.h1, paths=paths)]
                 elif scenario == "S6":
                     for target in plan[scenario]:
                         suite.ensure_complete(target)
