@@ -730,10 +730,13 @@ class WriteSession:
             began = time.monotonic()
             ids = [part.reservation_id for part in self.parts[: self.reserved]]
             with self.db.write(durable=False) as conn:
+                # Renew first, then look at the resource: a DELETE that commits between the two
+                # statements (each sees the latest commit under READ COMMITTED) is then seen as
+                # the 404 it is, not as a lease lost to another writer.
+                alive = reservations.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
                 record = resources.load_resource(conn, self.resource_id)  # 404 once deleted
                 if record.object_key != self.storage_key:
                     raise self._gone_error()
-                alive = reservations.renew(conn, ids, lease_seconds=self.settings.lease_seconds)
                 reservations.renew_write_slot(conn, self.slot_id, lease_seconds=self.settings.lease_seconds)
                 if not alive and self.options.revocable and reservations.any_revoked(conn, ids):
                     self.revoked = True
