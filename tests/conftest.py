@@ -41,7 +41,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         unknown = set(chosen) - set(DATABASES)
         if unknown:
             raise pytest.UsageError(f"unknown databases: {sorted(unknown)}")
-        metafunc.parametrize("database", chosen, scope="session")
+        # A module may narrow them (ONLY_DATABASES): see tests/s3/test_api_on_s3.py.
+        narrowed = getattr(metafunc.module, "ONLY_DATABASES", DATABASES)
+        metafunc.parametrize("database", [name for name in chosen if name in narrowed], scope="session")
 
 
 @pytest.fixture(scope="session")
