@@ -51,6 +51,10 @@ from .conftest import GunicornServer
 from .conftest import MiB
 from .conftest import running
 
+#: The client is what these tests exercise; the server's behaviour on both databases is the API and
+#: server end-to-end suites' job. Once, on SQLite, keeps CI inside its 30 minutes.
+ONLY_DATABASES = ("sqlite",)
+
 pytestmark = pytest.mark.e2e
 
 BYTERANGE = str(Path(sys.executable).with_name("byterange"))

@@ -12,6 +12,10 @@ from byterange_server.db.ledger import reservations
 from .conftest import MiB
 from .test_client import run_cli
 
+#: The client is what these tests exercise; the server's behaviour on both databases is the API and
+#: server end-to-end suites' job. Once, on SQLite, keeps CI inside its 30 minutes.
+ONLY_DATABASES = ("sqlite",)
+
 pytestmark = pytest.mark.e2e
 
 

@@ -42,6 +42,10 @@ from .conftest import parse_committed_ranges
 from .conftest import running
 from .test_browser_cors import chromium  # noqa: F401 - the fixture
 
+#: The client is what these tests exercise; the server's behaviour on both databases is the API and
+#: server end-to-end suites' job. Once, on SQLite, keeps CI inside its 30 minutes.
+ONLY_DATABASES = ("sqlite",)
+
 pytestmark = pytest.mark.e2e
 
 SIZE = 32 * MiB
