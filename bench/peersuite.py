@@ -70,7 +70,10 @@ from .report import machine
 from .report import num
 from .report import percent
 from .report import percentile
+from .report import print_aligned
+from .report import print_profiles
 from .report import summarize_profile
+from .report import write_results
 from .server import cpu_seconds
 from .server import gunicorn_server
 from .server import peak_rss_kib
@@ -492,7 +495,7 @@ def start_servers(wanted: list[str], options: PeerOptions, cache: Path
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = ("scenario", "metric", "target", "median", "min–max", "unit", "ours/best peer", "ours/raw",
               "server CPU", "client CPU")
-    lines = [header]
+    lines = []
     for row in rows:
         lines.append((
             row["scenario"], row["metric"], row["target"], num(row["median"]),
@@ -500,11 +503,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             _ratio_text(row["ours_over_best_peer"]), _ratio_text(row["ours_over_raw"]),
             percent(row["server_cpu_percent"]), percent(row["client_cpu_percent"]),
         ))
-    widths = [max(len(line[index]) for line in lines) for index in range(len(header))]
-    for number, line in enumerate(lines):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
+    print_aligned(header, lines)
 
 
 def _ratio_text(value: float | None) -> str:
@@ -579,10 +578,11 @@ def run(args: argparse.Namespace) -> None:
                 profiles[f"{scenario} {name}"] = {"files": [path.name for path in paths],
                                                   **summarize_profile(paths)}
             if args.json:
-                _write_json(args.json, suite, meta, scenarios, profiles)
+                write_results(args.json, suite, meta, scenarios, profiles, extra={"notes": suite.notes})
         if "P6" in scenarios:
             suite.footprint(servers)
-    result = _write_json(args.json, suite, meta, scenarios, profiles, finished=True)
+    result = write_results(args.json, suite, meta, scenarios, profiles, finished=True,
+                           extra={"notes": suite.notes})
     print()
     for server in servers:
         print(f"{server.name}: {server.description}")
@@ -593,29 +593,8 @@ def run(args: argparse.Namespace) -> None:
           "compare ours nofsync with them, and ours with raw.")
     for name, notes in suite.notes.items():
         print(f"{name}: " + "; ".join(json.dumps(note, sort_keys=True) for note in notes))
-    for name, summary in profiles.items():
-        print(f"\nprofile {name} ({summary.get('samples', 0)} samples): inclusive "
-              + ", ".join(f"{frame} {share}%" for frame, share in summary["inclusive"][:10]))
+    print_profiles(profiles)
     if args.json:
         print(f"\nwritten to {args.json}")
 
 
-def _write_json(path: Path | None, suite: PeerSuite, meta: dict[str, Any], scenarios: list[str],
-                profiles: dict[str, Any], finished: bool = False) -> dict[str, Any]:
-    suite.ratios()
-    rows = [row.summary() for row in suite.rows.values()]
-    meta = dict(meta, load_average_end=os.getloadavg())
-    if finished:
-        meta["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    done = [name for name in scenarios if any(row["scenario"] == name for row in rows)]
-    result: dict[str, Any] = {
-        "meta": meta,
-        "scenarios": {name: [row for row in rows if row["scenario"] == name] for name in done},
-        "notes": suite.notes,
-    }
-    if profiles:
-        result["profiles"] = profiles
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-    return result

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import os
 import platform
 import subprocess
@@ -88,3 +90,43 @@ def num(value: float) -> str:
 
 def percent(value: float | None) -> str:
     return "" if value is None else f"{value:.0f}%"
+
+
+def write_results(path: Path | None, suite: Any, meta: dict[str, Any], scenarios: list[str],
+                  profiles: dict[str, Any], *, finished: bool = False,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run so far as JSON (rewritten after every scenario, so an interrupted run keeps what it
+    measured): the machine, each scenario's rows with their ratios, the profiles."""
+    suite.ratios()
+    rows = [row.summary() for row in suite.rows.values()]
+    meta = dict(meta, load_average_end=os.getloadavg())
+    if finished:
+        meta["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    done = [name for name in scenarios if any(row["scenario"] == name for row in rows)]
+    result: dict[str, Any] = {
+        "meta": meta,
+        "scenarios": {name: [row for row in rows if row["scenario"] == name] for name in done},
+        **(extra or {}),
+    }
+    if profiles:
+        result["profiles"] = profiles
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def print_profiles(profiles: dict[str, Any]) -> None:
+    for name, summary in profiles.items():
+        print(f"\nprofile {name} ({summary.get('samples', 0)} samples): inclusive "
+              + ", ".join(f"{frame} {share}%" for frame, share in summary["inclusive"][:10]))
+
+
+def print_aligned(header: tuple[str, ...], lines: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell, a rule under the header."""
+    lines = [header, *lines]
+    widths = [max(len(line[index]) for line in lines) for index in range(len(header))]
+    for number, line in enumerate(lines):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        if number == 0:
+            print("  ".join("-" * width for width in widths))

@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import datetime
 import functools
-import json
 import os
 import resource
 import signal
@@ -61,7 +60,10 @@ from .report import machine
 from .report import num
 from .report import percent
 from .report import percentile
+from .report import print_aligned
+from .report import print_profiles
 from .report import summarize_profile
+from .report import write_results
 from .server import checkout
 from .server import cpu_seconds
 from .server import gunicorn_server
@@ -325,7 +327,7 @@ class Suite:
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = ("scenario", "metric", "target", "median", "min–max", "unit", "ratio",
               "client CPU", "server CPU")
-    lines = [header]
+    lines = []
     for row in rows:
         lines.append((
             row["scenario"], row["metric"], row["target"], num(row["median"]),
@@ -333,11 +335,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             "" if row["ratio"] is None else f"{row['ratio']:.2f}",
             percent(row["client_cpu_percent"]), percent(row["server_cpu_percent"]),
         ))
-    widths = [max(len(line[index]) for line in lines) for index in range(len(header))]
-    for number, line in enumerate(lines):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
+    print_aligned(header, lines)
 
 
 @contextlib.contextmanager
@@ -462,29 +460,11 @@ def main(argv: list[str] | None = None) -> None:
                 profiles[f"{scenario} {name}"] = {"files": [path.name for path in paths],
                                                   **summarize_profile(paths)}
             if args.json:  # after every scenario, so an interrupted run keeps what it measured
-                _write_json(args.json, suite, meta, scenarios, profiles)
-    result = _write_json(args.json, suite, meta, scenarios, profiles, finished=True)
+                write_results(args.json, suite, meta, scenarios, profiles)
+    result = write_results(args.json, suite, meta, scenarios, profiles, finished=True)
     print_table([row for rows in result["scenarios"].values() for row in rows])
-    for name, summary in profiles.items():
-        print(f"\nprofile {name} ({summary.get('samples', 0)} samples): inclusive "
-              + ", ".join(f"{frame} {share}%" for frame, share in summary["inclusive"][:10]))
+    print_profiles(profiles)
     if args.json:
         print(f"\nwritten to {args.json}")
 
 
-def _write_json(path: Path | None, suite: Suite, meta: dict[str, Any], scenarios: list[str],
-                profiles: dict[str, Any], finished: bool = False) -> dict[str, Any]:
-    suite.ratios()
-    rows = [row.summary() for row in suite.rows.values()]
-    meta = dict(meta, load_average_end=os.getloadavg())
-    if finished:
-        meta["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    done = [name for name in scenarios if any(row["scenario"] == name for row in rows)]
-    result = {"meta": meta,
-              "scenarios": {name: [row for row in rows if row["scenario"] == name] for name in done}}
-    if profiles:
-        result["profiles"] = profiles
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-    return result
