@@ -178,6 +178,21 @@ class ClosingMixin:
         self.close()
 
 
+class BufferedReader(ClosingMixin):
+    """A read-only StoredObject built on :meth:`readinto_at` (the composed view of a tus final, an
+    object store's pieces): :meth:`read_at` is what it fills, copied once."""
+
+    def readinto_at(self, offset: int, buffer: bytearray | memoryview) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        if size < 0:
+            raise ValueError(f"negative size: {size}")
+        buffer = bytearray(size)
+        count = self.readinto_at(offset, buffer)
+        return bytes(buffer) if count == size else bytes(buffer[:count])
+
+
 @runtime_checkable
 class StoredObject(Protocol):
     """An open handle on the object of one resource; a context manager that closes it.

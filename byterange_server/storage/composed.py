@@ -30,7 +30,7 @@ import dataclasses
 from bisect import bisect_right
 from collections.abc import Sequence
 
-from .base import ClosingMixin
+from .base import BufferedReader
 from .base import StorageError
 from .base import StoredObject
 
@@ -49,7 +49,7 @@ class Piece:
         return self.start + self.length
 
 
-class ComposedObject(ClosingMixin):
+class ComposedObject(BufferedReader):
     """A read-only :class:`StoredObject` over the partials of a final upload.
 
     ``pieces`` are in order and contiguous from 0; ``objects`` are the partials' open objects,
@@ -90,12 +90,6 @@ class ComposedObject(ClosingMixin):
                 index += 1
             return done
 
-    def read_at(self, offset: int, size: int) -> bytes:
-        if size < 0:
-            raise ValueError(f"negative size: {size}")
-        buffer = bytearray(size)
-        count = self.readinto_at(offset, buffer)
-        return bytes(buffer[:count])
 
     def write_at(self, offset: int, data: bytes | memoryview) -> int:
         # The service refuses writes to final uploads before storage is reached.

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 
-from .base import ClosingMixin
+from .base import BufferedReader
 from .base import Segment
 from .base import SegmentLoader
 from .base import StorageError
@@ -391,7 +391,7 @@ class S3BlockWriter:
             concurrent.futures.wait([future])  # lands (or fails) before the request lets go
 
 
-class S3Reader(ClosingMixin):
+class S3Reader(BufferedReader):
     """A read-only :class:`~byterange_server.storage.base.StoredObject` over the pieces that
     ``loader`` maps out. Sequential reads continue on the GET they are in."""
 
@@ -446,12 +446,6 @@ class S3Reader(ClosingMixin):
                 self._stream_at += len(chunk)
             return done
 
-    def read_at(self, offset: int, size: int) -> bytes:
-        if size < 0:
-            raise ValueError(f"negative size: {size}")
-        buffer = bytearray(size)
-        count = self.readinto_at(offset, buffer)
-        return bytes(buffer) if count == size else bytes(buffer[:count])
 
     def write_at(self, offset: int, data: bytes | memoryview) -> int:
         raise StorageError("Stored objects are written through a block writer.")
