@@ -68,9 +68,16 @@ class Exchange:
     def status(self) -> int | None:
         return self.final.status if self.final else None
 
+    def field(self, name: str) -> str | None:
+        """A field of the final response (None without one, or without the field)."""
+        return self.final.get(name) if self.final else None
+
+    def has(self, name: str) -> bool:
+        return self.final is not None and self.final.has(name)
+
     def location(self) -> str | None:
         """The final response's Location, resolved against the request URL."""
-        value = self.final.get("Location") if self.final else None
+        value = self.field("Location")
         return urljoin(self.url, value) if value else None
 
 
