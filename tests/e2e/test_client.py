@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy import text
 
 from byterange_server.client import Cancelled
 from byterange_server.client import Downloader
@@ -995,15 +993,11 @@ def test_ctrl_c_leaves_the_bar_above_the_message_and_names_the_resource(
         collection = proxy.url_for("/files")
         args = [BYTERANGE, "upload", str(path), collection, "-s", "1MiB", "-p", "2"]
 
-        engine = create_engine(gunicorn_server.database_url)
-
         def far_enough() -> bool:
-            # Asked of the server's database, not of the client's resume store: reading that
-            # store while the client writes it can find it locked, and the upload then ran to
-            # its end before the predicate ever held (seen in a full run).
-            with engine.connect() as conn:
-                committed = conn.execute(text("SELECT coalesce(sum(stop - start), 0) FROM extents")).scalar()
-            return int(committed) >= 8 * MiB
+            found = remembered_url(path, collection, state_dir)
+            if found is None:
+                return False
+            return committed_bytes(gunicorn_server, through_server(gunicorn_server, found)) >= 8 * MiB
 
         status_code, output = run_in_terminal(args, env, interrupt_when=far_enough)
         resource = remembered_url(path, collection, state_dir)
