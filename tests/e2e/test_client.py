@@ -947,7 +947,13 @@ def run_in_terminal(
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env)
+    # Ctrl-C as at a user's terminal: a command started in the background by a non-interactive
+    # shell (as CI may start the suite) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt in the child.
+    process = subprocess.Popen(
+        args, stdin=slave, stdout=slave, stderr=slave, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     os.close(slave)
     output = b""
     deadline = time.monotonic() + timeout
