@@ -123,6 +123,14 @@ class BenchServer:
         return out
 
 
+def _gunicorn_conf(tree: Path) -> str:
+    """The gunicorn config module of a checkout: runtime/ since the restructure, the package's
+    top level before it (so --against can measure a revision from before)."""
+    if (tree / "byterange_server" / "runtime" / "gunicorn_conf.py").exists():
+        return "byterange_server.runtime.gunicorn_conf"
+    return "byterange_server.gunicorn_conf"
+
+
 @contextlib.contextmanager
 def gunicorn_server(
     *, workers: int | None = None, threads: int | None = None, database_url: str = "",
@@ -142,7 +150,7 @@ def gunicorn_server(
                **(environ or {}))
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:byterange_server.runtime.gunicorn_conf",
+    argv = [sys.executable, "-m", "gunicorn", "--config", f"python:{_gunicorn_conf(source or REPO_ROOT)}",
             "--bind", f"127.0.0.1:{port}"]
     if workers is not None:
         argv += ["--workers", str(workers)]
