@@ -31,7 +31,10 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import ColumnElement
+
 from ..config import Settings
+from ..db import clock
 from ..db.clock import utcnow
 from ..db.engine import Database
 from ..errors import ByterangeError
@@ -239,14 +242,14 @@ class DeliveryWorker:
         """One pass: attempt every due head once (and what follows it on success) until nothing
         is due; returns the number of attempts made."""
         with self.db.read() as conn:
-            if not outbox.has_due(conn, now=utcnow()):
+            if not outbox.has_due(conn):
                 return 0
         attempts = 0
         failed: set[int] = set()  # retried at the next pass, not in a tight loop within this one
         while not self._stopping.is_set():
             with self.db.write() as conn:
                 row = outbox.claim(
-                    conn, holder=self.holder, lease_ms=self.lease_ms, now=utcnow(), exclude=failed
+                    conn, holder=self.holder, lease_ms=self.lease_ms, exclude=failed
                 )
             if row is None:
                 return attempts
@@ -288,7 +291,6 @@ class DeliveryWorker:
                 conn,
                 holder=self.holder,
                 lease_ms=self.lease_ms,
-                now=now,
                 resource=(row.target, row.resource_id),
             )
 
@@ -296,12 +298,13 @@ class DeliveryWorker:
         attempts = row.attempts + 1
         now = utcnow()
         age = (now - row.created_at).total_seconds()
-        retry_at: dt.datetime | None = None
+        retry_at: ColumnElement[dt.datetime] | None = None
+        delay = 0.0
         if attempts < self.settings.hook_max_attempts and age < self.settings.hook_max_age:
             delay = backoff(
                 attempts, base=self.settings.hook_retry_base, cap=self.settings.hook_retry_max_delay
             )
-            retry_at = now + dt.timedelta(seconds=delay)
+            retry_at = clock.at_from_now(delay)
         try:
             with self.db.write() as conn:
                 outbox.fail(conn, row, holder=self.holder, error=error, retry_at=retry_at)
@@ -314,8 +317,8 @@ class DeliveryWorker:
             )
         else:
             log.info(
-                "hook event %s %s of %s to %s failed (attempt %d), retry at %s: %s",
-                row.event_id, row.kind, row.resource_id, row.target, attempts, retry_at.isoformat(), error,
+                "hook event %s %s of %s to %s failed (attempt %d), retry in %.1fs: %s",
+                row.event_id, row.kind, row.resource_id, row.target, attempts, delay, error,
             )
 
     def _release(self, row: OutboxRow) -> None:

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import Connection
 from sqlalchemy import delete
 from sqlalchemy import exists
@@ -42,8 +43,8 @@ from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 
+from ..db import clock
 from ..db.clock import aware
-from ..db.clock import now_ms
 from ..db.models import HOOK_ABANDONED
 from ..db.models import HOOK_DELIVERED
 from ..db.models import HOOK_PENDING
@@ -155,7 +156,7 @@ def record(
             # An interval of 0 turns coalescing off: every progress is its own event.
             if progress_interval > 0 and _coalesce(conn, of_resource, payload):
                 continue
-            next_attempt_at = now + dt.timedelta(seconds=progress_interval)
+            next_attempt_at: Any = clock.at_from_now(progress_interval)
         else:
             # A held progress row goes out now: holding must not delay what follows it.
             conn.execute(
@@ -165,11 +166,12 @@ def record(
                     hook_events.c.status == HOOK_PENDING,
                     hook_events.c.kind == "progress",
                     hook_events.c.attempts == 0,
-                    hook_events.c.next_attempt_at > now,
+                    hook_events.c.next_attempt_at > clock.NOW,
                 )
-                .values(next_attempt_at=now)
+                .values(next_attempt_at=clock.NOW)
             )
-            next_attempt_at = now
+            # Due times are the database's clock, as leases are (see db/clock.py).
+            next_attempt_at = clock.NOW
         conn.execute(
             insert(hook_events).values(
                 event_id=event_id,
@@ -214,16 +216,15 @@ def claim(
     *,
     holder: str,
     lease_ms: int,
-    now: dt.datetime,
+    now: dt.datetime | ColumnElement[dt.datetime] = clock.NOW,
     resource: tuple[str, str] | None = None,
     exclude: Collection[int] = (),
 ) -> OutboxRow | None:
     """Lease the oldest due head (of ``resource`` = ``(target, resource_id)`` if given), other
     than the rows ``exclude`` (those a worker already attempted in this pass)."""
-    now_millis = now_ms()
     head = hook_events
     earlier = hook_events.alias("earlier")
-    lease_free = or_(head.c.lease_expires_ms.is_(None), head.c.lease_expires_ms < now_millis)
+    lease_free = or_(head.c.lease_expires_ms.is_(None), head.c.lease_expires_ms < clock.NOW_MS)
     query = (
         select(head)
         .where(
@@ -252,7 +253,7 @@ def claim(
     taken = conn.execute(
         update(head)
         .where(head.c.id == row.id, head.c.status == HOOK_PENDING, lease_free)
-        .values(lease_holder=holder, lease_expires_ms=now_millis + lease_ms)
+        .values(lease_holder=holder, lease_expires_ms=clock.NOW_MS + lease_ms)
     )
     return _row(row) if taken.rowcount == 1 else None
 
@@ -288,7 +289,7 @@ def fail(
     *,
     holder: str,
     error: str,
-    retry_at: dt.datetime | None,
+    retry_at: dt.datetime | ColumnElement[dt.datetime] | None,
 ) -> bool:
     """Record a failed attempt: retry at ``retry_at``, or give up (``abandoned``) when None."""
     values: dict[str, Any] = {
@@ -312,7 +313,7 @@ def release(conn: Connection, row: OutboxRow, *, holder: str) -> None:
     )
 
 
-def has_due(conn: Connection, *, now: dt.datetime) -> bool:
+def has_due(conn: Connection, *, now: dt.datetime | ColumnElement[dt.datetime] = clock.NOW) -> bool:
     """Whether any pending row is due: a read, so idle workers do not take SQLite's write lock."""
     row = conn.execute(
         select(hook_events.c.id)

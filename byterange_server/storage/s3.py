@@ -52,6 +52,9 @@ MAX_PARTS = 10_000
 MIN_PART = 5 * MIB
 #: Threads storing full blocks in the background and copying assembly parts, per process.
 _WORKERS = 16
+#: Seconds a health probe may take to connect, and then to be answered: one attempt, no retries,
+#: so that a store that hangs fails /healthz quickly instead of holding it for minutes.
+PROBE_TIMEOUT = 3.0
 #: Parts assembled at once (each fragmented one holds a block in memory).
 _ASSEMBLY_PARALLEL = 4
 
@@ -67,7 +70,9 @@ def block_size_for(length_bound: int, minimum: int = 8 * MIB) -> int:
 
 def _error(action: str, exc: BaseException) -> StorageError:
     """A store failure as a 503 the client may retry: no key or bucket name in the detail."""
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    # Timeouts and connection errors carry ``response = None``: they are 503s too, not 500s.
+    response = getattr(exc, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
     extra = {"s3-error": code} if code else {}
     return StorageError(
         f"The object store could not {action}.", extra=extra, status=503, headers={"Retry-After": "2"}
@@ -111,6 +116,10 @@ class S3Storage:
         self.prefix = prefix
         self.min_block_size = min_block_size
         self.max_resource_size = max_resource_size
+        self._endpoint = endpoint
+        self._region = region
+        self._path_style = path_style
+        self._probe_client: Any = None if client is None else client
         if client is None:
             import boto3  # optional dependency: pip install 'byterange-server[s3]'
             from botocore.config import Config
@@ -178,10 +187,28 @@ class S3Storage:
         return bool(listed.get("KeyCount"))
 
     def check(self) -> None:
+        """One HEAD of the bucket, through a client with short timeouts and no retries."""
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            self._probe().head_bucket(Bucket=self.bucket)
         except Exception as exc:
             raise _error("reach its bucket", exc) from exc
+
+    def _probe(self) -> Any:
+        with self._pool_lock:
+            if self._probe_client is None:
+                import boto3  # optional dependency, as in __init__
+                from botocore.config import Config
+
+                config = Config(
+                    s3={"addressing_style": "path" if self._path_style else "auto"},
+                    connect_timeout=PROBE_TIMEOUT,
+                    read_timeout=PROBE_TIMEOUT,
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                )
+                self._probe_client = boto3.client(
+                    "s3", endpoint_url=self._endpoint, region_name=self._region, config=config
+                )
+            return self._probe_client
 
     def collect(self, key: str, scope: str, referenced: Callable[[list[str]], set[str]] | None) -> int:
         prefix = self.key_prefix(key) + scope

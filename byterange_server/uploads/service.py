@@ -21,7 +21,6 @@ Who does what
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import secrets
 import time
@@ -181,7 +180,7 @@ class UploadService:
                 )
             )
         resource_id, storage_key, derived = self._create_object(creator)
-        expires_at = clock.utcnow() + dt.timedelta(seconds=self.settings.expire_after)
+        expires_at = clock.at_from_now(self.settings.expire_after)
         block_size = self.storage.block_size(length if length is not None else max_size)
         try:
             with self.db.write() as conn:
@@ -449,7 +448,7 @@ class UploadService:
                     content_type=None,
                     filename=None,
                     expected_digest=None,
-                    expires_at=clock.utcnow() + dt.timedelta(seconds=self.settings.expire_after),
+                    expires_at=clock.at_from_now(self.settings.expire_after),
                     upload_metadata=upload_metadata,
                     concat="final",
                     owner=creator.owner,
@@ -503,7 +502,7 @@ class UploadService:
         """Delete expired incomplete resources, rows first, then bytes. Returns the count."""
         removed = 0
         with self.db.read() as conn:
-            candidates = resources.expired_resource_ids(conn, now=clock.utcnow(), limit=limit)
+            candidates = resources.expired_resource_ids(conn, limit=limit)
         for resource_id in candidates:
             with self.db.write() as conn:
                 # Checked again under the row lock: a write that began before the expiry may
@@ -513,7 +512,7 @@ class UploadService:
                     record = resources.load_resource(conn, resource_id, for_update=True, expired_ok=True)
                 except ResourceNotFoundError:
                     continue  # deleted meanwhile
-                if not record.is_expired(clock.utcnow()) or reservations.has_live_writers(conn, resource_id):
+                if not record.is_expired() or reservations.has_live_writers(conn, resource_id):
                     continue
                 gone = self.concat.remove(conn, record)
                 recorded = self.garbage.record_removed(conn, gone)

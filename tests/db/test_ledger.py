@@ -268,8 +268,7 @@ def test_one_holder_of_a_job_lease_at_a_time(db, monkeypatch) -> None:
         assert jobs.take_lease(conn, "expiry", "a", seconds=10)  # the first lease inserts the row
         assert not jobs.take_lease(conn, "expiry", "b", seconds=10)
         assert jobs.take_lease(conn, "expiry", "a", seconds=10)  # renewing
-    now = clock.now_ms()
-    monkeypatch.setattr(clock, "now_ms", lambda: now + 11_000)  # a's lease has run out
+    monkeypatch.setattr(clock, "offset_ms", 11_000)  # the database's clock: a's lease has run out
     with db.write() as conn:
         assert jobs.take_lease(conn, "expiry", "b", seconds=10)
         jobs.release_job_lease(conn, "expiry", "a")  # not a's any more: nothing happens

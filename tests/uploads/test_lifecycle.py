@@ -101,8 +101,7 @@ def test_a_sink_failing_after_commit_does_not_undo_the_change(service, caplog) -
 
 def test_the_sweep_publishes_expired(service, recorder, monkeypatch) -> None:
     state = service.allocate(length=4)
-    later = clock.utcnow() + dt.timedelta(seconds=service.settings.expire_after + 1)
-    monkeypatch.setattr(clock, "utcnow", lambda: later)
+    monkeypatch.setattr(clock, "offset_ms", (service.settings.expire_after + 1) * 1000)
     assert service.remove_expired() == 1
     assert [kind for kind, _, _ in recorder.committed] == ["created", "expired"]
     assert recorder.committed[-1][1] == state.id

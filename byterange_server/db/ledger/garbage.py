@@ -55,7 +55,7 @@ def record(
             kind=kind,
             scope=scope,
             reservation_id=reservation_id,
-            not_before_ms=clock.now_ms() + int(delay * 1000),
+            not_before_ms=clock.ms_from_now(delay),
         )
         .returning(storage_gc.c.id)
     )
@@ -65,7 +65,7 @@ def record(
 def due(conn: Connection, *, limit: int) -> list[Garbage]:
     rows = conn.execute(
         select(storage_gc)
-        .where(storage_gc.c.not_before_ms <= clock.now_ms())
+        .where(storage_gc.c.not_before_ms <= clock.NOW_MS)
         .order_by(storage_gc.c.not_before_ms)
         .limit(limit)
     ).all()
@@ -76,7 +76,7 @@ def postpone(conn: Connection, garbage_id: int, delay: float) -> None:
     conn.execute(
         update(storage_gc)
         .where(storage_gc.c.id == garbage_id)
-        .values(not_before_ms=clock.now_ms() + int(delay * 1000))
+        .values(not_before_ms=clock.ms_from_now(delay))
     )
 
 

@@ -31,9 +31,10 @@ def digest_job(final_id: str) -> str:
 
 def take_lease(conn: Connection, name: str, holder: str, *, seconds: float) -> bool:
     """Take or renew the lease of job ``name``; False while another holder's lease is live."""
-    now = clock.now_ms()
-    expires = now + int(seconds * 1000)
-    free_or_ours = or_(job_leases.c.lease_expires_ms <= now, job_leases.c.holder == holder)
+    # Both sides of the comparison are the database's clock: a host whose own clock runs ahead
+    # cannot see a live lease of another host as run out.
+    expires = clock.ms_from_now(seconds)
+    free_or_ours = or_(job_leases.c.lease_expires_ms <= clock.NOW_MS, job_leases.c.holder == holder)
     taken = conn.execute(
         update(job_leases)
         .where(job_leases.c.name == name, free_or_ours)

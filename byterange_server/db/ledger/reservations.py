@@ -33,13 +33,16 @@ from ..models import write_slots
 from .extents import batch_bound
 
 # Built once, values bound per execution (see resources.py).
-_OVERLAPPING_RESERVATIONS = select(reservations.c.id, reservations.c.lease_expires_ms).where(
+# "Now" is the database's (clock.NOW_MS), read in the statement that decides: ``left_ms`` is what
+# remains of a lease, <= 0 once it ran out, whatever the clock of the host asking.
+_LEFT_MS = (reservations.c.lease_expires_ms - clock.NOW_MS).label("left_ms")
+_OVERLAPPING_RESERVATIONS = select(reservations.c.id, _LEFT_MS).where(
     reservations.c.resource_id == bindparam("id"),
     reservations.c.start < bindparam("stop"),
     reservations.c.stop > bindparam("start"),
 )
 _RESERVATIONS_MEETING = (
-    select(reservations.c.id, reservations.c.start, reservations.c.stop, reservations.c.lease_expires_ms)
+    select(reservations.c.id, reservations.c.start, reservations.c.stop, _LEFT_MS)
     .where(
         reservations.c.resource_id == bindparam("id"),
         reservations.c.start < bindparam("stop"),
@@ -48,16 +51,16 @@ _RESERVATIONS_MEETING = (
     .order_by(reservations.c.start)
 )
 _RESERVATIONS_MEETING_AT_MOST = _RESERVATIONS_MEETING.limit(bindparam("limit"))
-_INSERT_RESERVATION = insert(reservations)
+_INSERT_RESERVATION = insert(reservations).values(lease_expires_ms=clock.NOW_MS + bindparam("lease_ms"))
 _RESERVATION_FLAGS = select(reservations.c.id, reservations.c.revoked).where(
     reservations.c.id.in_(bindparam("ids", expanding=True))
 )
 _RESERVATIONS_IN = select(reservations.c.id).where(reservations.c.id.in_(bindparam("ids", expanding=True)))
 _DELETE_RESERVATIONS = delete(reservations).where(reservations.c.id.in_(bindparam("ids", expanding=True)))
 _DELETE_DEAD_SLOTS = delete(write_slots).where(
-    write_slots.c.resource_id == bindparam("id"), write_slots.c.lease_expires_ms <= bindparam("now")
+    write_slots.c.resource_id == bindparam("id"), write_slots.c.lease_expires_ms <= clock.NOW_MS
 )
-_INSERT_SLOT = insert(write_slots)
+_INSERT_SLOT = insert(write_slots).values(lease_expires_ms=clock.NOW_MS + bindparam("lease_ms"))
 _DELETE_SLOT = delete(write_slots).where(write_slots.c.id == bindparam("slot"))
 
 
@@ -76,22 +79,13 @@ def reserve(
 
     :raises WriteInProgressError: (409, ``Retry-After``) if a live reservation overlaps.
     """
-    now = clock.now_ms()
     overlapping = conn.execute(
         _OVERLAPPING_RESERVATIONS, {"id": resource_id, "start": start, "stop": stop}
     ).all()
-    expired = [row.id for row in overlapping if row.lease_expires_ms <= now]
-    live = [row for row in overlapping if row.lease_expires_ms > now]
+    expired = [row.id for row in overlapping if row.left_ms <= 0]
+    live = [row.left_ms for row in overlapping if row.left_ms > 0]
     if live:
-        wait_s = -(-(min(row.lease_expires_ms for row in live) - now) // 1000)
-        # A live writer usually finishes well before its lease ends, and a dead one frees the
-        # range when it does: suggest the remaining lease, but never more than 5 s.
-        retry_after = max(1, min(5, wait_s))
-        raise WriteInProgressError(
-            "Another request is writing bytes in this range right now.",
-            extra={"first": start, "last": stop - 1},
-            headers={"Retry-After": str(retry_after)},
-        )
+        raise _conflict(start, stop, live)
     if expired:
         conn.execute(_DELETE_RESERVATIONS, {"ids": expired})
     reservation_id = secrets.token_hex(16)
@@ -102,15 +96,15 @@ def reserve(
             "resource_id": resource_id,
             "start": start,
             "stop": stop,
-            "lease_expires_ms": now + int(lease_seconds * 1000),
+            "lease_ms": int(lease_seconds * 1000),
             "revocable": revocable,
         },
     )
     return reservation_id
 
 
-def _conflict(start: int, stop: int, expiries_ms: Iterable[int], now: int) -> WriteInProgressError:
-    wait_s = -(-(min(expiries_ms) - now) // 1000)
+def _conflict(start: int, stop: int, left_ms: Iterable[int]) -> WriteInProgressError:
+    wait_s = -(-min(left_ms) // 1000)
     # A live writer usually finishes well before its lease ends, and a dead one frees the
     # range when it does: suggest the remaining lease, but never more than 5 s.
     return WriteInProgressError(
@@ -140,7 +134,6 @@ def reserve_many(
     """
     if not ranges:
         return []
-    now = clock.now_ms()
     lease_ms = int(lease_seconds * 1000)
     low = min(start for start, _ in ranges)
     high = max(stop for _, stop in ranges)
@@ -165,13 +158,13 @@ def reserve_many(
     ours_starts: list[int] = []
     ours_stops: list[int] = []
     for start, stop in ranges:
-        live_expiries = []
+        live_left = []
         k = bisect.bisect_left(row_starts, stop) - 1
         while k >= 0 and reach[k] > start:
             row = rows[k]
             if row.stop > start:
-                if row.lease_expires_ms > now:
-                    live_expiries.append(row.lease_expires_ms)
+                if row.left_ms > 0:
+                    live_left.append(row.left_ms)
                 else:
                     expired.add(row.id)
             k -= 1
@@ -180,9 +173,9 @@ def reserve_many(
         index = bisect.bisect_left(ours_starts, start)
         meets_next = index < len(ours_starts) and ours_starts[index] < stop
         if meets_next or (index and ours_stops[index - 1] > start):
-            live_expiries.append(now + lease_ms)
-        if live_expiries:
-            raise _conflict(start, stop, live_expiries, now)
+            live_left.append(lease_ms)
+        if live_left:
+            raise _conflict(start, stop, live_left)
         ours_starts.insert(index, start)
         ours_stops.insert(index, stop)
     if expired:
@@ -196,7 +189,7 @@ def reserve_many(
                 "resource_id": resource_id,
                 "start": start,
                 "stop": stop,
-                "lease_expires_ms": now + lease_ms,
+                "lease_ms": lease_ms,
                 "revocable": revocable,
             }
             for reservation_id, (start, stop) in zip(ids, ranges, strict=True)
@@ -232,7 +225,7 @@ def revoke_writes(conn: Connection, resource_id: str) -> list[str]:
         select(reservations.c.id).where(
             reservations.c.resource_id == resource_id,
             reservations.c.revocable.is_(True),
-            reservations.c.lease_expires_ms > clock.now_ms(),
+            reservations.c.lease_expires_ms > clock.NOW_MS,
         )
     ).all()
     ids = [row.id for row in rows]
@@ -258,7 +251,7 @@ def live(conn: Connection, reservation_ids: Sequence[str]) -> list[str]:
         return []
     rows = conn.execute(
         select(reservations.c.id).where(
-            reservations.c.id.in_(list(reservation_ids)), reservations.c.lease_expires_ms > clock.now_ms()
+            reservations.c.id.in_(list(reservation_ids)), reservations.c.lease_expires_ms > clock.NOW_MS
         )
     ).all()
     return [row.id for row in rows]
@@ -290,7 +283,7 @@ def renew(conn: Connection, reservation_ids: Sequence[str], *, lease_seconds: fl
     result = conn.execute(
         update(reservations)
         .where(reservations.c.id.in_(list(reservation_ids)), reservations.c.revoked.is_(False))
-        .values(lease_expires_ms=clock.now_ms() + int(lease_seconds * 1000))
+        .values(lease_expires_ms=clock.ms_from_now(lease_seconds))
     )
     return result.rowcount == len(reservation_ids)
 
@@ -310,11 +303,10 @@ def release(conn: Connection, reservation_ids: Iterable[str]) -> None:
 
 def has_live_writers(conn: Connection, resource_id: str) -> bool:
     """Whether a write request holds an unexpired reservation or write slot on the resource."""
-    now = clock.now_ms()
     for table in (reservations, write_slots):
         found = conn.execute(
             select(table.c.id)
-            .where(table.c.resource_id == resource_id, table.c.lease_expires_ms > now)
+            .where(table.c.resource_id == resource_id, table.c.lease_expires_ms > clock.NOW_MS)
             .limit(1)
         ).first()
         if found is not None:
@@ -336,10 +328,9 @@ def take_write_slot(
 
     :raises TooManyWritesError: (429, Retry-After) a limit is reached.
     """
-    now = clock.now_ms()
-    conn.execute(_DELETE_DEAD_SLOTS, {"id": resource_id, "now": now})
+    conn.execute(_DELETE_DEAD_SLOTS, {"id": resource_id})
     if max_per_resource:
-        live = _count_live(conn, write_slots.c.resource_id == resource_id, now)
+        live = _count_live(conn, write_slots.c.resource_id == resource_id)
         if live >= max_per_resource:
             raise TooManyWritesError(
                 "Too many writes to this resource are in flight; send this one again shortly.",
@@ -350,7 +341,7 @@ def take_write_slot(
         if conn.dialect.name == "postgresql":
             # Writers of one principal on different resources hold different row locks.
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:principal))"), {"principal": principal})
-        live = _count_live(conn, write_slots.c.principal == principal, now)
+        live = _count_live(conn, write_slots.c.principal == principal)
         if live >= max_per_principal:
             raise TooManyWritesError(
                 "Too many of your writes are in flight; send this one again shortly.",
@@ -364,15 +355,17 @@ def take_write_slot(
             "id": slot_id,
             "resource_id": resource_id,
             "principal": principal,
-            "lease_expires_ms": now + int(lease_seconds * 1000),
+            "lease_ms": int(lease_seconds * 1000),
         },
     )
     return slot_id
 
 
-def _count_live(conn: Connection, condition: object, now: int) -> int:
+def _count_live(conn: Connection, condition: object) -> int:
     return conn.execute(
-        select(func.count()).select_from(write_slots).where(condition, write_slots.c.lease_expires_ms > now)
+        select(func.count())
+        .select_from(write_slots)
+        .where(condition, write_slots.c.lease_expires_ms > clock.NOW_MS)
     ).scalar_one()
 
 
@@ -381,7 +374,7 @@ def renew_write_slot(conn: Connection, slot_id: str | None, *, lease_seconds: fl
         conn.execute(
             update(write_slots)
             .where(write_slots.c.id == slot_id)
-            .values(lease_expires_ms=clock.now_ms() + int(lease_seconds * 1000))
+            .values(lease_expires_ms=clock.ms_from_now(lease_seconds))
         )
 
 
@@ -392,4 +385,4 @@ def release_write_slot(conn: Connection, slot_id: str | None) -> None:
 
 def delete_dead_write_slots(conn: Connection) -> None:
     """Slots whose writer died (the sweep tidies them; counts ignore them anyway)."""
-    conn.execute(delete(write_slots).where(write_slots.c.lease_expires_ms <= clock.now_ms()))
+    conn.execute(delete(write_slots).where(write_slots.c.lease_expires_ms <= clock.NOW_MS))

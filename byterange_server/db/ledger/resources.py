@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 from collections.abc import Iterable
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import Connection
 from sqlalchemy import bindparam
 from sqlalchemy import delete
@@ -45,7 +46,8 @@ from .extents import first_extents
 
 # Statements of the write path, built once: building a statement each call (expression objects,
 # then its cache key) cost more CPU than running it on SQLite. Values are bound per execution.
-_RESOURCE_BY_ID = select(resources).where(resources.c.id == bindparam("id"))
+# Each read of a row also reads the database's clock, which decides whether it has expired.
+_RESOURCE_BY_ID = select(resources, clock.NOW.label("read_at")).where(resources.c.id == bindparam("id"))
 _RESOURCE_BY_ID_FOR_UPDATE = _RESOURCE_BY_ID.with_for_update()
 _TOUCH = update(resources).where(resources.c.id == bindparam("rid")).values(updated_at=bindparam("at"))
 
@@ -80,6 +82,8 @@ class ResourceRecord:
     block_size: int | None = None
     #: Object stores: when its segments were replaced by one assembled object.
     assembled_at: dt.datetime | None = None
+    #: The database's clock when the row was read (None for rows read without it).
+    read_at: dt.datetime | None = None
 
     @property
     def object_key(self) -> str:
@@ -94,7 +98,12 @@ class ResourceRecord:
     def is_failed(self) -> bool:
         return self.status == STATUS_FAILED
 
-    def is_expired(self, now: dt.datetime) -> bool:
+    def is_expired(self, now: dt.datetime | None = None) -> bool:
+        """Whether it expired by ``now``, by default the database's clock when it was read."""
+        if now is None:
+            if self.read_at is None:
+                raise ValueError("is_expired needs the time: this record was read without the clock")
+            now = self.read_at
         return (
             self.status == STATUS_INCOMPLETE
             and self.expires_at is not None
@@ -134,6 +143,7 @@ def _record(row: object) -> ResourceRecord:
         storage_key=mapping["storage_key"],
         block_size=mapping["block_size"],
         assembled_at=clock.aware(mapping["assembled_at"]),
+        read_at=clock.aware(mapping["read_at"]) if "read_at" in mapping else None,
     )
 
 
@@ -145,7 +155,7 @@ def insert_resource(
     content_type: str | None,
     filename: str | None,
     expected_digest: tuple[str, bytes] | None,
-    expires_at: dt.datetime | None,
+    expires_at: dt.datetime | ColumnElement[dt.datetime] | None,
     upload_metadata: str | None = None,
     concat: str | None = None,
     owner: str | None = None,
@@ -221,7 +231,7 @@ def load_resource(
     if row is None or row.terminated_at is not None:
         raise ResourceNotFoundError(extra={"resource": resource_id})
     record = _record(row)
-    if not expired_ok and record.is_expired(clock.utcnow()):
+    if not expired_ok and record.is_expired():
         raise ResourceGoneError("The incomplete resource expired.")
     return record
 
@@ -342,7 +352,9 @@ def delete_resource(conn: Connection, resource_id: str) -> bool:
     return result.rowcount == 1
 
 
-def expired_resource_ids(conn: Connection, *, now: dt.datetime, limit: int) -> list[str]:
+def expired_resource_ids(
+    conn: Connection, *, now: dt.datetime | ColumnElement[dt.datetime] = clock.NOW, limit: int
+) -> list[str]:
     rows = conn.execute(
         select(resources.c.id)
         .where(
