@@ -132,7 +132,10 @@ class S3Storage:
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )
-            client = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+            # A session of its own: boto3's default session resolves credentials once per process and
+            # keeps them, so a storage built later (new settings, a test) would sign with stale keys.
+            self._session = boto3.session.Session()
+            client = self._session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
         self.client = client
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -196,7 +199,6 @@ class S3Storage:
     def _probe(self) -> Any:
         with self._pool_lock:
             if self._probe_client is None:
-                import boto3  # optional dependency, as in __init__
                 from botocore.config import Config
 
                 config = Config(
@@ -205,7 +207,7 @@ class S3Storage:
                     read_timeout=PROBE_TIMEOUT,
                     retries={"total_max_attempts": 1, "mode": "standard"},
                 )
-                self._probe_client = boto3.client(
+                self._probe_client = self._session.client(
                     "s3", endpoint_url=self._endpoint, region_name=self._region, config=config
                 )
             return self._probe_client
