@@ -267,7 +267,7 @@ def in_flight(conn: Connection, resource_id: str, *, after: int = 0, limit: int 
         .where(
             reservations.c.resource_id == resource_id,
             reservations.c.stop > after,
-            reservations.c.lease_expires_ms > clock.now_ms(),
+            reservations.c.lease_expires_ms > clock.NOW_MS,
         )
         .order_by(reservations.c.start)
         .limit(limit)
