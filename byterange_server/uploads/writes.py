@@ -258,6 +258,12 @@ class WriteSession:
                 log.warning("could not close storage of %s", self.resource_id, exc_info=True)
 
     def _pump(self, decoder: PatchDecoder, body: BodySource) -> None:
+        # A part the request's own header fields place (tus, IETF, partial PUT: a raw decoder
+        # yields it before any data) is reserved before the first read: a request that has
+        # sent no byte yet then holds a reservation a newer HEAD can revoke and a DELETE can end
+        # (resumable uploads §"Concurrency"), and cannot commit later behind a reported offset.
+        self._drain(decoder)
+        self._flush()
         for chunk in body:
             self.last_progress = time.monotonic()
             if self.fenced:
@@ -275,6 +281,8 @@ class WriteSession:
                 break
         if self.fenced:
             raise self._fenced_error()  # the keeper cut the body: not an interruption
+        if self.keeper_error is not None:
+            raise self.keeper_error  # as in the loop: also when it ended before any chunk
         if self.revoked:
             raise _Interruption(self._stale_error())
         interrupted = body.interrupted
