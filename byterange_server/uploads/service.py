@@ -57,6 +57,7 @@ from .lifecycle import CreationRequest
 from .lifecycle import EventBus
 from .lifecycle import PreCreate
 from .values import ANONYMOUS
+from .values import MAX_CONTENT_TYPE_LENGTH
 from .values import BodySource
 from .values import Creator
 from .values import PatchDecoder
@@ -71,8 +72,7 @@ from .writes import WriteSession
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-#: Longest stored media type and filename (the column sizes in models.py).
-MAX_CONTENT_TYPE_LENGTH = 255
+#: Longest stored filename (the column size in models.py).
 MAX_FILENAME_LENGTH = 1024
 #: How long the revoking request waits for the appends it revoked to commit and go (then it
 #: answers anyway: see end_stale_appends).

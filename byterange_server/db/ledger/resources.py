@@ -331,6 +331,15 @@ def set_expected_digest(
     )
 
 
+def set_content_type(conn: Connection, resource_id: str, content_type: str) -> None:
+    """The media type of a resource that had none yet (declared by a write's part)."""
+    conn.execute(
+        update(resources)
+        .where(resources.c.id == resource_id, resources.c.content_type.is_(None))
+        .values(content_type=content_type)
+    )
+
+
 def set_sha256(conn: Connection, resource_id: str, sha256: bytes) -> None:
     """The digest of a complete resource that had none yet (a final concatenation)."""
     conn.execute(
