@@ -170,6 +170,8 @@ class WriteSession:
         self.declared_repr_digest: tuple[str, bytes] | None = None
         #: The media type a part's Content-Type declared (see _note_media_type).
         self.declared_media_type: str | None = None
+        #: Parts that can carry no byte (an empty Content-Offset part at its end): not reserved.
+        self.empty_parts = 0
         #: What to raise if bytes arrive for a part that may carry none.
         self.no_bytes_error: ByterangeError | None = None
         self.record: ResourceRecord | None = None
@@ -313,7 +315,7 @@ class WriteSession:
             elif isinstance(event, PartEnd):
                 self._on_part_end()
             elif isinstance(event, EndOfPatch):
-                if not self.parts and self.declared_length is None:
+                if not self.parts and self.declared_length is None and not self.empty_parts:
                     raise MalformedBodyError("The patch document has no parts.")
                 return
 
@@ -368,6 +370,7 @@ class WriteSession:
                 extra={"first": header.start, "other-first": earlier},
             )
         if limit == header.start:  # a Content-Offset part at the very end: it may only be empty
+            self.empty_parts += 1  # a part all the same: a no-op, not a patch without parts
             self.current = None
             self.no_bytes_error = self._past_end_error(header.start, known_length)
             return

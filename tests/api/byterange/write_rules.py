@@ -199,6 +199,15 @@ class WriteRules:
         assert response.status_code == 204, response.get_data()
         assert parse_state(response.headers)["ranges"] == []
 
+    def test_empty_content_offset_part_at_the_length_is_a_no_op(self, client: Any) -> None:
+        """E2: an empty Content-Offset part writes nothing, also at the very end of a known
+        length or with Content-Length: 0 (not "no parts", which is a document without any)."""
+        path = allocate(client, 4)
+        for fields in ((("Content-Offset", "4"),), (("Content-Offset", "2"), ("Content-Length", "0"))):
+            response = self.send(client, path, [(fields, b"")])
+            assert response.status_code == 204, response.get_data()
+            assert parse_state(response.headers)["ranges"] == []
+
     def test_content_offset_at_length_is_409(self, client: Any) -> None:
         path = allocate(client, 4)
         problem(self.send(client, path, [((("Content-Offset", "4"),), b"x")]), 409)
