@@ -37,6 +37,7 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── OffsetMismatchError (409)     tus Upload-Offset is not the current offset
     │   ├── FinalUploadWriteError (403)   tus: a final concatenation takes no writes
     │   ├── ReprDigestMismatchError (409) expected digest of the whole representation
+    │   ├── MediaTypeConflictError (409)  a media type other than the one declared earlier
     │   ├── ResourceExistsError (409)     a derived id (signed creation URL) already taken
     │   ├── ResourceTooLargeError (413)
     │   └── LimitExceededError (400)      a configured limit (parts, header block, ...)
@@ -274,6 +275,11 @@ class FinalUploadWriteError(ResourceError):
 class ReprDigestMismatchError(ResourceError):
     code = "repr-digest-mismatch"
     title = "Representation digest does not match"
+
+
+class MediaTypeConflictError(ResourceError):
+    code = "media-type-conflict"
+    title = "Media type differs from the one declared"
 
 
 class ResourceExistsError(ResourceError):

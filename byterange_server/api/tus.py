@@ -139,7 +139,9 @@ def tus_state_headers(state: ResourceState) -> dict[str, str]:
         headers["Upload-Expires"] = format_http_date(record.expires_at)
     if record.concat == "partial":
         headers["Upload-Concat"] = "partial"
-    elif record.concat == "final":
+    elif record.upload_concat is not None:  # a final: the field as received
+        headers["Upload-Concat"] = record.upload_concat
+    elif record.concat == "final":  # created before the field was stored: rebuilt as paths
         urls = tuple(
             url_for("byterange.resource", resource_id=piece.source_id)
             for piece in context.service().pieces(state.id)
@@ -293,8 +295,15 @@ def _create_final(concat: ConcatFinal, metadata: str | None) -> Response:
         raise MalformedHeaderError("A final upload takes no body.")
     context.service().check_concat_parts(len(concat.urls))  # before any URL is parsed or verified
     ids, urls = _source_ids(concat)
+    # tus: HEAD echoes Upload-Concat as received, but not a signed URL's query: a signature is
+    # a credential (to read, perhaps to write a partial), not for whoever may HEAD the final.
+    echoed = format_upload_concat(ConcatFinal(tuple(url.split("?", 1)[0] for url in concat.urls)))
     state = context.service().create_final(
-        ids, upload_metadata=metadata, creator=auth.creator(), vouched=auth.readable_sources(urls)
+        ids,
+        upload_metadata=metadata,
+        upload_concat=echoed,
+        creator=auth.creator(),
+        vouched=auth.readable_sources(urls),
     )
     context.created(state.id, auth.resource_location(state.id))
     return _response(state, 201)

@@ -173,6 +173,11 @@ def put(resource_id: str) -> Response:
         if content_length is None:
             raise MalformedHeaderError("A PUT without Content-Range needs a Content-Length.")
         header = PartHeader.whole(content_length)
+        media_type = request.headers.get("Content-Type")
+        if media_type:
+            # A PUT of the whole resource: its Content-Type is the resource's media type (as a
+            # part's is, byte-range draft §2.4). A partial PUT's describes only its segment.
+            header = dataclasses.replace(header, fields=(("content-type", media_type),))
     else:
         header = PartHeader.from_request_headers(content_range, content_length)
     return _write(resource_id, RawDecoder(header))

@@ -81,6 +81,9 @@ class Resource(Base):
     upload_metadata: Mapped[str | None] = mapped_column(Text)
     #: tus concatenation role: ``partial``, ``final`` or NULL.
     concat: Mapped[str | None] = mapped_column(String(8))
+    #: tus ``Upload-Concat`` of a final upload as received (echoed on its HEAD), the query of
+    #: each URL dropped (a signature is a credential). NULL for others and older finals.
+    upload_concat: Mapped[str | None] = mapped_column(Text)
     #: Set when a partial upload that a final upload still reads from is terminated: it is
     #: gone for clients (404) but its row and bytes stay until no final refers to it.
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

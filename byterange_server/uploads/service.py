@@ -57,6 +57,7 @@ from .lifecycle import CreationRequest
 from .lifecycle import EventBus
 from .lifecycle import PreCreate
 from .values import ANONYMOUS
+from .values import MAX_CONTENT_TYPE_LENGTH
 from .values import BodySource
 from .values import Creator
 from .values import PatchDecoder
@@ -71,8 +72,7 @@ from .writes import WriteSession
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-#: Longest stored media type and filename (the column sizes in models.py).
-MAX_CONTENT_TYPE_LENGTH = 255
+#: Longest stored filename (the column size in models.py).
 MAX_FILENAME_LENGTH = 1024
 #: How long the revoking request waits for the appends it revoked to commit and go (then it
 #: answers anyway: see end_stale_appends).
@@ -392,10 +392,13 @@ class UploadService:
         source_ids: list[str],
         *,
         upload_metadata: str | None = None,
+        upload_concat: str | None = None,
         creator: Creator = ANONYMOUS,
         vouched: frozenset[str] = frozenset(),
     ) -> ResourceState:
         """A tus final upload: the partials in order, joined by reference, not by copying.
+
+        ``upload_concat``: the ``Upload-Concat`` field to echo on its HEAD (stored as given).
 
         Partials may still be incomplete (concatenation-unfinished): their ranges of the final
         become committed when they complete. Their lengths must be known. The creator must be
@@ -453,6 +456,7 @@ class UploadService:
                     concat="final",
                     owner=creator.owner,
                     storage_key=storage_key if derived else None,
+                    upload_concat=upload_concat,
                 )
                 pieces.insert_pieces(conn, resource_id, joined)
                 if self.events.active:

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 READ_CHUNK = 1024 * 1024
 #: Upper bound on extents read for a HEAD, whatever the header limit.
 SNAPSHOT_LIMIT = 1024
+#: Longest stored media type (the column size in models.py).
+MAX_CONTENT_TYPE_LENGTH = 255
 
 
 class PatchDecoder(Protocol):

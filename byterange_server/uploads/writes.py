@@ -34,6 +34,8 @@ from ..errors import FinalUploadWriteError
 from ..errors import LengthConflictError
 from ..errors import LimitExceededError
 from ..errors import MalformedBodyError
+from ..errors import MalformedHeaderError
+from ..errors import MediaTypeConflictError
 from ..errors import OffsetMismatchError
 from ..errors import OverlappingPartsError
 from ..errors import ReprDigestMismatchError
@@ -54,12 +56,14 @@ from ..protocol.events import EndOfPatch
 from ..protocol.events import PartData
 from ..protocol.events import PartEnd
 from ..protocol.events import PartStart
+from ..protocol.media import parse_media_type
 from ..protocol.parts import PartHeader
 from ..storage.base import BlockWriter
 from ..storage.base import Segment
 from ..storage.base import StorageObjectMissingError
 from ..storage.base import StoredObject
 from ..storage.base import fixed_segments
+from .values import MAX_CONTENT_TYPE_LENGTH
 from .values import READ_CHUNK
 from .values import BodySource
 from .values import PatchDecoder
@@ -164,6 +168,10 @@ class WriteSession:
         self.current: _Part | None = None
         self.declared_length: int | None = None
         self.declared_repr_digest: tuple[str, bytes] | None = None
+        #: The media type a part's Content-Type declared (see _note_media_type).
+        self.declared_media_type: str | None = None
+        #: Parts that can carry no byte (an empty Content-Offset part at its end): not reserved.
+        self.empty_parts = 0
         #: What to raise if bytes arrive for a part that may carry none.
         self.no_bytes_error: ByterangeError | None = None
         self.record: ResourceRecord | None = None
@@ -258,6 +266,12 @@ class WriteSession:
                 log.warning("could not close storage of %s", self.resource_id, exc_info=True)
 
     def _pump(self, decoder: PatchDecoder, body: BodySource) -> None:
+        # A part the request's own header fields place (tus, IETF, partial PUT: a raw decoder
+        # yields it before any data) is reserved before the first read: a request that has
+        # sent no byte yet then holds a reservation a newer HEAD can revoke and a DELETE can end
+        # (resumable uploads §"Concurrency"), and cannot commit later behind a reported offset.
+        self._drain(decoder)
+        self._flush()
         for chunk in body:
             self.last_progress = time.monotonic()
             if self.fenced:
@@ -275,6 +289,8 @@ class WriteSession:
                 break
         if self.fenced:
             raise self._fenced_error()  # the keeper cut the body: not an interruption
+        if self.keeper_error is not None:
+            raise self.keeper_error  # as in the loop: also when it ended before any chunk
         if self.revoked:
             raise _Interruption(self._stale_error())
         interrupted = body.interrupted
@@ -299,7 +315,7 @@ class WriteSession:
             elif isinstance(event, PartEnd):
                 self._on_part_end()
             elif isinstance(event, EndOfPatch):
-                if not self.parts and self.declared_length is None:
+                if not self.parts and self.declared_length is None and not self.empty_parts:
                     raise MalformedBodyError("The patch document has no parts.")
                 return
 
@@ -313,6 +329,7 @@ class WriteSession:
         header = event.header
         self.no_bytes_error = None
         self._note_repr_digest(event)
+        self._note_media_type(event)
         max_size = self.max_size
         if header.length is not None:
             if header.length > max_size:
@@ -353,6 +370,7 @@ class WriteSession:
                 extra={"first": header.start, "other-first": earlier},
             )
         if limit == header.start:  # a Content-Offset part at the very end: it may only be empty
+            self.empty_parts += 1  # a part all the same: a no-op, not a patch without parts
             self.current = None
             self.no_bytes_error = self._past_end_error(header.start, known_length)
             return
@@ -569,6 +587,27 @@ class WriteSession:
                 "The Repr-Digest differs from the one declared earlier for this resource."
             )
         self.declared_repr_digest = picked
+
+    def _note_media_type(self, event: PartStart) -> None:
+        """A part's Content-Type has the effect it has on a PUT of the whole resource
+        (byte-range draft §2.4): it is the resource's media type. Like the length, it is
+        declared once (at creation or by a part) and then fixed; GET serves it."""
+        values = event.header.get_all("content-type")
+        if not values:
+            return
+        if len(values) > 1:
+            raise MalformedHeaderError("A part has more than one Content-Type field.")
+        value = values[0].strip(" \t")
+        parse_media_type(value)  # 400 when it is not a media type
+        if len(value) > MAX_CONTENT_TYPE_LENGTH:
+            raise LimitExceededError(
+                f"The content-type is longer than {MAX_CONTENT_TYPE_LENGTH} characters.",
+                extra={"field": "content-type", "max-length": MAX_CONTENT_TYPE_LENGTH},
+            )
+        assert self.record is not None
+        for known in (self.declared_media_type, _media_type_of(self.record)):
+            _check_media_type(known, value)
+        self.declared_media_type = value
 
     def _check_offset(self, current: int) -> None:
         expected = self.options.expected_offset
@@ -836,6 +875,10 @@ class WriteSession:
                         )
             if self.declared_repr_digest is not None and record.expected_digest is None:
                 resources.set_expected_digest(conn, self.resource_id, *self.declared_repr_digest)
+            if self.declared_media_type is not None:
+                # Checked again under the row lock: another request may have declared one since.
+                _check_media_type(_media_type_of(record), self.declared_media_type)
+                resources.set_content_type(conn, self.resource_id, self.declared_media_type)
             merged = extents.add_extents(conn, self.resource_id, new)
             if claimed:
                 segments.insert_segments(conn, self.resource_id, claimed)
@@ -894,6 +937,30 @@ class WriteSession:
         except ByterangeError:
             # The lease will expire on its own; the original error is what the client needs.
             log.warning("could not release reservations of %s", self.resource_id, exc_info=True)
+
+
+def _media_type_of(record: ResourceRecord) -> str | None:
+    """The media type a resource is declared (or, complete without one, served) as."""
+    if record.content_type is None and record.is_complete:
+        return "application/octet-stream"
+    return record.content_type
+
+
+def _check_media_type(known: str | None, declared: str) -> None:
+    """:raises MediaTypeConflictError: (409) ``declared`` is not the media type ``known``
+    (type, subtype and parameters compared as RFC 9110 §8.3.1 says, not as spelled)."""
+    if known is None:
+        return
+    try:
+        same = parse_media_type(known) == parse_media_type(declared)
+    except MalformedHeaderError:  # stored as a creation sent it: compare as spelled
+        same = known.strip(" \t") == declared
+    if not same:
+        raise MediaTypeConflictError(
+            "The part's Content-Type differs from the media type declared for this resource; "
+            "nothing was applied.",
+            extra={"content-type": known, "requested-content-type": declared},
+        )
 
 
 def _clip(found: list[Segment], claimed: list[Extent]) -> tuple[list[Segment], bool]:

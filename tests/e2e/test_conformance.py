@@ -42,8 +42,6 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "conformance"
 ISSUE = "issue 15"
 #: What byterange-server does not meet today: key → the reason (the issue's finding).
 UNMET = {
-    "tus.concat.head-echo": "HEAD normalises absolute URLs of Upload-Concat: final to paths",
-    "byterange.part.content-type": "a part's Content-Type is ignored (GET serves application/octet-stream)",
     "ietf.v6.head-delete-fields@6": "HEAD/DELETE with upload fields answer 204 (and the DELETE deletes)",
     "ietf.response.complete-false@7": "a 404 has no Upload-Complete; an append to a completed upload says ?1",
     "ietf.field.invalid-length-ignored@8": "an invalid Upload-Length is 400 malformed-header, not ignored",
@@ -52,22 +50,6 @@ UNMET = {
         for v in (6, 7, 8)
     },
     **{f"ietf.length.exceeded-invalidates@{v}": "the upload stays usable after an overrun" for v in (7, 8)},
-    **{
-        f"ietf.concurrency.offset-accepted@{v}": "a stale append that had sent nothing commits after a HEAD"
-        for v in (6, 7, 8)
-    },
-    **{
-        f"ietf.concurrency.offset-accepted-creation@{v}": "a stale creation that sent nothing commits later"
-        for v in (6, 7, 8)
-    },
-    **{
-        f"ietf.concurrency.new-request-ends-stale@{v}": "a HEAD does not end an append that sent nothing yet"
-        for v in (6, 7, 8)
-    },
-    **{
-        f"ietf.delete.ends-inflight@{v}": "DELETE leaves an in-flight append's connection open"
-        for v in (6, 7, 8)
-    },
 }
 #: Outcomes that are right as they are (not a pass, not a failure).
 OURS_OTHER = {

@@ -72,6 +72,8 @@ class ResourceRecord:
     upload_metadata: str | None = None
     #: tus concatenation role: ``"partial"``, ``"final"`` or None.
     concat: str | None = None
+    #: A final's ``Upload-Concat`` as received (see models.Resource.upload_concat), or None.
+    upload_concat: str | None = None
     #: Set once a partial that a final still reads from was terminated (gone for clients).
     terminated_at: dt.datetime | None = None
     #: The principal that created it; None when created without authentication.
@@ -138,6 +140,7 @@ def _record(row: object) -> ResourceRecord:
         completed_at=clock.aware(mapping["completed_at"]),
         upload_metadata=mapping["upload_metadata"],
         concat=mapping["concat"],
+        upload_concat=mapping["upload_concat"],
         terminated_at=clock.aware(mapping["terminated_at"]),
         owner=mapping["owner"],
         storage_key=mapping["storage_key"],
@@ -161,6 +164,7 @@ def insert_resource(
     owner: str | None = None,
     storage_key: str | None = None,
     block_size: int | None = None,
+    upload_concat: str | None = None,
 ) -> None:
     """Insert the row; ``storage_key`` names the object already created for it (None: the id),
     ``block_size`` the block grid of an object store's pieces (None for files).
@@ -183,6 +187,7 @@ def insert_resource(
             expires_at=expires_at,
             upload_metadata=upload_metadata,
             concat=concat,
+            upload_concat=upload_concat,
             owner=owner,
             storage_key=storage_key,
             block_size=block_size,
@@ -323,6 +328,15 @@ def set_expected_digest(
         update(resources)
         .where(resources.c.id == resource_id)
         .values(expected_digest_algorithm=algorithm, expected_digest=digest)
+    )
+
+
+def set_content_type(conn: Connection, resource_id: str, content_type: str) -> None:
+    """The media type of a resource that had none yet (declared by a write's part)."""
+    conn.execute(
+        update(resources)
+        .where(resources.c.id == resource_id, resources.c.content_type.is_(None))
+        .values(content_type=content_type)
     )
 
 

@@ -91,6 +91,27 @@ def test_whole_put_without_content_range(client):
     assert read_all(client, path) == b"hello world"
 
 
+def test_whole_put_content_type_is_the_media_type(client):
+    """A PUT of the whole resource: its Content-Type is the media type GET serves (the meaning
+    a byte-range part's Content-Type takes, draft -03 §2.4); another one than declared is 409."""
+    path = allocate(client)
+    assert client.put(path, data=b"<p/>", headers={"Content-Type": "text/html"}).status_code == 204
+    assert client.get(path).headers["Content-Type"] == "text/html"
+    other = allocate(client, headers={"Content-Type": "text/plain"})
+    response = client.put(other, data=b"<p/>", headers={"Content-Type": "text/html"})
+    problem(response, 409, "media-type-conflict")
+    assert head_state(client, other)["ranges"] == []
+
+
+def test_partial_put_content_type_describes_the_segment_only(client):
+    """A partial PUT's Content-Type describes its segment (clients send application/octet-stream
+    for raw bytes): the media type declared at creation stays."""
+    path = allocate(client, 4, {"Content-Type": "text/plain"})
+    response = put_range(client, path, 0, b"abcd", 4, {"Content-Type": "application/octet-stream"})
+    assert response.status_code == 204
+    assert client.get(path).headers["Content-Type"] == "text/plain"
+
+
 def test_whole_put_on_allocated_length(client):
     path = allocate(client, 5)
     assert client.put(path, data=b"hello").status_code == 204

@@ -199,6 +199,15 @@ class WriteRules:
         assert response.status_code == 204, response.get_data()
         assert parse_state(response.headers)["ranges"] == []
 
+    def test_empty_content_offset_part_at_the_length_is_a_no_op(self, client: Any) -> None:
+        """E2: an empty Content-Offset part writes nothing, also at the very end of a known
+        length or with Content-Length: 0 (not "no parts", which is a document without any)."""
+        path = allocate(client, 4)
+        for fields in ((("Content-Offset", "4"),), (("Content-Offset", "2"), ("Content-Length", "0"))):
+            response = self.send(client, path, [(fields, b"")])
+            assert response.status_code == 204, response.get_data()
+            assert parse_state(response.headers)["ranges"] == []
+
     def test_content_offset_at_length_is_409(self, client: Any) -> None:
         path = allocate(client, 4)
         problem(self.send(client, path, [((("Content-Offset", "4"),), b"x")]), 409)
@@ -353,6 +362,48 @@ class WriteRules:
         assert self.send(client, path, [(fields, b"ab")]).status_code == 204
         assert self.send(client, path, [(2, b"cd")]).status_code == 204
         assert read_all(client, path) == b"abcd"
+
+    def test_part_content_type_is_the_media_type_get_serves(self, client: Any) -> None:
+        """Byte Range PATCH -03 §2.4: a part's Content-Type has the effect it has on a PUT of the
+        whole resource: it is the resource's media type, and GET (whole or ranges) serves it."""
+        path = allocate(client, 4)
+        fields = (("Content-Range", "bytes 0-1/4"), ("Content-Type", "application/json; charset=utf-8"))
+        assert self.send(client, path, [(fields, b"{}")]).status_code == 204
+        assert client.get(path, headers={"Range": "bytes=0-1"}).headers["Content-Type"] == (
+            "application/json; charset=utf-8"
+        )
+        # Later parts may say it again (spelled otherwise) or say nothing.
+        again = (("Content-Range", "bytes 2-2/4"), ("Content-Type", "Application/JSON;charset=utf-8"))
+        assert self.send(client, path, [(again, b" ")]).status_code == 204
+        assert self.send(client, path, [(3, b"\n")]).status_code == 204
+        response = client.get(path)
+        assert response.status_code == 200 and response.get_data() == b"{} \n"
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+
+    def test_part_content_type_other_than_declared_is_409(self, client: Any) -> None:
+        """Like the length: declared once (at creation or by a part), then fixed; another media
+        type is a conflict and nothing of the request is applied."""
+        path = allocate(client, 4, {"Content-Type": "text/plain"})
+        fields = (("Content-Range", "bytes 0-1/4"), ("Content-Type", "image/png"))
+        body = problem(self.send(client, path, [(fields, b"ab")]), 409, "media-type-conflict")
+        assert body["content-type"] == "text/plain" and body["requested-content-type"] == "image/png"
+        assert head_state(client, path)["ranges"] == []
+        same = (("Content-Range", "bytes 0-3/4"), ("Content-Type", "text/plain"))
+        assert self.send(client, path, [(same, b"abcd")]).status_code == 204
+        assert client.get(path).headers["Content-Type"] == "text/plain"
+
+    def test_part_content_type_on_a_complete_resource_cannot_change_it(self, client: Any) -> None:
+        path = allocate(client, 2)
+        assert self.send(client, path, [(0, b"ab", 2)]).status_code == 204
+        fields = (("Content-Range", "bytes 0-1/2"), ("Content-Type", "text/html"))
+        problem(self.send(client, path, [(fields, b"ab")]), 409, "media-type-conflict")
+        assert client.get(path).headers["Content-Type"] == "application/octet-stream"
+
+    def test_malformed_part_content_type_is_400(self, client: Any) -> None:
+        path = allocate(client, 4)
+        fields = (("Content-Range", "bytes 0-1/4"), ("Content-Type", "not a media type"))
+        problem(self.send(client, path, [(fields, b"ab")]), 400, "malformed-header")
+        assert head_state(client, path)["ranges"] == []
 
     def _body(self, parts: Sequence[Part]) -> bytes:
         if self.media_type == MESSAGE:

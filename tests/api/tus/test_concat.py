@@ -44,6 +44,18 @@ def test_partial_echoes_upload_concat(client):
     assert tus_head(client, path).headers["Upload-Concat"] == "partial"
 
 
+def test_final_echoes_upload_concat_as_received(client):
+    """tus Concatenation: HEAD of a final carries Upload-Concat as it was received -- absolute
+    URLs stay absolute -- except a URL's query, which is dropped (a signature is a credential)."""
+    a = partial(client, b"ab")
+    b = partial(client, b"cd")
+    sent = [f"http://localhost{a}", f"https://uploads.example{b}?br-sig=secret"]
+    path = final_path(client, sent)
+    head = tus_head(client, path)
+    assert head.headers["Upload-Concat"] == f"final;http://localhost{a} https://uploads.example{b}"
+    assert read_all(client, path) == b"abcd"
+
+
 def test_final_of_complete_partials(client, service):
     a = partial(client, b"hello ", metadata="filename YS50eHQ=")
     b = partial(client, b"world")
