@@ -21,11 +21,13 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── UnsupportedChecksumError (400)  tus: Upload-Checksum algorithm we do not have
     │   ├── InvalidConcatError (400)        tus: Upload-Concat that cannot be honoured
     │   ├── InconsistentLengthError (400)   IETF: length indicators that disagree
+    │   │   └── UploadLengthExceededError (400) IETF: content past the known length
     │   ├── HeaderFieldsTooLargeError (431) more header fields or bytes than allowed
     │   └── UnsupportedTransferCodingError (501) a transfer coding other than chunked
     ├── ResourceError                     state conflicts of one resource
     │   ├── ResourceNotFoundError (404)
     │   ├── ResourceGoneError (410)
+    │   │   └── UploadInvalidError (410)  IETF: marked invalid by content past its length
     │   ├── LengthConflictError (409)
     │   │   └── BytesPastLengthError (409)  bytes at or past the known length
     │   ├── ContentMismatchError (409)    different bytes over committed bytes
@@ -38,6 +40,7 @@ an RFC 9457 ``application/problem+json`` document in one place.
     │   ├── FinalUploadWriteError (403)   tus: a final concatenation takes no writes
     │   ├── ReprDigestMismatchError (409) expected digest of the whole representation
     │   ├── MediaTypeConflictError (409)  a media type other than the one declared earlier
+    │   ├── CompletedUploadError (400)    IETF -04…-11: an empty append to a completed upload
     │   ├── ResourceExistsError (409)     a derived id (signed creation URL) already taken
     │   ├── ResourceTooLargeError (413)
     │   └── LimitExceededError (400)      a configured limit (parts, header block, ...)
@@ -197,6 +200,14 @@ class InconsistentLengthError(ProtocolError):
     title = "Inconsistent upload length"
 
 
+class UploadLengthExceededError(InconsistentLengthError):
+    """IETF: the content would end past the known length. Its own class because from draft -08
+    on it also marks the upload invalid (:class:`UploadInvalidError` from then on)."""
+
+    code = "upload-length-exceeded"
+    title = "Content past the upload length"
+
+
 # -- resource state ------------------------------------------------------------------------------
 
 
@@ -216,6 +227,14 @@ class ResourceGoneError(ResourceError):
     status = 410
     code = "gone"
     title = "Resource is gone"
+
+
+class UploadInvalidError(ResourceGoneError):
+    """IETF (draft -08 on): the upload was marked invalid when content went past its length;
+    every further interaction is rejected until it expires."""
+
+    code = "upload-invalid"
+    title = "The upload is invalid"
 
 
 class LengthConflictError(ResourceError):
@@ -280,6 +299,15 @@ class ReprDigestMismatchError(ResourceError):
 class MediaTypeConflictError(ResourceError):
     code = "media-type-conflict"
     title = "Media type differs from the one declared"
+
+
+class CompletedUploadError(ResourceError):
+    """IETF -04…-11: an append without content to a completed upload (one with content is an
+    :class:`InconsistentLengthError`); the upload is not modified."""
+
+    status = 400
+    code = "completed-upload"
+    title = "The upload is already complete"
 
 
 class ResourceExistsError(ResourceError):

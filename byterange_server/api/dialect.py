@@ -125,6 +125,9 @@ class _Ietf(Dialect):
     def stamp(self, response: Response) -> None:
         ietf.stamp(response)
 
+    def problem(self, error: ByterangeError) -> ErrorAnswer:
+        return ietf.says_incomplete(super().problem(error), error)
+
 
 TUS: Dialect = _Tus()
 IETF: Dialect = _Ietf()

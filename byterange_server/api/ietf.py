@@ -2,14 +2,16 @@
 (docs/spec-notes.md#protocol-dispatch).
 
 A request is in the IETF dialect when it carries an ``Upload-Draft-Interop-Version`` this
-server speaks (6, 7 or 8; echoed on every response), or ``Upload-Complete`` without any interop
+server speaks (6, 7, 8 or 9; echoed on every response), or ``Upload-Complete`` without any interop
 version (the published protocol): :func:`claims`. A version we do not speak is processed as if
 the field were absent (docs/spec-notes.md#e23), i.e. as a byte-range request. ``Tus-Resumable``
 wins over both (``dialect.py`` asks tus first).
 
 Its handlers (:data:`HANDLERS`) answer creation (POST, PUT or PATCH to the collection with
 ``Upload-Complete``), offset retrieval (HEAD), append (PATCH with ``application/partial-upload``)
-and cancellation (DELETE) instead of the byte-range views. GET keeps its byte-range meaning.
+and cancellation (DELETE) instead of the byte-range views. GET keeps its byte-range meaning,
+except that from interop 9 it is an offset retrieval too. Where the interop versions disagree,
+:func:`rules` gives the request's version's rules (one :class:`InteropRules` per version).
 
 Errors stay in the one exception tree and are rendered in one place; :func:`ietf_answer` gives
 the draft's status and registered problem type where it has one, and :func:`ietf_state_headers`
@@ -18,6 +20,7 @@ replaces the byte-range state headers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
@@ -29,22 +32,29 @@ from flask import request
 from ..db.clock import utcnow
 from ..errors import ByterangeError
 from ..errors import BytesPastMaxSizeError
+from ..errors import CompletedUploadError
 from ..errors import InconsistentLengthError
 from ..errors import LengthConflictError
 from ..errors import MalformedHeaderError
 from ..errors import OffsetMismatchError
+from ..errors import ReprDigestMismatchError
+from ..errors import RequestTooLargeError
+from ..errors import ResourceTooLargeError
 from ..errors import UnsupportedMediaTypeError
 from ..protocol.digests import format_digest
 from ..protocol.digests import parse_digest_field
 from ..protocol.digests import parse_want_digest
 from ..protocol.digests import pick_digest
 from ..protocol.ietf import PARTIAL_UPLOAD
+from ..protocol.ietf import PROBLEM_COMPLETED_UPLOAD
 from ..protocol.ietf import PROBLEM_INCONSISTENT_LENGTH
 from ..protocol.ietf import PROBLEM_MISMATCHING_OFFSET
+from ..protocol.ietf import InteropRules
 from ..protocol.ietf import UploadLimit
 from ..protocol.ietf import parse_interop_version
 from ..protocol.ietf import parse_upload_complete
 from ..protocol.ietf import parse_upload_number
+from ..protocol.ietf import rules_for
 from ..protocol.media import parse_media_type
 from ..protocol.params import parse_content_disposition_filename
 from ..uploads.ietf import IetfUploads
@@ -53,6 +63,7 @@ from . import auth
 from . import context
 from . import interim
 from .body import request_body
+from .reads import serve_get
 from .responses import ACCEPT_PATCH
 from .responses import ErrorAnswer
 from .responses import bodiless
@@ -66,6 +77,11 @@ def interop_version() -> int | None:
         value = request.headers.get(_VERSION_FIELD)
         g.ietf_interop = parse_interop_version(value) if value is not None else None
     return g.ietf_interop  # type: ignore[no-any-return]
+
+
+def rules() -> InteropRules:
+    """The rules of the request's interop version (the newest one's without the field)."""
+    return rules_for(interop_version())
 
 
 def claims(headers: Mapping[str, str]) -> bool:
@@ -102,10 +118,10 @@ def options_headers() -> dict[str, str]:
     """What every OPTIONS response adds: creation is supported here, so ``Upload-Limit``.
 
     Drafts -10/-11 (interop 8) also required ``Accept-Patch`` to list partial-upload (later
-    reverted); it is added for interop 8 requests only, so other clients see the byte-range list.
+    reverted); it is added for those requests only, so other clients see the byte-range list.
     """
     headers = {"Upload-Limit": upload_limit(None).format(interop_version())}
-    if interop_version() == 8:
+    if rules().options_accept_patch:
         headers["Accept-Patch"] = f"{ACCEPT_PATCH}, {PARTIAL_UPLOAD}"
     return headers
 
@@ -143,14 +159,32 @@ def _wanted_repr_digest(state: ResourceState) -> str | None:
 
 
 def ietf_answer(error: ByterangeError) -> ErrorAnswer:
-    """The draft's status and problem type for an error of the shared tree (None: ours); a 413
-    from a limit carries ``Upload-Limit`` so the client can adjust."""
+    """The draft's status and problem type for an error of the shared tree (None: ours); a
+    rejection by a limit carries ``Upload-Limit`` so the client can adjust."""
     status, type_uri = _status_and_type(error)
-    headers = {"Upload-Limit": upload_limit(None).format(interop_version())} if status == 413 else {}
+    headers = {}
+    limits = (ResourceTooLargeError, BytesPastMaxSizeError, RequestTooLargeError)
+    if status == 413 or isinstance(error, limits):
+        headers["Upload-Limit"] = upload_limit(None).format(interop_version())
     return ErrorAnswer(status, type_uri=type_uri, headers=headers)
 
 
+def says_incomplete(answer: ErrorAnswer, error: ByterangeError) -> ErrorAnswer:
+    """``Upload-Complete: ?0`` on an error answer, where the request's version asks it (-06…-09:
+    "any response, successful or not"; the editor's copy: ?0 means the upload protocol's
+    semantics apply, also for an invalid operation on a completed upload). Not for the outcome of
+    processing a completed representation (a digest that failed at completion), and not where a
+    HEAD or GET reports the resource's state: there the field is the state."""
+    if not rules().errors_say_incomplete or isinstance(error, ReprDigestMismatchError):
+        return answer
+    if request.method in ("HEAD", "GET") and "Upload-Complete" in answer.headers:
+        return answer
+    return dataclasses.replace(answer, headers={**answer.headers, "Upload-Complete": "?0"})
+
+
 def _status_and_type(error: ByterangeError) -> tuple[int, str | None]:
+    if isinstance(error, CompletedUploadError):
+        return 400, PROBLEM_COMPLETED_UPLOAD
     if isinstance(error, OffsetMismatchError):
         return 409, PROBLEM_MISMATCHING_OFFSET
     if isinstance(error, (InconsistentLengthError, LengthConflictError)):
@@ -174,12 +208,36 @@ def _response(state: ResourceState, status: int, extra: dict[str, str] | None = 
 
 def _number(name: str) -> int | None:
     value = request.headers.get(name)
-    return None if value is None else parse_upload_number(value, field=name)
+    if value is None:
+        return None
+    try:
+        return parse_upload_number(value, field=name)
+    except MalformedHeaderError:
+        if rules().ignores_invalid_fields:
+            return None  # -09 on: other values MUST cause the entire field to be ignored
+        raise
 
 
 def _complete() -> bool | None:
     value = request.headers.get("Upload-Complete")
-    return None if value is None else parse_upload_complete(value)
+    if value is None:
+        return None
+    try:
+        return parse_upload_complete(value)
+    except MalformedHeaderError:
+        if rules().ignores_invalid_fields:
+            return None  # -09 on: other values MUST cause the entire field to be ignored
+        raise
+
+
+def _refuse_fields(method: str, names: tuple[str, ...]) -> None:
+    """Drafts -04/-05: a HEAD or DELETE carrying an upload field is refused with 400."""
+    present = [name for name in names if name in request.headers]
+    if present:
+        raise MalformedHeaderError(
+            f"A {method} of an upload must not carry {', '.join(present)} (interop 6).",
+            extra={"fields": present},
+        )
 
 
 def _has_body() -> bool:
@@ -201,6 +259,7 @@ def _content_digest() -> tuple[str, bytes] | None:
 def _append(resource_id: str, *, offset: int, complete: bool, upload_length: int | None) -> ResourceState:
     content_digest = _content_digest()
     algorithm = content_digest[0] if content_digest else None
+    version = rules()
     with request_body(algorithm, atomic=content_digest is not None) as body:
         return _uploads().append(
             resource_id,
@@ -211,6 +270,8 @@ def _append(resource_id: str, *, offset: int, complete: bool, upload_length: int
             upload_length=upload_length,
             content_digest=content_digest,
             on_stale=body.cut,
+            replay=version.replays_completion,
+            invalidate_on_overrun=version.invalidates_on_overrun,
             **auth.write_scope(),
         )
 
@@ -251,9 +312,33 @@ def head(resource_id: str) -> Response:
     """Offset retrieval: 204 with the committed offset, after ending a stale append -- if the
     caller may write the upload. A read-only signed URL gets the state and cuts nothing: ending
     an append is a write (draft §"Concurrency" asks it of the client that resumes)."""
+    _refuse_fields("HEAD", rules().head_forbidden)
     if auth.may_write():
         context.service().end_stale_appends(resource_id)
     return _response(context.service().state(resource_id), 204)
+
+
+def get(resource_id: str) -> Response | None:
+    """From interop 9, GET is an offset retrieval too (editor's copy, "Offset Retrieval"): an
+    incomplete upload without ``Range`` answers as HEAD does; otherwise the byte-range GET,
+    with the fields a successful offset retrieval carries. Before 9: the byte-range GET."""
+    if not rules().get_retrieves_offset:
+        return None
+    if "Range" not in request.headers:
+        if auth.may_write():
+            context.service().end_stale_appends(resource_id)
+        state = context.service().state(resource_id)
+        if not state.complete:
+            return _response(state, 204)
+    service = context.service()
+    budget = context.ranges_budget()
+    state = service.with_digest(service.state(resource_id, ranges_budget=budget), ranges_budget=budget)
+    response = serve_get(service, state)
+    fields = ietf_state_headers(state)
+    for name in ("Upload-Offset", "Upload-Complete", "Upload-Length", "Upload-Limit"):
+        if name in fields:
+            response.headers[name] = fields[name]
+    return response
 
 
 def append(resource_id: str) -> Response:
@@ -275,6 +360,7 @@ def append(resource_id: str) -> Response:
 
 def delete(resource_id: str) -> Response:
     """Cancellation: 204; in-flight appends find their reservation gone and stop."""
+    _refuse_fields("DELETE", rules().delete_forbidden)
     context.service().delete(resource_id)
     response = Response(status=204)
     del response.headers["Content-Type"]
@@ -288,6 +374,7 @@ HANDLERS: dict[tuple[str, str], Callable[..., Response | None]] = {
     ("byterange.collection_write", "PUT"): create,
     ("byterange.collection_write", "PATCH"): create,
     ("byterange.resource", "HEAD"): head,
+    ("byterange.resource", "GET"): get,
     ("byterange.patch", "PATCH"): append,
     ("byterange.delete", "DELETE"): delete,
 }

@@ -101,6 +101,9 @@ class Resource(Base):
     block_size: Mapped[int | None] = mapped_column(BigInteger)
     #: Object stores: set once its segments were replaced by one assembled object.
     assembled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: IETF resumable uploads: set when content went past the known length; from then on every
+    #: interaction is refused (410 ``upload-invalid``) until the resource expires.
+    invalid_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Extent(Base):

@@ -1,7 +1,9 @@
 """Strict parsers and printers for the IETF Resumable Uploads header fields (sans-IO).
 
-draft-ietf-httpbis-resumable-upload, interop versions 6 (drafts -04/-05), 7 (-06…-08) and 8
-(-09 onward; docs/spec-notes.md#versions). Every field is a Structured Field (RFC 9651)::
+draft-ietf-httpbis-resumable-upload, interop versions 6 (drafts -04/-05), 7 (-06…-08), 8
+(-09…-11) and 9 (the editor's copy after -12; docs/spec-notes.md#versions). Where the versions
+disagree, :data:`RULES` holds each version's rules in one place. Every field is a Structured
+Field (RFC 9651)::
 
     Upload-Draft-Interop-Version = sf-integer
     Upload-Complete              = sf-boolean
@@ -27,12 +29,16 @@ import http_sf
 
 from ..errors import InconsistentLengthError
 from ..errors import MalformedHeaderError
+from ..errors import UploadLengthExceededError
 from ._abnf import sf_parse
 from .numbers import parse_sf_boolean
 from .numbers import parse_sf_integer
 
 __all__ = [
     "INTEROP_VERSIONS",
+    "PROBLEM_COMPLETED_UPLOAD",
+    "RULES",
+    "InteropRules",
     "PARTIAL_UPLOAD",
     "PROBLEM_INCONSISTENT_LENGTH",
     "PROBLEM_MISMATCHING_OFFSET",
@@ -42,18 +48,74 @@ __all__ = [
     "parse_upload_limit",
     "parse_upload_number",
     "resolve_length",
+    "rules_for",
 ]
 
 #: The interop versions this server speaks; a request's own version is echoed back.
-INTEROP_VERSIONS = (6, 7, 8)
+INTEROP_VERSIONS = (6, 7, 8, 9)
 #: Body media type of an append (required from interop 6).
 PARTIAL_UPLOAD = "application/partial-upload"
 #: Problem types the draft registers (RFC 9457 ``type``).
 _IANA = "https://iana.org/assignments/http-problem-types#"
 PROBLEM_MISMATCHING_OFFSET = _IANA + "mismatching-upload-offset"
 PROBLEM_INCONSISTENT_LENGTH = _IANA + "inconsistent-upload-length"
+PROBLEM_COMPLETED_UPLOAD = _IANA + "completed-upload"
 
 _LIMIT_KEYS = ("max-size", "min-size", "max-append-size", "min-append-size", "max-age", "expires")
+
+
+@dataclasses.dataclass(frozen=True)
+class InteropRules:
+    """What one interop version's drafts say where the versions disagree."""
+
+    version: int
+    #: -04/-05: a HEAD with any of these fields is refused with 400.
+    head_forbidden: tuple[str, ...] = ()
+    #: -04/-05: a DELETE with any of these fields is refused with 400.
+    delete_forbidden: tuple[str, ...] = ()
+    #: -05 (``Upload-Limit``'s ``expires``, renamed ``max-age`` in -06): sent under both names.
+    limit_expires: bool = False
+    #: -06…-09: every response to a request that did not complete the upload says
+    #: ``Upload-Complete: ?0``; from -10 on a SHOULD, and the editor's copy lets an invalid
+    #: operation on a completed upload say ?0 too. Up to -05 the field on a response is the state.
+    errors_say_incomplete: bool = True
+    #: -09 on: an ``Upload-Offset``, ``Upload-Complete`` or ``Upload-Length`` that is not valid
+    #: is ignored as if absent (before: a malformed field, 400).
+    ignores_invalid_fields: bool = False
+    #: -08 on: content past the known length rejects the request *and* marks the upload
+    #: invalid, rejecting any further interaction with it.
+    invalidates_on_overrun: bool = True
+    #: The editor's copy: an append to a completed upload may get the final response again
+    #: ("replay"); -04…-11: an append to a completed upload MUST be rejected.
+    replays_completion: bool = False
+    #: The editor's copy: ``GET`` is an offset retrieval too (HEAD RECOMMENDED).
+    get_retrieves_offset: bool = False
+    #: -10/-11: OPTIONS lists ``application/partial-upload`` in ``Accept-Patch`` (later reverted).
+    options_accept_patch: bool = False
+
+
+#: Each interop version's rules. Interop 7 spans -06…-08 and 8 spans -09…-11: where a rule
+#: appears within the span, the version follows the later draft when that still satisfies the
+#: earlier ones (invalidating an overrun upload also rejects the request, as -06 asks).
+RULES: dict[int, InteropRules] = {
+    6: InteropRules(
+        6,
+        head_forbidden=("Upload-Offset", "Upload-Complete", "Upload-Length"),
+        delete_forbidden=("Upload-Offset", "Upload-Complete"),
+        limit_expires=True,
+        errors_say_incomplete=False,
+        invalidates_on_overrun=False,
+    ),
+    7: InteropRules(7),
+    8: InteropRules(8, ignores_invalid_fields=True, options_accept_patch=True),
+    9: InteropRules(9, ignores_invalid_fields=True, replays_completion=True, get_retrieves_offset=True),
+}
+
+
+def rules_for(version: int | None) -> InteropRules:
+    """The rules of ``version``; a request without the draft-interop field (the published
+    protocol) follows the newest version's."""
+    return RULES[version if version is not None else INTEROP_VERSIONS[-1]]
 
 
 def parse_interop_version(value: str) -> int | None:
@@ -108,7 +170,7 @@ class UploadLimit:
         ):
             if value is not None:
                 members[key] = value
-        if self.max_age is not None and interop is not None and interop <= 6:
+        if self.max_age is not None and interop is not None and rules_for(interop).limit_expires:
             members["expires"] = self.max_age
         return str(http_sf.ser(members)) if members else ""  # SF: an empty field is not sent
 
@@ -155,7 +217,8 @@ def resolve_length(
     agree, and the request's content must fit (draft -11 §4.1.3; docs/spec-notes.md#e21).
     None: still unknown.
 
-    :raises InconsistentLengthError: (400, ``inconsistent-upload-length``) when they do not.
+    :raises InconsistentLengthError: (400, ``inconsistent-upload-length``) when they do not;
+        :class:`UploadLengthExceededError` when the content would end past the length.
     """
     candidates = {name: value for name, value in (
         ("upload-length", upload_length),
@@ -172,7 +235,7 @@ def resolve_length(
         return None
     end = offset + (content_length or 0)
     if end > length:
-        raise InconsistentLengthError(
+        raise UploadLengthExceededError(
             "The content would end past the upload length.",
             extra={"length": length, "offset": offset, "content-length": content_length},
         )

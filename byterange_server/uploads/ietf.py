@@ -16,7 +16,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from ..errors import BytesPastLengthError
+from ..errors import CompletedUploadError
 from ..errors import InconsistentLengthError
+from ..errors import UploadLengthExceededError
 from ..protocol.ietf import resolve_length
 from ..protocol.parts import PartHeader
 from ..protocol.ranges import ContentOffset
@@ -77,8 +80,16 @@ class IetfUploads:
         on_stale: Callable[[], None] | None = None,
         max_size: int | None = None,
         principal: str | None = None,
+        replay: bool = True,
+        invalidate_on_overrun: bool = False,
     ) -> ResourceState:
         """Append the body at ``offset``; with ``complete`` the upload ends with it.
+
+        :param replay: an empty completing append at the end of a completed upload gets its
+            final state again (the editor's copy allows it); False: it is refused, as drafts
+            -04…-11 require.
+        :param invalidate_on_overrun: content past the known length also marks the upload
+            invalid (drafts -08 on), so every later request to it is refused.
 
         :param content_length: None for a body of unknown length (chunked).
         :param on_stale: called (from another thread) if a newer request for this upload
@@ -86,17 +97,46 @@ class IetfUploads:
             of the connection). What arrived until then is committed.
         :raises OffsetMismatchError: (409) ``offset`` is not the end of the committed prefix.
         :raises InconsistentLengthError: (400) lengths that disagree, content past the length,
-            or a non-empty append to a complete upload.
+            or a non-empty append to a complete upload;
+            :class:`UploadLengthExceededError` for content past the length.
+        :raises CompletedUploadError: (400) an empty append to a complete upload, without ``replay``.
         """
         state = self.service.state(resource_id)
         if state.complete:
-            # The client may have missed the final response: replay it for an empty
-            # completing append at the end; anything else would change a finished upload.
-            if complete and not content_length and offset == state.length:
-                return state
-            raise InconsistentLengthError(
-                "The upload is already complete.", extra={"length": state.length, "offset": offset}
+            extra = {"length": state.length, "offset": offset}
+            if not content_length and content_length is not None:
+                # The client may have missed the final response: replay it for an empty
+                # completing append at the end, where the draft allows it.
+                if replay and complete and offset == state.length:
+                    return state
+                raise CompletedUploadError("The upload is already complete.", extra=extra)
+            raise InconsistentLengthError("The upload is already complete.", extra=extra)
+        try:
+            return self._append(
+                state, body, offset=offset, complete=complete, content_length=content_length,
+                upload_length=upload_length, content_digest=content_digest, on_stale=on_stale,
+                max_size=max_size, principal=principal,
             )
+        except (UploadLengthExceededError, BytesPastLengthError):
+            if invalidate_on_overrun:
+                self.service.invalidate(resource_id)
+            raise
+
+    def _append(
+        self,
+        state: ResourceState,
+        body: BodySource,
+        *,
+        offset: int,
+        complete: bool,
+        content_length: int | None,
+        upload_length: int | None,
+        content_digest: tuple[str, bytes] | None,
+        on_stale: Callable[[], None] | None,
+        max_size: int | None,
+        principal: str | None,
+    ) -> ResourceState:
+        resource_id = state.id
         self.service.check_offset(state, offset)
         length = resolve_length(
             offset=offset,

@@ -336,6 +336,13 @@ class UploadService:
             with self.db.read() as conn:
                 revoked = reservations.live(conn, revoked)
 
+    def invalidate(self, resource_id: str) -> None:
+        """Mark an incomplete upload invalid: IETF (draft -08 on) after content went past its
+        length. Every later load of it raises UploadInvalidError (410) until it expires."""
+        validate_resource_id(resource_id)
+        with self.db.write() as conn:
+            resources.invalidate(conn, resource_id)
+
     def committed_page(self, resource_id: str, *, after: int, limit: int) -> tuple[list[Extent], bool]:
         validate_resource_id(resource_id)
         with self.db.read() as conn:

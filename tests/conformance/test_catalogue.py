@@ -163,3 +163,20 @@ def test_probe_reads_interim_responses_and_sends_trailers(interim_server) -> Non
     )
     assert received[0].endswith(b"2\r\nab\r\n2\r\ncd\r\n0\r\nUpload-Checksum: sha1 x\r\n\r\n")
     assert b"Transfer-Encoding: chunked\r\n" in received[0]
+
+
+def test_ietf_checks_follow_the_drafts_versions() -> None:
+    """Where a rule came or went with a draft, its check lists exactly those interop versions.
+
+    -09 §Upload Append made progress 104s during an append a SHOULD (a MAY up to -08), and
+    still had "any response, successful or not, MUST include Upload-Complete: ?0" (lifted in
+    -10): both rules are interop 8's too, not only 9's and 7's.
+    """
+    versions = {item.id: item.versions for item in CATALOGUE if item.protocol == "ietf"}
+    assert versions["ietf.append.progress-104"] == (8, 9)
+    assert versions["ietf.append.progress-104-optional"] == (6, 7)
+    assert versions["ietf.response.complete-false"] == (7, 8)
+    assert versions["ietf.v6.head-delete-fields"] == (6,)
+    assert versions["ietf.append.after-complete-empty"] == (6, 7, 8)
+    assert versions["ietf.append.after-complete-replay"] == (9,)
+    assert versions["ietf.get.state"] == (9,)

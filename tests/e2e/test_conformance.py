@@ -42,19 +42,15 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "conformance"
 ISSUE = "issue 15"
 #: What byterange-server does not meet today: key → the reason (the issue's finding).
 UNMET = {
-    "ietf.v6.head-delete-fields@6": "HEAD/DELETE with upload fields answer 204 (and the DELETE deletes)",
-    "ietf.response.complete-false@7": "a 404 has no Upload-Complete; an append to a completed upload says ?1",
-    "ietf.field.invalid-length-ignored@8": "an invalid Upload-Length is 400 malformed-header, not ignored",
     **{
-        f"ietf.append.after-complete-empty@{v}": "an empty completing append is replayed (204)"
-        for v in (6, 7, 8)
+        f"ietf.append.progress-104@{v}": "no 104 with Upload-Offset is sent during an append (SHOULD, -09 on)"
+        for v in (8, 9)
     },
-    **{f"ietf.length.exceeded-invalidates@{v}": "the upload stays usable after an overrun" for v in (7, 8)},
 }
 #: Outcomes that are right as they are (not a pass, not a failure).
 OURS_OTHER = {
-    **{f"ietf.append.progress-104-optional@{v}": "not supported" for v in (6, 7, 8)},
-    **{f"ietf.append.progress-no-location@{v}": "not applicable" for v in (6, 7, 8)},
+    **{f"ietf.append.progress-104-optional@{v}": "not supported" for v in (6, 7)},
+    **{f"ietf.append.progress-no-location@{v}": "not applicable" for v in (6, 7, 8, 9)},
 }
 
 #: @tus/server 2.4.5 with @tus/file-store 2.1.1, as it is.
@@ -148,14 +144,6 @@ def _ours_params() -> list:
             params.append(
                 pytest.param(
                     key, "pass", marks=pytest.mark.xfail(strict=True, reason=f"{ISSUE}: {UNMET[key]}")
-                )
-            )
-        elif key.endswith("@9"):
-            params.append(
-                pytest.param(
-                    key,
-                    "pass",
-                    marks=pytest.mark.xfail(strict=True, reason=f"{ISSUE}: interop 9 is not spoken yet"),
                 )
             )
         else:

@@ -21,7 +21,7 @@ optional_sizes = st.none() | sizes
 
 
 @pytest.mark.parametrize("value,expected", [("6", 6), ("7", 7), (" 8 ", 8), ("8;a=1", 8),
-                                            ("5", None), ("9", None), ("3", None), ("x", None),
+                                            ("9", 9), ("5", None), ("10", None), ("3", None), ("x", None),
                                             ("?1", None), ("-6", None), ("6.0", None), ("", None),
                                             ("1" * 16, None)])
 def test_interop_version(value, expected):

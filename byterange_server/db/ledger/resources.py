@@ -30,6 +30,7 @@ from ...errors import LengthConflictError
 from ...errors import ResourceExistsError
 from ...errors import ResourceGoneError
 from ...errors import ResourceNotFoundError
+from ...errors import UploadInvalidError
 from ...extents import Extent
 from .. import clock
 from ..models import OPEN_RESOURCES
@@ -84,6 +85,8 @@ class ResourceRecord:
     block_size: int | None = None
     #: Object stores: when its segments were replaced by one assembled object.
     assembled_at: dt.datetime | None = None
+    #: IETF: when content past the known length marked it invalid (see :func:`invalidate`).
+    invalid_at: dt.datetime | None = None
     #: The database's clock when the row was read (None for rows read without it).
     read_at: dt.datetime | None = None
 
@@ -146,6 +149,7 @@ def _record(row: object) -> ResourceRecord:
         storage_key=mapping["storage_key"],
         block_size=mapping["block_size"],
         assembled_at=clock.aware(mapping["assembled_at"]),
+        invalid_at=clock.aware(mapping["invalid_at"]),
         read_at=clock.aware(mapping["read_at"]) if "read_at" in mapping else None,
     )
 
@@ -236,9 +240,23 @@ def load_resource(
     if row is None or row.terminated_at is not None:
         raise ResourceNotFoundError(extra={"resource": resource_id})
     record = _record(row)
+    if record.invalid_at is not None and not expired_ok:
+        raise UploadInvalidError(
+            "Content went past the upload length; the upload is invalid.", extra={"length": record.length}
+        )
     if not expired_ok and record.is_expired():
         raise ResourceGoneError("The incomplete resource expired.")
     return record
+
+
+def invalidate(conn: Connection, resource_id: str) -> None:
+    """Mark an incomplete resource invalid (IETF: content past its length); it keeps its
+    expiry time, so the sweep removes it as any other abandoned upload."""
+    conn.execute(
+        update(resources)
+        .where(resources.c.id == resource_id, resources.c.status == STATUS_INCOMPLETE)
+        .values(invalid_at=clock.utcnow())
+    )
 
 
 def resource_owner(conn: Connection, resource_id: str) -> tuple[bool, str | None]:
