@@ -36,6 +36,7 @@ from ..storage.base import StoredObject
 from .lifecycle import EventBus
 from .lifecycle import EventKind
 from .lifecycle import ResourceEvent
+from .running import RunningDigests
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -205,6 +206,9 @@ class WriteContext:
     #: Hash a resource a write just covered and complete it: ``finalize(resource_id,
     #: storage_key)`` (UploadService._finalize; nothing happens if that generation is gone).
     finalize: Callable[[str, str | None], None]
+    #: This process's running SHA-256s of committed prefixes (writes in order are hashed as
+    #: they stream; see running.py).
+    digests: RunningDigests = dataclasses.field(default_factory=RunningDigests)
 
     def publish(self, conn: Connection, kind: EventKind, record: ResourceRecord, **data: object) -> None:
         """A lifecycle event about ``record``, inside the transaction of ``conn``."""

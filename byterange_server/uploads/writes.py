@@ -19,6 +19,7 @@ import logging
 import secrets
 import threading
 import time
+from typing import Any
 
 from ..db.ledger import extents
 from ..db.ledger import garbage
@@ -207,6 +208,11 @@ class WriteSession:
         self.committing = False
         #: The state after the commit, read in its transaction (None: read it afresh).
         self.snapshot: resources.ResourceSnapshot | None = None
+        #: A copy of the running SHA-256 of the committed prefix, fed with this request's bytes
+        #: that continue it, up to ``running_stop`` (see running.py); None when this process
+        #: has none for where the request's first bytes go.
+        self.running: Any | None = None
+        self.running_start = self.running_stop = -1
 
     # The request as a whole ------------------------------------------------------------------
 
@@ -486,6 +492,13 @@ class WriteSession:
             cursor = overlap_stop
         if cursor < stop:
             self._write(data, position, cursor, stop)
+        if self.running_stop < 0:  # the request's first bytes: do they continue a running digest?
+            self.running = self.context.digests.take(self.resource_id, self.storage_key, position)
+            self.running_start = self.running_stop = position
+        if self.running is not None and position == self.running_stop:
+            # Written or compared equal: these are the bytes the commit will claim here.
+            self.running.update(data)
+            self.running_stop = stop
         part.received += len(data)
 
     def _write(self, data: memoryview, base: int, start: int, stop: int) -> None:
@@ -877,6 +890,9 @@ class WriteSession:
                 except ResourceGoneError:
                     self.snapshot = None  # expired meanwhile: state() reports it as it always did
         self.parts_released = True
+        if self.running is not None and self.running_stop > self.running_start and not record.is_complete:
+            # Committed: [0, running_stop) is what the running digest has seen.
+            self.context.digests.put(self.resource_id, self.storage_key, self.running, self.running_stop)
         if covered and not record.is_complete:
             self.context.finalize(self.resource_id, self.storage_key)
         elif record.is_failed:
