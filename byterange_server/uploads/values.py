@@ -234,6 +234,18 @@ class WriteContext:
             conn, resource_id, limit=SNAPSHOT_LIMIT, fits=ranges_fit(ranges_budget)
         )
 
+    @staticmethod
+    def joined_snapshot(
+        conn: Connection, resource_id: str, ranges_budget: int | None
+    ) -> resources.ResourceSnapshot | None:
+        """:meth:`snapshot` in one statement, or None when it takes more (see
+        resources.load_snapshot_joined)."""
+        if ranges_budget is None:
+            return resources.load_snapshot_joined(conn, resource_id, limit=1)
+        return resources.load_snapshot_joined(
+            conn, resource_id, limit=SNAPSHOT_LIMIT, fits=ranges_fit(ranges_budget)
+        )
+
 
 def ranges_fit(budget: int) -> Callable[[Extent], bool]:
     """A predicate that accepts extents while their ``Committed-Ranges`` value
