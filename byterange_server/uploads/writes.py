@@ -217,7 +217,9 @@ class WriteSession:
     # The request as a whole ------------------------------------------------------------------
 
     def run(self, decoder: PatchDecoder, body: BodySource) -> None:
-        with self.db.read() as conn:
+        # One statement needs no transaction; the tus offset check reads a second.
+        early = self.db.read() if self.options.expected_offset is not None else self.db.single()
+        with early as conn:
             self.record = resources.load_resource(conn, self.resource_id)
             if self.record.concat == "final":
                 raise FinalUploadWriteError(
@@ -659,7 +661,8 @@ class WriteSession:
                             extra={"length": record.length, "last": limit - 1},
                         )
             if not earlier:
-                self._check_offset(extents.prefix_stop(conn, self.resource_id))
+                if self.options.expected_offset is not None:
+                    self._check_offset(extents.prefix_stop(conn, self.resource_id))
                 if self.settings.max_writes_per_resource or self.settings.max_writes_per_principal:
                     # Taken with the first reservation, in its transaction: no extra round trip.
                     self.slot_id = reservations.take_write_slot(
@@ -829,7 +832,9 @@ class WriteSession:
             record = resources.load_resource(conn, self.resource_id, for_update=True, expired_ok=True)
             if self.storage_key is not None and record.object_key != self.storage_key:
                 raise self._gone_error()  # its bytes went to the deleted generation
-            if not reservations.reservations_alive(conn, ids):
+            # Released at once (rolled back with the rest if anything below fails): the one
+            # statement also tells whether each reservation was still ours.
+            if not reservations.release_alive(conn, ids):
                 raise self._lease_lost()
             if self.declared_length is not None and not prefixes_only:
                 record = resources.set_length(conn, record, self.declared_length)
@@ -875,20 +880,30 @@ class WriteSession:
                 self.context.publish(
                     conn, "progress", record, ranges=[[e.start, e.stop] for e in added], offset=offset
                 )
-            reservations.release(conn, ids)
             reservations.release_write_slot(conn, self.slot_id)
             self.slot_id = None
             resources.touch(conn, self.resource_id)
-            covered = record.length is not None and extents.is_covered(
-                conn, self.resource_id, record.length
-            )
-            if not covered or record.is_complete:
-                # The response's state, read under the same lock (a completing write reads it
-                # after the digest instead).
+            # The response's state, read under the same lock, in one statement when it can be;
+            # its first extent also tells whether the write covered the resource.
+            try:
+                snapshot = self.context.joined_snapshot(conn, self.resource_id, self.ranges_budget)
+            except ResourceGoneError:
+                snapshot = None  # expired meanwhile: state() reports it as it always did
+            if snapshot is not None and record.length is not None:
+                first = snapshot.extents[:1]
+                covered = record.length == 0 or first == [Extent(0, record.length)]
+            else:
+                covered = record.length is not None and extents.is_covered(
+                    conn, self.resource_id, record.length
+                )
+            if covered and not record.is_complete:
+                snapshot = None  # a completing write reads it after the digest instead
+            elif snapshot is None:
                 try:
-                    self.snapshot = self.context.snapshot(conn, self.resource_id, self.ranges_budget)
+                    snapshot = self.context.snapshot(conn, self.resource_id, self.ranges_budget)
                 except ResourceGoneError:
-                    self.snapshot = None  # expired meanwhile: state() reports it as it always did
+                    pass
+            self.snapshot = snapshot
         self.parts_released = True
         if self.running is not None and self.running_stop > self.running_start and not record.is_complete:
             # Committed: [0, running_stop) is what the running digest has seen.
