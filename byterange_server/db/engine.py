@@ -31,6 +31,7 @@ from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
@@ -70,7 +71,36 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+#: A pooled connection idle for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for a connection that sat in the pool for more than
+    :data:`PING_AFTER_IDLE` seconds: one just returned by the request before answered a moment
+    ago, and a ping per checkout was a round trip of every HEAD. A server that went away within
+    that second fails the request's statement instead; the error marks the connection
+    disconnected (the pool drops it), and the request answers 503 with Retry-After."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["byterange_returned"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("byterange_returned")
+        if returned is None or time.monotonic() - returned <= PING_AFTER_IDLE:
+            return  # just opened (info is cleared when a connection is replaced) or just used
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out another (a fresh one).
+            raise DisconnectionError("the pooled connection did not answer a ping") from exc
 
 
 #: SQLite result codes after which a connection may be stuck in a state that a fresh one would not
@@ -122,6 +152,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         options = connection.get_execution_options()
+        if options.get("byterange_single", False):
+            return  # Database.single: the statement runs in the driver's autocommit
         immediate = options.get("byterange_write", False)
         if immediate:
             # Set outside the transaction, and only when it changes (it is per connection).
@@ -144,6 +176,20 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with _translate_errors(self.engine), self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextlib.contextmanager
+    def single(self) -> Iterator[Connection]:
+        """A connection for exactly one read statement, outside a transaction: one SELECT
+        reads one consistent snapshot on both databases by itself, so the ``BEGIN`` and
+        ``COMMIT`` round trips of :meth:`read` would buy nothing."""
+        with _translate_errors(self.engine), self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                # The driver is in autocommit already (see _configure_sqlite); only our "begin"
+                # listener must not open a transaction. (SQLAlchemy's AUTOCOMMIT level would
+                # reset the driver's isolation_level at check-in.)
+                yield conn.execution_options(byterange_single=True)
+            else:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Connection]:

@@ -32,6 +32,7 @@ from .requestlog import ACCESS_LOGGER
 from .requestlog import REQUEST_ID
 from .requestlog import accept_request_id
 from .requestlog import new_request_id
+from .requestlog import write_json_line
 
 __all__ = ["RECORD_KEY", "CountingInput", "RequestObserver", "RequestRecord"]
 
@@ -253,7 +254,10 @@ class RequestObserver:
             "problem": record.problem,
             "client": record.client,
         }
-        access_log.info(
-            "%s %s %s", record.method, record.path, status,
-            extra={"fields": fields, "request_id": record.request_id},
-        )
+        message = f"{record.method} {record.path} {status}"
+        try:
+            if write_json_line(access_log, message, record.request_id, fields):
+                return
+        except Exception:  # the stream failed: let logging report it as for any other record
+            pass
+        access_log.info(message, extra={"fields": fields, "request_id": record.request_id})

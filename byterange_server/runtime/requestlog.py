@@ -17,9 +17,11 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import os
 import re
 import secrets
 import sys
+import time
 from typing import Any
 from typing import TextIO
 
@@ -69,7 +71,11 @@ class RequestIdFilter(logging.Filter):
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    moment = dt.datetime.fromtimestamp(record.created, tz=dt.timezone.utc)
+    return _iso(record.created)
+
+
+def _iso(created: float) -> str:
+    moment = dt.datetime.fromtimestamp(created, tz=dt.timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -100,6 +106,47 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
         return json.dumps(fields, default=str, separators=(",", ":"), ensure_ascii=True)
+
+
+def write_json_line(logger: logging.Logger, message: str, request_id: str, fields: dict[str, Any]) -> bool:
+    """Write the line :class:`JsonFormatter` would write for an INFO record of ``logger``
+    (a child of the package logger) straight to our handler's stream, without building a
+    :class:`logging.LogRecord` (most of an access line's cost); False, having written nothing,
+    unless logging is configured exactly as :func:`configure_logging` leaves it (JSON, our
+    handler only, nothing else listening): then the caller logs as usual."""
+    if logger.handlers or logger.filters or not logger.propagate or not logger.isEnabledFor(logging.INFO):
+        return False
+    package = logger.parent
+    if package is None or package.name != PACKAGE_LOGGER or package.propagate or package.filters:
+        return False
+    handlers = package.handlers
+    if len(handlers) != 1:
+        return False
+    handler = handlers[0]
+    if (
+        not getattr(handler, _OURS, False)
+        or type(handler.formatter) is not JsonFormatter
+        or handler.level > logging.INFO
+        or len(handler.filters) != 1
+        or type(handler.filters[0]) is not RequestIdFilter
+    ):
+        return False
+    line: dict[str, Any] = {
+        "time": _iso(time.time()),
+        "level": "info",
+        "logger": logger.name,
+        "message": message,
+        "pid": os.getpid(),
+        "request_id": request_id,
+    }
+    for key, value in fields.items():
+        line.setdefault(key, value)
+    text = json.dumps(line, default=str, separators=(",", ":"), ensure_ascii=True)
+    stream_handler: logging.StreamHandler[TextIO] = handler  # type: ignore[assignment]
+    with stream_handler.lock:  # type: ignore[union-attr]
+        stream_handler.stream.write(text + stream_handler.terminator)
+        stream_handler.flush()
+    return True
 
 
 class TextFormatter(logging.Formatter):

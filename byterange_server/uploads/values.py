@@ -36,6 +36,7 @@ from ..storage.base import StoredObject
 from .lifecycle import EventBus
 from .lifecycle import EventKind
 from .lifecycle import ResourceEvent
+from .running import RunningDigests
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -207,6 +208,9 @@ class WriteContext:
     #: Hash a resource a write just covered and complete it: ``finalize(resource_id,
     #: storage_key)`` (UploadService._finalize; nothing happens if that generation is gone).
     finalize: Callable[[str, str | None], None]
+    #: This process's running SHA-256s of committed prefixes (writes in order are hashed as
+    #: they stream; see running.py).
+    digests: RunningDigests = dataclasses.field(default_factory=RunningDigests)
 
     def publish(self, conn: Connection, kind: EventKind, record: ResourceRecord, **data: object) -> None:
         """A lifecycle event about ``record``, inside the transaction of ``conn``."""
@@ -229,6 +233,18 @@ class WriteContext:
         if ranges_budget is None:
             return resources.load_snapshot(conn, resource_id, limit=1)
         return resources.load_snapshot(
+            conn, resource_id, limit=SNAPSHOT_LIMIT, fits=ranges_fit(ranges_budget)
+        )
+
+    @staticmethod
+    def joined_snapshot(
+        conn: Connection, resource_id: str, ranges_budget: int | None
+    ) -> resources.ResourceSnapshot | None:
+        """:meth:`snapshot` in one statement, or None when it takes more (see
+        resources.load_snapshot_joined)."""
+        if ranges_budget is None:
+            return resources.load_snapshot_joined(conn, resource_id, limit=1)
+        return resources.load_snapshot_joined(
             conn, resource_id, limit=SNAPSHOT_LIMIT, fits=ranges_fit(ranges_budget)
         )
 

@@ -19,6 +19,7 @@ import logging
 import secrets
 import threading
 import time
+from typing import Any
 
 from ..db.ledger import extents
 from ..db.ledger import garbage
@@ -215,11 +216,18 @@ class WriteSession:
         self.committing = False
         #: The state after the commit, read in its transaction (None: read it afresh).
         self.snapshot: resources.ResourceSnapshot | None = None
+        #: A copy of the running SHA-256 of the committed prefix, fed with this request's bytes
+        #: that continue it, up to ``running_stop`` (see running.py); None when this process
+        #: has none for where the request's first bytes go.
+        self.running: Any | None = None
+        self.running_start = self.running_stop = -1
 
     # The request as a whole ------------------------------------------------------------------
 
     def run(self, decoder: PatchDecoder, body: BodySource) -> None:
-        with self.db.read() as conn:
+        # One statement needs no transaction; the tus offset check reads a second.
+        early = self.db.read() if self.options.expected_offset is not None else self.db.single()
+        with early as conn:
             self.record = resources.load_resource(conn, self.resource_id)
             if self.record.concat == "final":
                 raise FinalUploadWriteError(
@@ -504,6 +512,13 @@ class WriteSession:
             cursor = overlap_stop
         if cursor < stop:
             self._write(data, position, cursor, stop)
+        if self.running_stop < 0:  # the request's first bytes: do they continue a running digest?
+            self.running = self.context.digests.take(self.resource_id, self.storage_key, position)
+            self.running_start = self.running_stop = position
+        if self.running is not None and position == self.running_stop:
+            # Written or compared equal: these are the bytes the commit will claim here.
+            self.running.update(data)
+            self.running_stop = stop
         part.received += len(data)
 
     def _write(self, data: memoryview, base: int, start: int, stop: int) -> None:
@@ -685,7 +700,8 @@ class WriteSession:
                             extra={"length": record.length, "last": limit - 1},
                         )
             if not earlier:
-                self._check_offset(extents.prefix_stop(conn, self.resource_id))
+                if self.options.expected_offset is not None:
+                    self._check_offset(extents.prefix_stop(conn, self.resource_id))
                 if self.settings.max_writes_per_resource or self.settings.max_writes_per_principal:
                     # Taken with the first reservation, in its transaction: no extra round trip.
                     self.slot_id = reservations.take_write_slot(
@@ -855,7 +871,9 @@ class WriteSession:
             record = resources.load_resource(conn, self.resource_id, for_update=True, expired_ok=True)
             if self.storage_key is not None and record.object_key != self.storage_key:
                 raise self._gone_error()  # its bytes went to the deleted generation
-            if not reservations.reservations_alive(conn, ids):
+            # Released at once (rolled back with the rest if anything below fails): the one
+            # statement also tells whether each reservation was still ours.
+            if not reservations.release_alive(conn, ids):
                 raise self._lease_lost()
             if self.declared_length is not None and not prefixes_only:
                 record = resources.set_length(conn, record, self.declared_length)
@@ -905,21 +923,34 @@ class WriteSession:
                 self.context.publish(
                     conn, "progress", record, ranges=[[e.start, e.stop] for e in added], offset=offset
                 )
-            reservations.release(conn, ids)
             reservations.release_write_slot(conn, self.slot_id)
             self.slot_id = None
             resources.touch(conn, self.resource_id)
-            covered = record.length is not None and extents.is_covered(
-                conn, self.resource_id, record.length
-            )
-            if not covered or record.is_complete:
-                # The response's state, read under the same lock (a completing write reads it
-                # after the digest instead).
+            # The response's state, read under the same lock, in one statement when it can be;
+            # its first extent also tells whether the write covered the resource.
+            try:
+                snapshot = self.context.joined_snapshot(conn, self.resource_id, self.ranges_budget)
+            except ResourceGoneError:
+                snapshot = None  # expired meanwhile: state() reports it as it always did
+            if snapshot is not None and record.length is not None:
+                first = snapshot.extents[:1]
+                covered = record.length == 0 or first == [Extent(0, record.length)]
+            else:
+                covered = record.length is not None and extents.is_covered(
+                    conn, self.resource_id, record.length
+                )
+            if covered and not record.is_complete:
+                snapshot = None  # a completing write reads it after the digest instead
+            elif snapshot is None:
                 try:
-                    self.snapshot = self.context.snapshot(conn, self.resource_id, self.ranges_budget)
+                    snapshot = self.context.snapshot(conn, self.resource_id, self.ranges_budget)
                 except ResourceGoneError:
-                    self.snapshot = None  # expired meanwhile: state() reports it as it always did
+                    pass
+            self.snapshot = snapshot
         self.parts_released = True
+        if self.running is not None and self.running_stop > self.running_start and not record.is_complete:
+            # Committed: [0, running_stop) is what the running digest has seen.
+            self.context.digests.put(self.resource_id, self.storage_key, self.running, self.running_stop)
         if covered and not record.is_complete:
             self.context.finalize(self.resource_id, self.storage_key)
         elif record.is_failed:

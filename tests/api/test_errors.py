@@ -236,6 +236,7 @@ def test_database_outage_is_503_without_sql(client, monkeypatch, settings_overri
         )
 
     monkeypatch.setattr(resources, "load_snapshot", boom)
+    monkeypatch.setattr(resources, "load_snapshot_joined", boom)
     response = client.get(path)
     problem(response, 503)
     assert response.headers.get("Retry-After")

@@ -3,6 +3,7 @@ service (its rows are inserted and read here directly)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 
@@ -114,6 +115,33 @@ def test_the_snapshot_reads_extents_while_they_fit(db) -> None:
         assert first.extents == [Extent(0, 10)] and first.truncated
         two = resources.load_snapshot(conn, "r", limit=10, fits=lambda extent: extent.start < 20)
         assert two.extents == [Extent(0, 10), Extent(20, 30)] and two.truncated
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 7, 8, 9, 30])
+def test_the_joined_snapshot_is_the_snapshot_or_asks_for_it(db, count) -> None:
+    create(db, "r", length=1000)
+    with db.write() as conn:
+        extents.add_extents(conn, "r", [Extent(10 * i, 10 * i + 5) for i in range(count)])
+    cases = [{"limit": 1}, {"limit": 3}, {"limit": 1024}, {"limit": 1024, "fits": lambda e: e.start < 40}]
+    for case in cases:
+        with db.single() as conn:
+            joined = resources.load_snapshot_joined(conn, "r", **case)
+        with db.read() as conn:
+            both = resources.load_snapshot(conn, "r", **case)
+        if joined is None:  # only when the statement could not tell, never for an offset alone
+            assert count >= resources.JOINED_EXTENTS and case["limit"] + 1 > resources.JOINED_EXTENTS
+            continue
+        assert (joined.extents, joined.truncated) == (both.extents, both.truncated), case
+        assert joined.resource == dataclasses.replace(both.resource, read_at=joined.resource.read_at)
+
+
+def test_the_joined_snapshot_refuses_what_load_resource_refuses(db) -> None:
+    create(db, "old", length=10, expires_at=clock.utcnow() - dt.timedelta(seconds=5))
+    with db.single() as conn:
+        with pytest.raises(ResourceNotFoundError):
+            resources.load_snapshot_joined(conn, "none", limit=1)
+        with pytest.raises(ResourceGoneError):
+            resources.load_snapshot_joined(conn, "old", limit=1)
 
 
 def test_deletion_takes_the_rows_of_the_resource_with_it(db) -> None:

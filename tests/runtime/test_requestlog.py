@@ -20,6 +20,7 @@ from byterange_server.runtime.requestlog import TextFormatter
 from byterange_server.runtime.requestlog import accept_request_id
 from byterange_server.runtime.requestlog import configure_logging
 from byterange_server.runtime.requestlog import new_request_id
+from byterange_server.runtime.requestlog import write_json_line
 
 SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=@/-]{0,127}")
 
@@ -145,3 +146,58 @@ def test_configuration_leaves_configured_logging_alone() -> None:
 def test_a_bad_setting_stops_the_start(tmp_path, name: str, value: str) -> None:
     with pytest.raises(ValueError, match=value):
         create_app({"DATA_DIR": str(tmp_path), name: value})
+
+
+def _our_json_handler(stream: io.StringIO) -> logging.Handler:
+    handler = configure_logging("json", "info", stream=stream, force=True)
+    assert handler is not None
+    return handler
+
+
+def _remove(handler: logging.Handler) -> None:
+    package = logging.getLogger("byterange_server")
+    package.removeHandler(handler)
+    package.propagate = True
+    package.setLevel(logging.NOTSET)
+    logging.getLogger("byterange_server.access").setLevel(logging.NOTSET)
+
+
+def test_a_line_written_without_a_log_record_is_the_formatters_line() -> None:
+    stream = io.StringIO()
+    handler = _our_json_handler(stream)
+    logger = logging.getLogger("byterange_server.access")
+    fields = {"method": "HEAD", "path": "/files/ünï\n", "status": 204, "route": None, "level": "ignored"}
+    try:
+        assert write_json_line(logger, "HEAD /files/x 204", "rid-9", fields)
+        logger.info("HEAD /files/x 204", extra={"fields": fields, "request_id": "rid-9"})
+    finally:
+        _remove(handler)
+    direct, logged = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert list(direct) == list(logged) and stream.getvalue().isascii()
+    assert {**direct, "time": None} == {**logged, "time": None}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", direct["time"])
+
+
+def test_a_line_goes_through_logging_whenever_anything_else_listens() -> None:
+    stream = io.StringIO()
+    handler = _our_json_handler(stream)
+    logger = logging.getLogger("byterange_server.access")
+    package = logging.getLogger("byterange_server")
+    extra = logging.StreamHandler(io.StringIO())
+    try:
+        package.addHandler(extra)  # a second handler: it must get its record
+        assert not write_json_line(logger, "m", "r", {})
+        package.removeHandler(extra)
+        logger.addHandler(extra)  # one on the access logger itself
+        assert not write_json_line(logger, "m", "r", {})
+        logger.removeHandler(extra)
+        handler.setFormatter(TextFormatter())  # the text format
+        assert not write_json_line(logger, "m", "r", {})
+        handler.setFormatter(JsonFormatter())
+        logger.setLevel(logging.WARNING)  # access lines turned down
+        assert not write_json_line(logger, "m", "r", {})
+    finally:
+        package.removeHandler(extra)
+        logger.removeHandler(extra)
+        _remove(handler)
+    assert stream.getvalue() == ""

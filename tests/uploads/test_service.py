@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 
 import pytest
+from sqlalchemy import event
 
 from byterange_server.db import clock
 from byterange_server.db import models
@@ -84,3 +85,27 @@ def test_racing_replays_create_one_resource_and_leave_no_object(service, monkeyp
     with pytest.raises(ResourceExistsError):
         service.allocate(length=4, creator=creator)
     assert created and not service.storage.exists(created[0])
+
+
+def test_a_state_read_is_one_statement_outside_a_transaction(service) -> None:
+    """A HEAD's state of a resource with few extents: one SELECT, no BEGIN or COMMIT around it
+    (one statement is one snapshot by itself on both databases)."""
+    resource = service.allocate(length=10)
+    put(service, resource.id, 0, b"0123", 10)
+    seen: list[tuple[str, bool]] = []
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        driver = conn.connection.dbapi_connection
+        if service.db.dialect == "sqlite":
+            open_transaction = driver.in_transaction
+        else:
+            open_transaction = driver.info.transaction_status != 0  # psycopg's IDLE
+        seen.append((statement.split()[0], open_transaction))
+
+    event.listen(service.db.engine, "after_cursor_execute", after)
+    try:
+        state = service.state(resource.id, ranges_budget=4096)
+    finally:
+        event.remove(service.db.engine, "after_cursor_execute", after)
+    assert state.offset == 4 and not state.complete
+    assert seen == [("SELECT", False)]

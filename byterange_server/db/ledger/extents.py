@@ -19,6 +19,7 @@ from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy import update
 
 from ...extents import Extent
 from ...extents import normalize
@@ -68,6 +69,11 @@ _DELETE_EXTENTS_AT = delete(extents).where(
     extents.c.resource_id == bindparam("id"), extents.c.start.in_(bindparam("starts", expanding=True))
 )
 _INSERT_EXTENT = insert(extents)
+_SET_EXTENT_STOP = (
+    update(extents)
+    .where(extents.c.resource_id == bindparam("id"), extents.c.start == bindparam("at"))
+    .values(stop=bindparam("new_stop"))
+)
 _EXTENTS_STARTING_BELOW_AT_MOST = _EXTENTS_STARTING_BELOW.limit(bindparam("limit"))
 
 
@@ -209,9 +215,15 @@ def add_extents(conn: Connection, resource_id: str, new: Iterable[Extent]) -> li
         neighbours = _extents_near(conn, resource_id, extent.start, extent.stop, touching=True)
         start = min([extent.start, *(row.start for row in neighbours)])
         stop = max([extent.stop, *(row.stop for row in neighbours)])
-        if neighbours:
-            conn.execute(_DELETE_EXTENTS_AT, {"id": resource_id, "starts": [row.start for row in neighbours]})
-        conn.execute(_INSERT_EXTENT, {"resource_id": resource_id, "start": start, "stop": stop})
+        if len(neighbours) == 1 and neighbours[0].start == start:
+            # An append (or bytes inside one extent): that row only grows, in place.
+            if neighbours[0].stop != stop:
+                conn.execute(_SET_EXTENT_STOP, {"id": resource_id, "at": start, "new_stop": stop})
+        else:
+            if neighbours:
+                starts = [row.start for row in neighbours]
+                conn.execute(_DELETE_EXTENTS_AT, {"id": resource_id, "starts": starts})
+            conn.execute(_INSERT_EXTENT, {"resource_id": resource_id, "start": start, "stop": stop})
         merged_out.append(Extent(start, stop))
     return normalize(merged_out)
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 from sqlalchemy import bindparam
+from sqlalchemy import case
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
@@ -59,6 +60,15 @@ _RESERVATIONS_IN = select(reservations.c.id).where(reservations.c.id.in_(bindpar
 _DELETE_RESERVATIONS = delete(reservations).where(reservations.c.id.in_(bindparam("ids", expanding=True)))
 _DELETE_DEAD_SLOTS = delete(write_slots).where(
     write_slots.c.resource_id == bindparam("id"), write_slots.c.lease_expires_ms <= clock.NOW_MS
+)
+#: (all, live) write slots of a resource.
+_SLOTS_OF_RESOURCE = (
+    select(
+        func.count(),
+        func.coalesce(func.sum(case((write_slots.c.lease_expires_ms > clock.NOW_MS, 1), else_=0)), 0),
+    )
+    .select_from(write_slots)
+    .where(write_slots.c.resource_id == bindparam("id"))
 )
 _INSERT_SLOT = insert(write_slots).values(lease_expires_ms=clock.NOW_MS + bindparam("lease_ms"))
 _DELETE_SLOT = delete(write_slots).where(write_slots.c.id == bindparam("slot"))
@@ -295,6 +305,15 @@ def reservations_alive(conn: Connection, reservation_ids: Sequence[str]) -> bool
     return len(count) == len(reservation_ids)
 
 
+def release_alive(conn: Connection, reservation_ids: Sequence[str]) -> bool:
+    """Release the reservations; whether every one of them was still there (what
+    :func:`reservations_alive` tells, in the same statement). The caller rolls back when not."""
+    if not reservation_ids:
+        return True
+    result = conn.execute(_DELETE_RESERVATIONS, {"ids": list(reservation_ids)})
+    return result.rowcount == len(reservation_ids)
+
+
 def release(conn: Connection, reservation_ids: Iterable[str]) -> None:
     ids = list(reservation_ids)
     if ids:
@@ -328,15 +347,20 @@ def take_write_slot(
 
     :raises TooManyWritesError: (429, Retry-After) a limit is reached.
     """
-    conn.execute(_DELETE_DEAD_SLOTS, {"id": resource_id})
     if max_per_resource:
-        live = _count_live(conn, write_slots.c.resource_id == resource_id)
+        # One statement counts both: the slots of writers that died are deleted only when
+        # there are some (a DELETE on every write found none almost always).
+        total, live = conn.execute(_SLOTS_OF_RESOURCE, {"id": resource_id}).one()
+        if total > live:
+            conn.execute(_DELETE_DEAD_SLOTS, {"id": resource_id})
         if live >= max_per_resource:
             raise TooManyWritesError(
                 "Too many writes to this resource are in flight; send this one again shortly.",
                 extra={"max-writes-per-resource": max_per_resource},
                 headers={"Retry-After": "1"},
             )
+    else:
+        conn.execute(_DELETE_DEAD_SLOTS, {"id": resource_id})
     if principal is not None and max_per_principal:
         if conn.dialect.name == "postgresql":
             # Writers of one principal on different resources hold different row locks.

@@ -50,6 +50,22 @@ from .extents import first_extents
 # Each read of a row also reads the database's clock, which decides whether it has expired.
 _RESOURCE_BY_ID = select(resources, clock.NOW.label("read_at")).where(resources.c.id == bindparam("id"))
 _RESOURCE_BY_ID_FOR_UPDATE = _RESOURCE_BY_ID.with_for_update()
+#: The row and its first extents in one statement (see load_snapshot_joined).
+_SNAPSHOT_JOINED = (
+    select(
+        resources,
+        clock.NOW.label("read_at"),
+        extents.c.start.label("extent_start"),
+        extents.c.stop.label("extent_stop"),
+    )
+    .select_from(resources.outerjoin(extents, extents.c.resource_id == resources.c.id))
+    .where(resources.c.id == bindparam("id"))
+    .order_by(extents.c.start)
+    .limit(bindparam("limit"))
+)
+#: At most this many extents come with the row in one statement: each joined row repeats the
+#: resource's columns, so a resource with more is read by load_snapshot instead.
+JOINED_EXTENTS = 8
 _TOUCH = update(resources).where(resources.c.id == bindparam("rid")).values(updated_at=bindparam("at"))
 
 
@@ -282,6 +298,42 @@ def load_snapshot(
     record = load_resource(conn, resource_id)
     found, truncated = first_extents(conn, resource_id, limit=limit, fits=fits)
     return ResourceSnapshot(record, found, truncated=truncated)
+
+
+def load_snapshot_joined(
+    conn: Connection,
+    resource_id: str,
+    *,
+    limit: int,
+    fits: Callable[[Extent], bool] | None = None,
+) -> ResourceSnapshot | None:
+    """What :func:`load_snapshot` returns, in one statement (the row joined with its first
+    extents), so it needs no transaction around it; None when the resource has more extents
+    than one statement brings (:data:`JOINED_EXTENTS`) and the caller may show them: then
+    :func:`load_snapshot` reads them.
+
+    :raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410).
+    """
+    asked = min(limit + 1, JOINED_EXTENTS)
+    rows = conn.execute(_SNAPSHOT_JOINED, {"id": resource_id, "limit": asked}).all()
+    if not rows or rows[0].terminated_at is not None:
+        raise ResourceNotFoundError(extra={"resource": resource_id})
+    record = _record(rows[0])
+    if record.is_expired():
+        raise ResourceGoneError("The incomplete resource expired.")
+    found: list[Extent] = []
+    for row in rows:
+        if row.extent_start is None:
+            break  # no extents (the outer join's one row)
+        extent = Extent(row.extent_start, row.extent_stop)
+        if len(found) == limit:
+            return ResourceSnapshot(record, found, truncated=True)
+        found.append(extent)
+        if fits is not None and not fits(extent):
+            return ResourceSnapshot(record, found, truncated=True)
+    if len(rows) == asked and asked < limit + 1 and rows[-1].extent_start is not None:
+        return None  # there may be more than this statement brought
+    return ResourceSnapshot(record, found, truncated=False)
 
 
 def set_length(conn: Connection, record: ResourceRecord, length: int) -> ResourceRecord:
