@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import datetime
 import functools
+import json
 import os
 import resource
 import signal
@@ -53,6 +54,7 @@ from byterange_server.db.ledger import extents
 from byterange_server.extents import Extent
 from byterange_server.units import parse_size
 
+from . import capacity
 from . import load
 from . import peersuite
 from .raw import raw_server
@@ -75,7 +77,7 @@ Values = dict[str, tuple[float, str]]  # {metric: (value, unit)}
 Runner = Callable[["Target"], Values]
 SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6")
 #: Asked for by name only.
-EXTRA_SCENARIOS = ("H1",)
+EXTRA_SCENARIOS = ("H1", "C1")
 #: The target a scenario's ratio compares with (``raw`` when not named here).
 BASELINES = {"H1": "flask"}
 MiB = 1024 * 1024
@@ -103,6 +105,7 @@ class Target:
     pids: Callable[[], list[int]]
     database_url: str = ""
     complete: str | None = None  # a complete resource of the full size, for S6
+    master: int = 0  # gunicorn's master (C1 counts its CPU too)
 
     @property
     def raw(self) -> bool:
@@ -146,6 +149,9 @@ class Suite:
         self.options = options
         self.rows: dict[tuple[str, str, str], Row] = {}
         self.block = memoryview(os.urandom(max(options.segment, options.small, 8 * MiB)))
+        self.capacity = capacity.CapacityOptions()
+        #: Per-run notes of the scenarios that keep some (C1: outcomes, HEADs answered).
+        self.notes: dict[str, list[dict[str, Any]]] = {}
 
     def record(self, scenario: str, target: Target, values: Values,
                client: float, server: float) -> None:
@@ -312,6 +318,11 @@ class Suite:
             "server CPU per HEAD": (cpu / count * 1000, "ms"),
         }
 
+    def c1(self, target: Target) -> Values:
+        values, notes = capacity.run(target.url, target.pids(), target.master, self.capacity)
+        self.notes.setdefault(f"C1 {target.name}", []).append(notes)
+        return values
+
     def ensure_complete(self, target: Target) -> None:
         if target.complete is None:
             target.complete = load.upload(target.url, self.block, self.options.size, self.options.segment)
@@ -357,7 +368,8 @@ def servers(databases: list[str], raw: bool, bare: bool = False,
                 urls = stack.enter_context(postgres_databases(len(sources)))
             for (suffix, source), url in zip(sources, urls, strict=True):
                 server = stack.enter_context(gunicorn_server(database_url=url, source=source))
-                targets.append(Target(database + suffix, server.url, server.worker_pids, server.database_url))
+                targets.append(Target(database + suffix, server.url, server.worker_pids, server.database_url,
+                                      master=server.pid))
         yield targets
 
 
@@ -370,6 +382,11 @@ def main(argv: list[str] | None = None) -> None:
                              "with --peers P1,…,P6")
     parser.add_argument("--against", default="",
                         help="comma-separated git revisions also measured in S1–S3 and H1, e.g. HEAD~1")
+    parser.add_argument("--slow-clients", type=int, default=None,
+                        help="C1: concurrent slow uploads (default 1000)")
+    parser.add_argument("--slow-rate", default=None,
+                        help="C1: bytes/s each slow client sends (default 128KiB)")
+    parser.add_argument("--slow-size", default=None, help="C1: bytes of each slow upload (default 1MiB)")
     parser.add_argument("--heads", type=int, default=None, help="HEADs per run of S4 and H1 (default 1000)")
     parser.add_argument("--size", default=None,
                         help="resource size for S1, S2, S5, S6 and P1–P3 (default 1GiB)")
@@ -408,6 +425,13 @@ def main(argv: list[str] | None = None) -> None:
         options = Options(size=parse_size(args.size or "1GiB"), runs=args.runs or 3)
     if args.heads:
         options.heads = args.heads
+    suite_capacity = capacity.CapacityOptions()
+    if args.slow_clients:
+        suite_capacity.clients = args.slow_clients
+    if args.slow_rate:
+        suite_capacity.rate = parse_size(args.slow_rate)
+    if args.slow_size:
+        suite_capacity.size = parse_size(args.slow_size)
     against = tuple(item.strip() for item in args.against.split(",") if item.strip())
     profile_dir = (args.json.parent if args.json else Path.cwd()) if args.profile else None
     if profile_dir is not None:
@@ -416,6 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     # A TERM (a timeout, a kill) unwinds the context managers, so no server outlives the run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     suite = Suite(options)
+    suite.capacity = suite_capacity
     profiles: dict[str, Any] = {}
     started = datetime.datetime.now(datetime.timezone.utc)
     meta = {"started": started.isoformat(timespec="seconds"), "note": args.note, "machine": machine(),
@@ -430,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
         bare = [target for target in targets if target.name == "flask"]
         plan: dict[str, list[Target]] = {
             "S1": raw + every, "S2": raw + every, "S3": raw + every, "S4": [first], "S5": [first],
-            "S6": raw + [first], "H1": bare + every,
+            "S6": raw + [first], "H1": bare + every, "C1": every,
         }
         for scenario in scenarios:
             print(f"{scenario} ...", file=sys.stderr, flush=True)
@@ -460,9 +485,12 @@ def main(argv: list[str] | None = None) -> None:
                 profiles[f"{scenario} {name}"] = {"files": [path.name for path in paths],
                                                   **summarize_profile(paths)}
             if args.json:  # after every scenario, so an interrupted run keeps what it measured
-                write_results(args.json, suite, meta, scenarios, profiles)
-    result = write_results(args.json, suite, meta, scenarios, profiles, finished=True)
+                write_results(args.json, suite, meta, scenarios, profiles, extra={"notes": suite.notes})
+    result = write_results(args.json, suite, meta, scenarios, profiles, finished=True,
+                           extra={"notes": suite.notes})
     print_table([row for rows in result["scenarios"].values() for row in rows])
+    for name, notes in suite.notes.items():
+        print(f"{name}: " + "; ".join(json.dumps(note, sort_keys=True) for note in notes))
     print_profiles(profiles)
     if args.json:
         print(f"\nwritten to {args.json}")
