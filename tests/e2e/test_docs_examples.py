@@ -116,6 +116,8 @@ def field_pattern(line: str, server: GunicornServer) -> re.Pattern[str]:
     text = re.escape(line.replace("http://127.0.0.1:8080", server.base))
     for placeholder in ("{id}", "{boundary}"):
         text = text.replace(re.escape(placeholder), "[A-Za-z0-9_.-]+")
+    # A lifetime counts down between the requests of a page (Upload-Limit's max-age, in seconds).
+    text = re.sub(r"max\\-age=\d+", lambda _: r"max\-age=\d+", text)
     return re.compile(f"^{text}$", re.M | re.I)
 
 
