@@ -586,6 +586,8 @@ class UploadService:
             finals = pieces.finals_reading(conn, resource_id) if record.concat == "partial" else []
         for final_id in finals:  # concatenation-unfinished: the finals waiting for this one
             self.concat.assemble(final_id)
+        if marked and not failed and self.settings.s3_assemble_on_completion:
+            self.assembler.assemble_soon(resource_id)
         check_not_failed(record)
 
     # -- stored bytes after the request ----------------------------------------------------------
