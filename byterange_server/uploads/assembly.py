@@ -150,13 +150,15 @@ class Assembler:
                     segments.replace_segments(conn, resource_id, whole)
                     resources.mark_assembled(conn, resource_id)
                     garbage.drop(conn, [attempt_garbage])
-                    # The pieces go once every GET that began on them has had time to finish.
+                    # The pieces go once every GET that began on them has had time to finish;
+                    # so does whatever else no segment names (the runs of a two-level assembly,
+                    # an attempt that lost).
                     garbage.record(
                         conn,
                         resource_id,
                         record.object_key,
                         garbage.UNREFERENCED,
-                        scope=storage.write_scope(""),
+                        scope="",
                         delay=self.context.settings.s3_gc_grace,
                     )
                     swapped = True

@@ -181,7 +181,7 @@ class UploadService:
             )
         resource_id, storage_key, derived = self._create_object(creator)
         expires_at = clock.at_from_now(self.settings.expire_after)
-        block_size = self.storage.block_size(length if length is not None else max_size)
+        block_size = self.storage.block_size(length)
         try:
             with self.db.write() as conn:
                 self._check_quota(conn, creator.owner, length)

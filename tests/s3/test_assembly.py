@@ -143,3 +143,22 @@ def test_a_running_assembly_renews_its_lease(settings_overrides: dict[str, Any],
     worker.join(60)
     assert assembled_at(service.db, resource_id) is not None
     app.extensions["byterange"].db.dispose()
+
+
+def test_a_resource_of_unknown_length_is_cut_on_the_smallest_block(client: Any, service: Any) -> None:
+    # Before its length is known its blocks are the smallest (a write holds two at most), not
+    # the size that would keep the 1 TiB maximum under 10,000 of them.
+    path = allocate(client)
+    resource_id = path.rsplit("/", 1)[1]
+    with service.db.read() as conn:
+        block = conn.execute(
+            select(resources_table.c.block_size).where(resources_table.c.id == resource_id)
+        ).scalar_one()
+    assert block == BLOCK_SIZE
+    data = os.urandom(2 * BLOCK_SIZE + 777)
+    write(client, path, 0, data[: BLOCK_SIZE + 10])  # length still unknown
+    write(client, path, BLOCK_SIZE + 10, data[BLOCK_SIZE + 10 :], len(data))  # declares it: complete
+    rows = segment_rows(service.db)
+    assert all(row.start // BLOCK_SIZE == (row.stop - 1) // BLOCK_SIZE for row in rows)
+    assert service.assemble_pending() == 1
+    assert read_all(client, path) == data

@@ -22,6 +22,7 @@ from byterange_server.errors import StorageError
 from byterange_server.storage import LocalSparseStorage
 from byterange_server.storage import MemoryStorage
 from byterange_server.storage import StorageBackend
+from byterange_server.storage import s3 as s3_module
 from byterange_server.storage.base import BlockWriter
 from byterange_server.storage.base import fixed_segments
 from byterange_server.storage.s3 import S3Storage
@@ -264,3 +265,38 @@ def test_assembly_makes_one_object_of_equal_parts(s3, layout):
         digest = hashlib.md5(b"".join(hashlib.md5(part).digest() for part in parts)).hexdigest()
         assert head["ETag"] == f'"{digest}-3"'
     assert read_back(s3, key, [whole], 0, length) == data
+
+
+def test_an_unknown_length_gets_the_smallest_block(s3):
+    # A write holds at most two blocks: 2 x 5 MiB here, not 2 x 160 MiB for a 1 TiB bound.
+    assert s3.block_size(None) == BLOCK
+    assert s3.block_size(10 * BLOCK) == BLOCK
+    assert s3.block_size(10_000 * BLOCK + 1) == 2 * BLOCK
+
+
+def test_assembly_of_more_blocks_than_parts_groups_them_in_two_levels(s3, monkeypatch):
+    # Two parts at most, so three blocks (an unknown length's grid) are grouped two by two.
+    monkeypatch.setattr(s3_module, "MAX_PARTS", 2)
+    key = new_key(s3)
+    length = 2 * BLOCK + 4321
+    data = secrets.token_bytes(length)
+    writer = s3.begin_write(key, "j" * 16, BLOCK)
+    writer.write_at(0, data)
+    found = writer.flush()
+    writer.close()
+    whole = s3.assemble(key, found, length, BLOCK, "attempt2")
+    assert s3.last_assembly == {"copied": 3, "uploaded": 0, "regrouped": 2}
+    assert read_back(s3, key, [whole], 0, length) == data
+    head = s3.client.head_object(Bucket=s3.bucket, Key=whole.object_key, PartNumber=1)
+    assert head["ETag"].endswith('-2"')
+    if "PartsCount" in head:
+        assert head["PartsCount"] == 2 and head["ContentLength"] == 2 * BLOCK
+    else:  # Ceph 16, as above
+        parts = [data[: 2 * BLOCK], data[2 * BLOCK :]]
+        digest = hashlib.md5(b"".join(hashlib.md5(part).digest() for part in parts)).hexdigest()
+        assert head["ETag"] == f'"{digest}-2"'
+    # The runs of the first level are objects the segments do not name: garbage of the attempt.
+    runs = [name for name in listed(s3, key) if ".parts/" in name]
+    assert len(runs) == 2
+    assert s3.collect(key, "", lambda keys: {whole.object_key} & set(keys)) == len(found) + 2
+    assert listed(s3, key) == [whole.object_key]
