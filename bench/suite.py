@@ -1,8 +1,15 @@
 """The benchmark suite: byterange-server under gunicorn against a raw baseline, in one run.
 
     python -m bench [--db sqlite,postgresql] [--scenarios S1,S3] [--size 1GiB] [--runs 3]
-                    [--json PATH] [--profile] [--quick]
+                    [--storage local|s3] [--json PATH] [--profile] [--quick]
     python -m bench --peers ...     against @tus/server and tuspyserver (see bench.peersuite)
+
+``--storage s3`` runs the servers on the S3 backend against a SeaweedFS the suite starts (as the
+tests do, :mod:`bench.s3direct`); S1 and S2 are then compared with ``direct``, boto3 uploading
+the same bytes as one plain multipart upload (8 MiB parts, from one thread for S1 and
+``clients`` threads for S2) to the same store in the same run (``ratio = ours / direct``), and
+add ``assembly``: seconds per GiB from the completing response until the resource is assembled
+into one object (it starts right after that commit, see uploads/assembly.py).
 
 Scenarios (MB = 10^6 bytes; every write is acknowledged only once durable):
 
@@ -49,8 +56,11 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from byterange_server.db.engine import Database
 from byterange_server.db.ledger import extents
+from byterange_server.db.models import resources
 from byterange_server.extents import Extent
 from byterange_server.units import parse_size
 
@@ -66,6 +76,9 @@ from .report import print_aligned
 from .report import print_profiles
 from .report import summarize_profile
 from .report import write_results
+from .s3direct import DirectUploader
+from .s3direct import seaweed_store
+from .s3direct import server_environ
 from .server import checkout
 from .server import cpu_seconds
 from .server import gunicorn_server
@@ -81,6 +94,7 @@ EXTRA_SCENARIOS = ("H1", "C1")
 #: The target a scenario's ratio compares with (``raw`` when not named here).
 BASELINES = {"H1": "flask"}
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 
 
 @dataclass
@@ -94,6 +108,7 @@ class Options:
     extents: int = 10_000
     range_gets: int = 1000
     runs: int = 3
+    storage: str = "local"
 
 
 @dataclass
@@ -106,11 +121,12 @@ class Target:
     database_url: str = ""
     complete: str | None = None  # a complete resource of the full size, for S6
     master: int = 0  # gunicorn's master (C1 counts its CPU too)
+    direct: DirectUploader | None = None  # ``direct``: the object store, uploaded to by boto3
 
     @property
     def raw(self) -> bool:
-        """Not a byterange-server: the raw sink or the bare Flask app."""
-        return self.name in ("raw", "flask")
+        """Not a byterange-server: the raw sink, the bare Flask app or boto3 to the store."""
+        return self.name in ("raw", "flask", "direct")
 
     @property
     def current(self) -> bool:
@@ -181,17 +197,44 @@ class Suite:
 
     def _fill(self, target: Target, segment: int, clients: int) -> Values:
         size = self.options.size
+        if target.direct is not None:
+            body = bytes(self.block[:segment])
+            started = time.perf_counter()
+            key = target.direct.upload(body, size, segment, clients)
+            elapsed = time.perf_counter() - started
+            target.direct.delete(key)
+            return {"upload": (size / elapsed / 1e6, "MB/s")}
         client = load.Client(target.url)
         path = client.create(size)
         started = time.perf_counter()
         load.upload(target.url, self.block, size, segment, clients, path=path)
         elapsed = time.perf_counter() - started
+        out = {"upload": (size / elapsed / 1e6, "MB/s")}
+        if self.options.storage == "s3":
+            assembled = self._await_assembly(target, path.rpartition("/")[2])
+            out["assembly"] = ((assembled - started - elapsed) / (size / GiB), "s/GiB")
         if target.complete is None:
             target.complete = path  # kept for S6
         else:
             client.delete(path)
         client.close()
-        return {"upload": (size / elapsed / 1e6, "MB/s")}
+        return out
+
+    def _await_assembly(self, target: Target, resource_id: str, timeout: float = 1800.0) -> float:
+        """``perf_counter()`` when the resource's assembled object replaced its pieces (polled
+        every 20 ms: a figure rounds up by at most that)."""
+        database = Database(target.database_url)
+        query = select(resources.c.assembled_at).where(resources.c.id == resource_id)
+        deadline = time.perf_counter() + timeout
+        try:
+            while time.perf_counter() < deadline:
+                with database.read() as conn:
+                    if conn.execute(query).scalar_one() is not None:
+                        return time.perf_counter()
+                time.sleep(0.02)
+        finally:
+            database.dispose()
+        raise RuntimeError(f"{resource_id} was not assembled within {timeout:.0f} s")
 
     def s3(self, target: Target) -> Values:
         small, writes = self.options.small, self.options.writes
@@ -330,6 +373,8 @@ class Suite:
     def ratios(self) -> None:
         for (scenario, metric, name), row in self.rows.items():
             baseline = BASELINES.get(scenario, "raw")
+            if self.options.storage == "s3" and scenario in ("S1", "S2"):
+                baseline = "direct"
             raw = self.rows.get((scenario, metric, baseline))
             if raw is not None and name != baseline:
                 row.ratio = statistics.median(row.runs) / statistics.median(raw.runs)
@@ -351,9 +396,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 @contextlib.contextmanager
 def servers(databases: list[str], raw: bool, bare: bool = False,
-            against: tuple[str, ...] = ()) -> Iterator[list[Target]]:
+            against: tuple[str, ...] = (), storage: str = "local",
+            clients: int = 8) -> Iterator[list[Target]]:
     with contextlib.ExitStack() as stack:
         targets = []
+        store = stack.enter_context(seaweed_store()) if storage == "s3" else None
+        if store is not None:
+            targets.append(Target("direct", store["endpoint"], lambda: [],
+                                  direct=DirectUploader(store, clients)))
         if raw:
             server = stack.enter_context(raw_server())
             targets.append(Target("raw", server.url, server.worker_pids))
@@ -367,7 +417,9 @@ def servers(databases: list[str], raw: bool, bare: bool = False,
             if database == "postgresql":
                 urls = stack.enter_context(postgres_databases(len(sources)))
             for (suffix, source), url in zip(sources, urls, strict=True):
-                server = stack.enter_context(gunicorn_server(database_url=url, source=source))
+                environ = server_environ(store, f"bench/{database}{suffix}/") if store is not None else None
+                server = stack.enter_context(gunicorn_server(database_url=url, source=source,
+                                                             environ=environ))
                 targets.append(Target(database + suffix, server.url, server.worker_pids, server.database_url,
                                       master=server.pid))
         yield targets
@@ -391,6 +443,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default=None,
                         help="resource size for S1, S2, S5, S6 and P1–P3 (default 1GiB)")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
+    parser.add_argument("--storage", choices=("local", "s3"), default="local",
+                        help="the servers' storage; s3: a SeaweedFS the suite starts, and S1/S2 "
+                             "against boto3 uploading to it directly")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--note", default="", help="stored in the JSON, e.g. 'loaded machine'")
     parser.add_argument("--profile", action="store_true",
@@ -419,10 +474,12 @@ def main(argv: list[str] | None = None) -> None:
         if name not in ("sqlite", "postgresql"):
             parser.error(f"unknown database {name}")
     if args.quick:
-        options = Options(size=parse_size(args.size or "16MiB"), segment=4 * MiB, writes=40, heads=50,
-                          extents=500, range_gets=50, runs=args.runs or 1)
+        # On S3 a part is at least 5 MiB: the direct baseline's parts are the segments.
+        segment = 8 * MiB if args.storage == "s3" else 4 * MiB
+        options = Options(size=parse_size(args.size or "16MiB"), segment=segment, writes=40, heads=50,
+                          extents=500, range_gets=50, runs=args.runs or 1, storage=args.storage)
     else:
-        options = Options(size=parse_size(args.size or "1GiB"), runs=args.runs or 3)
+        options = Options(size=parse_size(args.size or "1GiB"), runs=args.runs or 3, storage=args.storage)
     if args.heads:
         options.heads = args.heads
     suite_capacity = capacity.CapacityOptions()
@@ -446,15 +503,18 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"started": started.isoformat(timespec="seconds"), "note": args.note, "machine": machine(),
             "options": vars(options), "databases": databases, "scenarios": scenarios,
             "argv": sys.argv[1:] if argv is None else argv}
-    need_raw = bool({"S1", "S2", "S3", "S6"} & set(scenarios))
-    with servers(databases, need_raw, bare="H1" in scenarios, against=against) as targets:
+    raw_for = {"S3", "S6"} if options.storage == "s3" else {"S1", "S2", "S3", "S6"}
+    need_raw = bool(raw_for & set(scenarios))
+    with servers(databases, need_raw, bare="H1" in scenarios, against=against, storage=options.storage,
+                 clients=options.clients) as targets:
         every = [target for target in targets if not target.raw]
         ours = [target for target in every if target.current]
         first = ours[0]
         raw = [target for target in targets if target.name == "raw"]
         bare = [target for target in targets if target.name == "flask"]
+        fill = [target for target in targets if target.name == "direct"] or raw  # S1, S2's baseline
         plan: dict[str, list[Target]] = {
-            "S1": raw + every, "S2": raw + every, "S3": raw + every, "S4": [first], "S5": [first],
+            "S1": fill + every, "S2": fill + every, "S3": raw + every, "S4": [first], "S5": [first],
             "S6": raw + [first], "H1": bare + every, "C1": every,
         }
         for scenario in scenarios:
@@ -463,7 +523,7 @@ def main(argv: list[str] | None = None) -> None:
                 spied: dict[str, list[Path]] = {}
                 if profile_dir is not None:
                     for target in plan[scenario]:
-                        if target.name != "raw":
+                        if target.name not in ("raw", "direct"):
                             prefix = profile_dir / f"profile-{scenario}-{target.name}"
                             spied[target.name] = stack.enter_context(py_spy(target.pids(), prefix))
                 if scenario == "S4":

@@ -89,7 +89,6 @@ def build_service(
             "region": settings.s3_region or None,
             "path_style": settings.s3_path_style,
             "min_block_size": settings.s3_block_size,
-            "max_resource_size": settings.max_resource_size,
         }
     storage = load_backend(settings.storage, **options)
     events = EventBus()

@@ -58,6 +58,9 @@ class Settings:
     s3_block_size: int = 8 * 1024 * 1024
     #: Seconds the pieces an assembly replaced stay, for reads that began on them.
     s3_gc_grace: float = 3600.0
+    #: Assemble a resource in a background thread of the process whose write completed it,
+    #: instead of at the next sweep (which still assembles what that missed).
+    s3_assemble_on_completion: bool = True
     #: URL prefix the resources live under.
     mount: str = "/files"
     #: Largest resource (complete length or highest byte written), in bytes.

@@ -10,6 +10,7 @@ for a quick local run, and CI always runs both.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,9 @@ import pytest
 from byterange_server import create_app
 from byterange_server.db import migrate
 
+from .support.ceph import CephUnavailable
+from .support.ceph import binaries as ceph_binaries
+from .support.ceph import ceph_server as start_ceph
 from .support.pgcluster import create_database
 from .support.pgcluster import postgres_cluster
 from .support.seaweedfs import seaweed_server
@@ -67,6 +71,23 @@ def s3_server() -> Iterator[dict[str, str]]:
     with seaweed_server() as server:
         yield server
 
+
+@pytest.fixture(scope="session")
+def ceph_server() -> Iterator[dict[str, str]]:
+    """A real single-node Ceph with RGW on loopback (tests/support/ceph.py), started on first use.
+
+    Skipped where Ceph's Debian packages are not installed, unless ``BYTERANGE_TEST_CEPH=1``
+    (``.ci/run`` sets it), which makes a missing or failing Ceph an error instead.
+    """
+    required = os.environ.get("BYTERANGE_TEST_CEPH") == "1"
+    try:
+        ceph_binaries()
+    except CephUnavailable as exc:
+        if required:
+            raise
+        pytest.skip(f"{exc}; BYTERANGE_TEST_CEPH=1 makes this an error")
+    with start_ceph() as server:
+        yield server
 
 
 @pytest.fixture

@@ -348,9 +348,9 @@ class StorageBackend(Protocol):
     #: object (files).
     uses_segments: bool
 
-    def block_size(self, length_bound: int) -> int | None:
-        """The block grid for a resource of at most ``length_bound`` bytes (stored in its row at
-        allocation), or None when the backend has none (files)."""
+    def block_size(self, length: int | None) -> int | None:
+        """The block grid for a resource of ``length`` bytes (None: not known yet), stored in its
+        row at allocation, or None when the backend has none (files)."""
         ...
 
     def create(self, key: str) -> None:
@@ -452,7 +452,7 @@ class FileBackend:
     def delete(self, key: str) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def block_size(self, length_bound: int) -> int | None:
+    def block_size(self, length: int | None) -> int | None:
         return None
 
     def begin_write(self, key: str, writer_id: str, block_size: int | None) -> BlockWriter:

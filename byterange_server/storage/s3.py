@@ -50,6 +50,7 @@ MIB = 1024 * 1024
 #: S3's limits on a multipart upload.
 MAX_PARTS = 10_000
 MIN_PART = 5 * MIB
+MAX_PART = 5 * 1024 * MIB
 #: Threads storing full blocks in the background and copying assembly parts, per process.
 _WORKERS = 16
 #: Seconds a health probe may take to connect, and then to be answered: one attempt, no retries,
@@ -87,8 +88,9 @@ class S3Storage:
     :param endpoint: URL of an S3-compatible store; None for AWS.
     :param prefix: prepended to every key (``tenant/``, say); empty or ending in ``/``.
     :param path_style: ``endpoint/bucket/key`` URLs instead of ``bucket.endpoint/key``.
-    :param min_block_size: the smallest block size (8 MiB); larger resources get larger blocks.
-    :param max_resource_size: the block grid of a resource of unknown length covers this.
+    :param min_block_size: the block size (8 MiB) of a resource of unknown length, and the
+        smallest of one of known length (larger ones get the power-of-two multiple that keeps
+        them under 10,000 blocks).
     :param client: a boto3 S3 client to use instead of building one (tests).
     """
 
@@ -103,7 +105,6 @@ class S3Storage:
         region: str | None = None,
         path_style: bool = True,
         min_block_size: int = 8 * MIB,
-        max_resource_size: int = 1024**4,
         client: Any = None,
     ) -> None:
         if not bucket:
@@ -115,7 +116,6 @@ class S3Storage:
         self.bucket = bucket
         self.prefix = prefix
         self.min_block_size = min_block_size
-        self.max_resource_size = max_resource_size
         self._endpoint = endpoint
         self._region = region
         self._path_style = path_style
@@ -157,8 +157,12 @@ class S3Storage:
 
     # -- the StorageBackend protocol ---------------------------------------------------------
 
-    def block_size(self, length_bound: int) -> int:
-        return block_size_for(min(length_bound, self.max_resource_size), self.min_block_size)
+    def block_size(self, length: int | None) -> int:
+        # Unknown: the smallest block, so a write holds at most two of them in memory whatever
+        # the resource grows to; assembly then groups blocks if there are over 10,000 of them.
+        if length is None:
+            return self.min_block_size
+        return block_size_for(length, self.min_block_size)
 
     def create(self, key: str) -> None:
         validate_storage_key(key)  # nothing to create: objects come with the first write
@@ -284,18 +288,53 @@ class S3Storage:
     ) -> Segment:
         """See :meth:`StorageBackend.assemble
         <byterange_server.storage.base.StorageBackend.assemble>`; its counts of copied and
-        uploaded parts are kept in ``last_assembly``."""
+        uploaded parts are kept in ``last_assembly``.
+
+        Part k is block k. A resource of more than 10,000 blocks (one whose length was unknown
+        when its blocks were chosen) is assembled in two levels: each run of ``g`` blocks first
+        becomes an object of its own (``<target>.parts/<n>``, a multipart upload of its blocks),
+        then each of those is copied whole as one part of the target, so every part but the
+        last is still ``g`` blocks long. That costs one more copy of the bytes inside the
+        store, none through this host.
+        """
         target = self.key_prefix(key) + self.assembly_scope(attempt)
         ordered = sorted(segments, key=lambda segment: segment.start)
+        blocks = -(-length // block_size)
+        group = -(-blocks // MAX_PARTS)
+        stats = {"copied": 0, "uploaded": 0}
+        if group == 1:
+            self._multipart(target, ordered, 0, length, block_size, stats)
+        else:
+            part_size = group * block_size
+            if part_size > MAX_PART:
+                raise StorageError("A resource this large cannot be assembled in 10,000 parts of 5 GiB.")
+            runs = []
+            for index, start in enumerate(range(0, length, part_size)):
+                stop = min(length, start + part_size)
+                run = f"{target}.parts/{index:05d}"
+                self._multipart(run, ordered, start, stop, block_size, stats)
+                runs.append(Segment(start, stop, run, 0, None))
+            final = {"copied": 0, "uploaded": 0}
+            self._multipart(target, runs, 0, length, part_size, final)
+            stats["regrouped"] = final["copied"]
+        self.last_assembly = stats
+        return Segment(0, length, target, 0, None)
+
+    def _multipart(
+        self, target: str, ordered: Sequence[Segment], first: int, length: int, part_size: int,
+        stats: dict[str, int],
+    ) -> None:
+        """One multipart upload to ``target`` of bytes ``[first, length)``, part k being
+        ``[first + k * part_size, ...)``: copied inside the store where one piece covers it, read
+        back and uploaded otherwise."""
         try:
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=target)["UploadId"]
         except Exception as exc:
             raise _error("begin an assembly", exc) from exc
-        blocks = -(-length // block_size)
-        stats = {"copied": 0, "uploaded": 0}
+        parts_count = -(-(length - first) // part_size)
 
         def part(index: int) -> dict[str, Any]:
-            start, stop = index * block_size, min(length, (index + 1) * block_size)
+            start, stop = first + index * part_size, min(length, first + (index + 1) * part_size)
             inside = _meeting(ordered, start, stop)
             if len(inside) == 1 and inside[0].start <= start and inside[0].stop >= stop:
                 piece = inside[0]
@@ -322,7 +361,7 @@ class S3Storage:
 
         try:
             with concurrent.futures.ThreadPoolExecutor(_ASSEMBLY_PARALLEL) as pool:
-                parts = list(pool.map(part, range(blocks)))
+                parts = list(pool.map(part, range(parts_count)))
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=target, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
@@ -334,8 +373,6 @@ class S3Storage:
             if isinstance(exc, StorageError) or not isinstance(exc, Exception):
                 raise
             raise _error("assemble an object", exc) from exc
-        self.last_assembly = stats
-        return Segment(0, length, target, 0, None)
 
 
 def _meeting(ordered: Sequence[Segment], start: int, stop: int) -> list[Segment]:

@@ -181,7 +181,7 @@ class UploadService:
             )
         resource_id, storage_key, derived = self._create_object(creator)
         expires_at = clock.at_from_now(self.settings.expire_after)
-        block_size = self.storage.block_size(length if length is not None else max_size)
+        block_size = self.storage.block_size(length)
         try:
             with self.db.write() as conn:
                 self._check_quota(conn, creator.owner, length)
@@ -606,6 +606,8 @@ class UploadService:
             finals = pieces.finals_reading(conn, resource_id) if record.concat == "partial" else []
         for final_id in finals:  # concatenation-unfinished: the finals waiting for this one
             self.concat.assemble(final_id)
+        if marked and not failed and self.settings.s3_assemble_on_completion:
+            self.assembler.assemble_soon(resource_id)
         check_not_failed(record)
 
     # -- stored bytes after the request ----------------------------------------------------------

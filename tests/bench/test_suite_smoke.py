@@ -52,3 +52,23 @@ def test_quick_run_reports_every_scenario(database: str, tmp_path: Path) -> None
     s6 = targets("S6")
     assert s6[(database, "GET whole")]["ratio"] is not None
     assert s6[(database, "64 KiB Range GETs")]["unit"] == "requests/s"
+
+
+def test_quick_run_on_s3_reports_ours_against_direct_and_assembly(tmp_path: Path) -> None:
+    # SQLite only: the database does not change what this checks (the S3 rows and their ratios).
+    out = tmp_path / "bench-s3.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--storage", "s3", "--db", "sqlite",
+         "--scenarios", "S1,S2", "--json", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    scenarios = json.loads(out.read_text())["scenarios"]
+    assert sorted(scenarios) == ["S1", "S2"]
+    for name in ("S1", "S2"):
+        rows = {(row["target"], row["metric"]): row for row in scenarios[name]}
+        assert set(rows) == {("direct", "upload"), ("sqlite", "upload"), ("sqlite", "assembly")}, rows
+        assert rows[("direct", "upload")]["median"] > 0
+        assert rows[("sqlite", "upload")]["ratio"] is not None  # ours / direct
+        assembly = rows[("sqlite", "assembly")]
+        assert assembly["unit"] == "s/GiB" and assembly["median"] > 0

@@ -41,6 +41,8 @@ def settings_overrides(database_url: str, tmp_path: Path, s3_settings: dict[str,
         "LEASE_SECONDS": "5",
         "AUTH": "off",
         "CLEANUP_INTERVAL": "0",
+        # The tests assemble by hand, as they sweep (test_assembly.py tests the prompt path).
+        "S3_ASSEMBLE_ON_COMPLETION": "false",
         **s3_settings,
     }
 
