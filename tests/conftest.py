@@ -45,7 +45,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         unknown = set(chosen) - set(DATABASES)
         if unknown:
             raise pytest.UsageError(f"unknown databases: {sorted(unknown)}")
-        # A module may narrow them (ONLY_DATABASES): see tests/s3/test_api_on_s3.py.
+        # A module may narrow them (ONLY_DATABASES): see tests/s3/test_api_on_s3_tus.py.
         narrowed = getattr(metafunc.module, "ONLY_DATABASES", DATABASES)
         metafunc.parametrize("database", [name for name in chosen if name in narrowed], scope="session")
 

@@ -47,7 +47,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_SCRIPT = Path(__file__).resolve().with_name("upload_worker.py")
 MiB = 1024 * 1024
 
-WORKERS = 4
+# Two worker processes: every cross-process path (a lease held in one worker, a request in the
+# other) is exercised, and each server start boots half the interpreters it did with four.
+WORKERS = 2
 THREADS = 4
 LEASE_SECONDS = 2
 STARTUP_TIMEOUT = 30.0

@@ -1,0 +1,17 @@
+"""The API suite's tus creation, PATCH, HEAD, DELETE and concatenation, run again with
+``BYTERANGE_STORAGE=s3`` (see conftest.py) on a real store. One module per protocol, so that
+pytest-xdist can spread them; OPTIONS and dispatch, which touch no storage, run once, on local
+storage."""
+
+from __future__ import annotations
+
+from tests.api.tus.test_concat import *  # noqa: F403
+from tests.api.tus.test_delete import *  # noqa: F403
+from tests.api.tus.test_head import *  # noqa: F403
+from tests.api.tus.test_patch import *  # noqa: F403
+from tests.api.tus.test_post import *  # noqa: F403
+
+#: The API suite runs on both databases with local storage; here the object store is what is under
+#: test, so once, on PostgreSQL (the database of a deployment that shares a bucket between hosts).
+#: The S3-specific tests (test_objects.py, test_kill.py) still run on both.
+ONLY_DATABASES = ("postgresql",)
