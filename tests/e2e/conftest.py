@@ -27,6 +27,7 @@ import hashlib
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -530,3 +531,14 @@ def source_64m(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, s
     path = tmp_path_factory.mktemp("e2e-source") / "source-64m.bin"
     path.write_bytes(data)
     return path, data, hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail(
+        "Chromium is required for the browser tests (apt-get install chromium; .ci/run does it)"
+    )

@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
-import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +38,7 @@ import requests
 
 from byterange_server.auth.signing import signed_url
 
+from ..support.pages import PageServer
 from .conftest import GunicornServer
 from .conftest import running
 
@@ -195,63 +193,7 @@ def _pair(requests_raw: bytes, responses_raw: bytes) -> list[Exchange]:
 # -- the pages, on two origins --------------------------------------------------------------------
 
 
-class PageServer:
-    """Serves the page and the upload's bytes; receives the page's report at POST /report."""
-
-    def __init__(self, data: bytes) -> None:
-        self.reports: list[dict] = []
-        self.reported = threading.Event()
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                path = self.path.split("?", 1)[0]
-                if path == "/page.html":
-                    self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
-                elif path == "/data.bin":
-                    self._send(200, data, "application/octet-stream")
-                else:
-                    self._send(404, b"", "text/plain")
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.reports.append(json.loads(body))
-                owner.reported.set()
-                self._send(204, b"", "text/plain")
-
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 # -- the browser ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail(
-        "Chromium is required for the browser CORS test (apt-get install chromium; .ci/run does it)"
-    )
 
 
 def run_page(chromium: str, page: PageServer, query: dict[str, str], profile: Path) -> dict:
@@ -307,7 +249,7 @@ class Setup:
 def _servers(database_url: str, tmp_path: Path, data: bytes, env: dict[str, str]) -> Iterator[Setup]:
     """gunicorn (CORS for the allowed page's origin, plus ``env``), its recording proxy, and the
     two page servers."""
-    allowed, other = PageServer(data), PageServer(data)
+    allowed, other = PageServer(PAGE, data), PageServer(PAGE, data)
     server = GunicornServer(
         database_url,
         tmp_path / "server",

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
 import json
 import os
 import random
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,12 +33,12 @@ import requests
 from byterange_server.auth.signing import signed_url
 
 from ..support.faultproxy import FaultProxy
+from ..support.pages import PageServer
 from .cdp import Browser
 from .conftest import GunicornServer
 from .conftest import MiB
 from .conftest import parse_committed_ranges
 from .conftest import running
-from .test_browser_cors import chromium  # noqa: F401 - the fixture
 
 #: The client is what these tests exercise; the server's behaviour on both databases is the API and
 #: server end-to-end suites' job. Once, on SQLite, keeps CI inside its 30 minutes.
@@ -113,7 +111,7 @@ def source(tmp_path: Path) -> tuple[Path, bytes]:
 
 
 def test_uploader_survives_a_server_restart_and_a_reload(
-    database_url: str, tmp_path: Path, chromium: str, source: tuple[Path, bytes]  # noqa: F811
+    database_url: str, tmp_path: Path, chromium: str, source: tuple[Path, bytes]
 ) -> None:
     path, data = source
     server = GunicornServer(database_url, tmp_path / "server", workers=2, threads=8,
@@ -201,56 +199,14 @@ def test_uploader_survives_a_server_restart_and_a_reload(
 # -- byterange.js imported by another origin's page, with a signed URL ---------------------------
 
 
-class ImportPage:
-    """Serves the importing page and the bytes to upload; receives its report at POST /report."""
-
-    def __init__(self, data: bytes) -> None:
-        self.reports: list[dict] = []
-        self.reported = threading.Event()
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                path = self.path.split("?", 1)[0]
-                if path == "/page.html":
-                    self._send(200, IMPORT_PAGE.read_bytes(), "text/html; charset=utf-8")
-                elif path == "/data.bin":
-                    self._send(200, data, "application/octet-stream")
-                else:
-                    self._send(404, b"", "text/plain")
-
-            def do_POST(self) -> None:  # noqa: N802
-                owner.reports.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                owner.reported.set()
-                self._send(204, b"", "text/plain")
-
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 SIGNING_KEY = "uploader-browser-key-0123456789"
 
 
 @contextlib.contextmanager
 def import_setup(
     database_url: str, tmp_path: Path, data: bytes
-) -> Iterator[tuple[GunicornServer, ImportPage]]:
-    page = ImportPage(data)
+) -> Iterator[tuple[GunicornServer, PageServer]]:
+    page = PageServer(IMPORT_PAGE, data)
     server = GunicornServer(database_url, tmp_path / "server", workers=1, threads=8, extra_env={
         "BYTERANGE_AUTH": "required", "BYTERANGE_SIGNING_KEYS": f"web:{SIGNING_KEY}",
         "BYTERANGE_CORS_ORIGINS": page.origin, "BYTERANGE_UPLOADER": "on",
@@ -263,7 +219,7 @@ def import_setup(
 
 
 def test_another_origin_imports_the_module_and_uploads_with_a_signed_url(
-    database_url: str, tmp_path: Path, chromium: str  # noqa: F811
+    database_url: str, tmp_path: Path, chromium: str
 ) -> None:
     data = random.Random(20261204).randbytes(3 * MiB + 1234)
     with import_setup(database_url, tmp_path, data) as (server, page), \
