@@ -23,7 +23,9 @@ from .auth.signing import signed_url
 from .auth.tokens import NAME_PATTERN
 from .auth.tokens import Credentials
 from .auth.tokens import parse_entries
+from .config import SettingError
 from .config import Settings
+from .config import gunicorn_count
 from .units import parse_size
 
 
@@ -52,11 +54,13 @@ def _settings() -> Settings:
 
 
 def _gunicorn_numbers() -> None:
-    """gunicorn_conf reads these itself; check them here so a typo is one line, not a traceback."""
-    for name in ("BYTERANGE_WORKERS", "BYTERANGE_THREADS"):
-        value = os.environ.get(name)
-        if value is not None and not (value.strip().isdigit() and int(value) > 0):
-            raise click.ClickException(f"{name}={value!r} is not valid: expected a whole number above 0")
+    """gunicorn's settings module reads these itself; check them here so a typo is one line, not a
+    traceback from inside gunicorn."""
+    for name in ("WORKERS", "THREADS"):
+        try:
+            gunicorn_count(name, 1)
+        except SettingError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def _existing_database(settings: Settings) -> str:

@@ -272,6 +272,17 @@ class SettingError(ValueError):
         super().__init__(f"{self.variable}={str(value)!r} is not valid: expected {expected}")
 
 
+def gunicorn_count(name: str, default: int, environ: Mapping[str, str] = os.environ) -> int:
+    """``BYTERANGE_WORKERS`` or ``BYTERANGE_THREADS``, a whole number above 0 (``default`` when
+    unset). gunicorn's settings module and ``serve`` read them here, so both judge a value alike."""
+    value = environ.get(ENV_PREFIX + name)
+    if value is None:
+        return default
+    if not (value.strip().isdigit() and int(value) > 0):
+        raise SettingError(name, value, "a whole number above 0")
+    return int(value)
+
+
 _SIZES = {
     "max_resource_size",
     "chunk_size",

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from byterange_server.cli import main
 from byterange_server.config import SettingError
 from byterange_server.config import Settings
+from byterange_server.config import gunicorn_count
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -139,3 +140,11 @@ def test_a_failed_start_leaves_no_metrics_directory(tmp_path: Path) -> None:
     assert process.returncode != 0
     assert "Address already in use" in errors
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "2.5", " ", "eight"])
+def test_gunicorn_settings_refuse_the_same_counts_serve_refuses(value: str) -> None:
+    with pytest.raises(SettingError, match=r"BYTERANGE_THREADS=.* is not valid: expected a whole number"):
+        gunicorn_count("THREADS", 8, {"BYTERANGE_THREADS": value})
+    assert gunicorn_count("THREADS", 8, {}) == 8
+    assert gunicorn_count("THREADS", 8, {"BYTERANGE_THREADS": " 16 "}) == 16

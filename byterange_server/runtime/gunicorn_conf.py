@@ -10,6 +10,8 @@ import multiprocessing
 import os
 from typing import Any
 
+from byterange_server.config import gunicorn_count
+
 bind = os.environ.get("BYTERANGE_BIND", "127.0.0.1:8080")
 # gthread: a slow upload occupies a thread, not a whole process, and the worker heartbeat keeps
 # running while a thread streams a large body (sync workers would be killed by `timeout`). Ours
@@ -17,8 +19,8 @@ bind = os.environ.get("BYTERANGE_BIND", "127.0.0.1:8080")
 # deadline (BYTERANGE_HEADER_TIMEOUT), so slow heads hold no thread, and with refused requests
 # closed by the main loop instead of drained by a thread.
 worker_class = "byterange_server.runtime.worker.UploadWorker"
-workers = int(os.environ.get("BYTERANGE_WORKERS", max(2, multiprocessing.cpu_count())))
-threads = int(os.environ.get("BYTERANGE_THREADS", 8))
+workers = gunicorn_count("WORKERS", max(2, multiprocessing.cpu_count()))
+threads = gunicorn_count("THREADS", 8)
 # For gthread, `timeout` only checks that a worker process is alive, not request duration.
 timeout = 60
 graceful_timeout = 60
