@@ -145,9 +145,17 @@ def test_validate_resource_id_rejects(bad_id):
     assert isinstance(info.value, StorageError)
 
 
-@pytest.mark.parametrize("good_id", ["a" * 16, "Z" * 64, "abc-DEF_0123456789", new_id()])
+# A fresh new_id() is checked below, not here: a parameter drawn at collection would give each
+# pytest-xdist worker a different test id.
+@pytest.mark.parametrize("good_id", ["a" * 16, "Z" * 64, "abc-DEF_0123456789"])
 def test_validate_resource_id_accepts(good_id):
     assert validate_resource_id(good_id) == good_id
+
+
+def test_validate_resource_id_accepts_what_new_id_draws():
+    for _ in range(100):
+        identifier = new_id()
+        assert validate_resource_id(identifier) == identifier
 
 
 @pytest.mark.parametrize("method", ["create", "open", "delete", "exists"])
