@@ -123,7 +123,11 @@ class S3Storage:
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )
-            client = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+            # A session of its own: boto3's default session resolves credentials once per process and
+            # keeps them, so a storage built later (new settings, a test) would sign with stale keys.
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint, region_name=region, config=config
+            )
         self.client = client
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
