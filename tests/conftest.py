@@ -25,6 +25,7 @@ from .support.ceph import CephUnavailable
 from .support.ceph import binaries as ceph_binaries
 from .support.ceph import ceph_server as start_ceph
 from .support.pgcluster import create_database
+from .support.pgcluster import drop_database
 from .support.pgcluster import postgres_cluster
 from .support.seaweedfs import seaweed_server
 
@@ -91,16 +92,18 @@ def ceph_server() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def database_url(database: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, migrated database of the kind under test."""
+def database_url(database: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database of the kind under test, dropped after the test."""
     if database == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         target = tmp_path / "byterange.sqlite3"
         shutil.copyfile(template, target)
-        return f"sqlite:///{target}"
+        yield f"sqlite:///{target}"
+        return
     server = request.getfixturevalue("postgres_server")
     name = f"byterange_test_{next(server['counter'])}"
-    return create_database(server["base_url"], name, template=server["template"])
+    yield create_database(server["base_url"], name, template=server["template"])
+    drop_database(server["base_url"], name)
 
 
 @pytest.fixture

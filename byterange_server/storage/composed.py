@@ -90,7 +90,6 @@ class ComposedObject(BufferedReader):
                 index += 1
             return done
 
-
     def write_at(self, offset: int, data: bytes | memoryview) -> int:
         # The service refuses writes to final uploads before storage is reached.
         raise StorageError("A concatenated upload is read-only.")
