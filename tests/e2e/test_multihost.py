@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from tests.s3.helpers import assert_consistent
 from tests.s3.helpers import make_garbage_due
 from tests.s3.helpers import stored_objects
 from tests.support.pgcluster import create_database
+from tests.support.pgcluster import drop_database
 
 from .conftest import LEASE_SECONDS
 from .conftest import REPO_ROOT
@@ -51,11 +53,12 @@ CLOCK_AHEAD = Path(__file__).resolve().with_name("clock_ahead")
 
 
 @pytest.fixture
-def postgres_url(request: pytest.FixtureRequest) -> str:
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh migrated PostgreSQL database: several hosts need a database server."""
     server = request.getfixturevalue("postgres_server")
-    return create_database(server["base_url"], f"byterange_multihost_{next(server['counter'])}",
-                           template=server["template"])
+    name = f"byterange_multihost_{next(server['counter'])}"
+    yield create_database(server["base_url"], name, template=server["template"])
+    drop_database(server["base_url"], name)
 
 
 @pytest.fixture
