@@ -889,6 +889,7 @@ EXEMPT: dict[str, str] = {
     "byterange_server.protocol.multipart:MultipartEncoder": "encoder",
     f"{P}.ranges:ContentRange.unsatisfied": "constructor of a printer",
     "byterange_server.protocol.ietf:UploadLimit": "value object (printed, parsed by parse_upload_limit)",
+    "byterange_server.protocol.ietf:rules_for": "lookup by a version parse_interop_version already parsed",
     "byterange_server.auth.signing:Grant": "value object built by the backend or by verify",
     "byterange_server.auth.signing:Grant.allows": "membership test on a verified grant",
     "byterange_server.auth.signing:Grant.canonical": "printer of a verified grant",

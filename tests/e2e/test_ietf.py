@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from byterange_server.auth.signing import signed_url
+from byterange_server.protocol.ietf import INTEROP_VERSIONS
 
 from .conftest import GunicornServer
 from .conftest import running
@@ -139,7 +140,11 @@ def test_no_104_when_turned_off(database_url: str, tmp_path: Path):
     assert got[0][1]["location"].startswith(server.url + "/")
 
 
-@pytest.mark.parametrize("version", [None, "5", "9"])
+#: Versions this server does not speak: one before its first, one after its newest.
+UNSUPPORTED = [str(INTEROP_VERSIONS[0] - 1), str(INTEROP_VERSIONS[-1] + 1)]
+
+
+@pytest.mark.parametrize("version", [None, *UNSUPPORTED])
 def test_no_104_without_a_supported_version(gunicorn_server: GunicornServer, version):
     field = f"Upload-Draft-Interop-Version: {version}\r\n" if version else ""
     got = request(

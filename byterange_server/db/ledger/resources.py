@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy import Connection
@@ -252,15 +253,21 @@ def load_resource(
     """:raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410) once expired,
     unless ``expired_ok`` (the expiry sweep, and a write that began before the expiry)."""
     query = _RESOURCE_BY_ID_FOR_UPDATE if for_update else _RESOURCE_BY_ID
-    row = conn.execute(query, {"id": resource_id}).first()
+    return _usable(conn.execute(query, {"id": resource_id}).first(), resource_id, expired_ok=expired_ok)
+
+
+def _usable(row: Any, resource_id: str, *, expired_ok: bool = False) -> ResourceRecord:
+    """The record of ``row`` if a request may use it: every read of a resource goes through here."""
     if row is None or row.terminated_at is not None:
         raise ResourceNotFoundError(extra={"resource": resource_id})
     record = _record(row)
-    if record.invalid_at is not None and not expired_ok:
+    if expired_ok:
+        return record
+    if record.invalid_at is not None:
         raise UploadInvalidError(
             "Content went past the upload length; the upload is invalid.", extra={"length": record.length}
         )
-    if not expired_ok and record.is_expired():
+    if record.is_expired():
         raise ResourceGoneError("The incomplete resource expired.")
     return record
 
@@ -312,15 +319,11 @@ def load_snapshot_joined(
     than one statement brings (:data:`JOINED_EXTENTS`) and the caller may show them: then
     :func:`load_snapshot` reads them.
 
-    :raises ResourceNotFoundError: (404); :raises ResourceGoneError: (410).
+    :raises ResourceNotFoundError: (404); :raises ResourceGoneError, UploadInvalidError: (410).
     """
     asked = min(limit + 1, JOINED_EXTENTS)
     rows = conn.execute(_SNAPSHOT_JOINED, {"id": resource_id, "limit": asked}).all()
-    if not rows or rows[0].terminated_at is not None:
-        raise ResourceNotFoundError(extra={"resource": resource_id})
-    record = _record(rows[0])
-    if record.is_expired():
-        raise ResourceGoneError("The incomplete resource expired.")
+    record = _usable(rows[0] if rows else None, resource_id)
     found: list[Extent] = []
     for row in rows:
         if row.extent_start is None:
