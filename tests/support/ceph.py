@@ -110,7 +110,7 @@ rgw enable usage log = false
 """
 
 
-def _run(argv: list[str], workdir: Path, timeout: float = 60.0) -> str:
+def _run(argv: list[str], workdir: Path, timeout: float = 120.0) -> str:
     done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise CephUnavailable(f"{' '.join(argv[:3])} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -162,7 +162,7 @@ def ceph_server(timeout: float = 180.0) -> Iterator[dict[str, str]]:
         stage("mon")
         osd_uuid = str(uuid.uuid4())
         # `ceph osd new` waits for the monitor's quorum (the CLI retries until it answers).
-        osd_id = _run([bins["ceph"], *c, "--connect-timeout", "60", "osd", "new", osd_uuid], workdir).strip()
+        osd_id = _run([bins["ceph"], *c, "--connect-timeout", "120", "osd", "new", osd_uuid], workdir).strip()
         if osd_id != "0":
             raise CephUnavailable(f"unexpected OSD id {osd_id!r}")
         _run([bins["ceph-osd"], *c, "-i", "0", "--mkfs", "--osd-uuid", osd_uuid], workdir, timeout=120)
